@@ -1,0 +1,43 @@
+"""The hub's app factory."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+import aiohttp
+from aiohttp import web
+
+from hubd import jobs, nodes
+from hubd.errors import error_bodies
+from hubd.keys import REGISTRY, SESSION, SETTINGS
+from hubd.registry import Registry
+from hubd.settings import HubSettings
+from hubd.upkeep import upkeep_ctx
+
+log = logging.getLogger("hubd")
+
+
+async def client_session_ctx(app: web.Application) -> AsyncIterator[None]:
+    # One pool for every call to every node; no per-host cap, since each stream holds a connection.
+    connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=30)
+    async with aiohttp.ClientSession(connector=connector, auto_decompress=False) as session:
+        app[SESSION] = session
+        yield
+
+
+def create_app(settings: HubSettings) -> web.Application:
+    if settings.cluster_token is None:
+        log.warning("CLUSTER_TOKEN is not set: any machine that reaches this hub can register as a node")
+    app = web.Application(middlewares=[error_bodies], client_max_size=settings.max_body_bytes)
+    app[SETTINGS] = settings
+    app[REGISTRY] = Registry(
+        ttl=settings.heartbeat_ttl,
+        remove_after=settings.heartbeat_offline,
+        max_failures=settings.max_failures,
+        probe_interval=settings.probe_interval,
+    )
+    app.cleanup_ctx.extend([client_session_ctx, upkeep_ctx])
+    app.add_routes(nodes.routes)
+    app.add_routes(jobs.routes)
+    return app

@@ -1,0 +1,171 @@
+"""Dispatch: send a job to the best node, fail over before the first byte, relay the answer as it comes."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from hubd.errors import AllNodesFailed, NoHealthyNodes
+from hubd.keys import REGISTRY, SESSION, SETTINGS
+from hubd.registry import NodeRecord, Registry
+from shared.auth import bearer
+from shared.relay import LineReader, UpstreamBroken, describe, error_in, error_line, pump
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Job:
+    """One request to run on some node."""
+
+    job_id: str
+    model: str
+    node_path: str
+    payload: bytes
+    stream: bool
+    # How a failure after the first byte is told to the caller, in the route's own stream format.
+    stream_error: Callable[[str], bytes] = error_line
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+
+class NodeFailed(Exception):
+    """This node could not serve the job; the next candidate may."""
+
+    def __init__(self, message: str, status: int, counts_against_node: bool = True) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.counts_against_node = counts_against_node
+
+
+async def dispatch(request: web.Request, job: Job) -> web.StreamResponse:
+    registry = request.app[REGISTRY]
+    candidates = registry.candidates(job.model)
+    if not candidates:
+        raise NoHealthyNodes(job.job_id)
+    for node in candidates:
+        if not registry.is_ready(node):  # it may have degraded while earlier candidates were tried
+            continue
+        with registry.job(node):
+            try:
+                return await _run_on(request, registry, node, job)
+            except NodeFailed as exc:
+                job.errors.append({"node_id": node.node_id, "message": exc.message, "status": exc.status})
+                if exc.counts_against_node:
+                    registry.record_failure(node, exc.message)
+                log.warning(
+                    "job %s: node %s failed (%s); trying the next one", job.job_id, node.node_id, exc.message
+                )
+    if not job.errors:
+        raise NoHealthyNodes(job.job_id)
+    raise AllNodesFailed(job.job_id, job.errors)
+
+
+async def _run_on(request: web.Request, registry: Registry, node: NodeRecord, job: Job) -> web.StreamResponse:
+    settings = request.app[SETTINGS]
+    timeout = aiohttp.ClientTimeout(
+        total=None, sock_connect=min(settings.request_timeout, 10.0), sock_read=settings.request_timeout
+    )
+    headers = {"Content-Type": "application/json", "X-Job-Id": job.job_id, **bearer(settings.cluster_token)}
+    try:
+        upstream = await request.app[SESSION].post(
+            node.base_url + job.node_path, data=job.payload, headers=headers, timeout=timeout
+        )
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise NodeFailed(describe(exc), 503) from exc
+    ours = {"X-Job-Id": job.job_id, "X-Node-Id": node.node_id}
+    async with upstream:
+        if upstream.status >= 400:
+            body = await _read_body(upstream)
+            message = _error_message(body, upstream)
+            if upstream.status >= 500:
+                raise NodeFailed(message, upstream.status)
+            if upstream.status == 404 and "not found" in message and job.model in message:
+                # The node listed the model but no longer has it: its list is stale, not the node broken.
+                raise NodeFailed(message, 404, counts_against_node=False)
+            if upstream.status == 401:
+                raise NodeFailed("the node refused the hub's cluster token", 401)
+            return web.Response(body=body, status=upstream.status, headers=_passthrough(upstream, ours))
+        if not job.stream:
+            body = await _read_body(upstream)
+            registry.record_success(node)
+            return web.Response(body=body, status=upstream.status, headers=_passthrough(upstream, ours))
+        return await _relay(request, registry, node, job, upstream, ours)
+
+
+async def _relay(
+    request: web.Request,
+    registry: Registry,
+    node: NodeRecord,
+    job: Job,
+    upstream: aiohttp.ClientResponse,
+    ours: dict[str, str],
+) -> web.StreamResponse:
+    reader = LineReader(upstream.content)
+    try:
+        first = await reader.next_block()
+    except UpstreamBroken as exc:
+        raise NodeFailed(f"failed before its first byte: {exc}", 502) from exc
+    if not first:
+        raise NodeFailed("answered with an empty stream", 502)
+    if (message := error_in(first)) is not None and first.count(b"\n") <= 1:
+        raise NodeFailed(message, 502)
+    response = web.StreamResponse(status=upstream.status, headers=_passthrough(upstream, ours))
+    try:
+        await response.prepare(request)
+        last = await pump(reader, response, first)
+    except UpstreamBroken as exc:
+        message = f"node {node.node_id} failed mid-stream: {exc}"
+        registry.record_failure(node, message)
+        log.warning("job %s: %s", job.job_id, message)
+        await _finish(response, job.stream_error(message))
+        return response
+    except ConnectionResetError:
+        log.info("job %s: the caller hung up; the node's request is cancelled", job.job_id)
+        return response
+    if (message := error_in(last)) is not None:
+        registry.record_failure(node, message)
+    else:
+        registry.record_success(node)
+    await _finish(response, b"")
+    return response
+
+
+async def _finish(response: web.StreamResponse, tail: bytes) -> None:
+    try:
+        if tail:
+            await response.write(tail)
+        await response.write_eof()
+    except ConnectionResetError:
+        pass
+
+
+async def _read_body(upstream: aiohttp.ClientResponse) -> bytes:
+    try:
+        return await upstream.read()
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise NodeFailed(f"failed while answering: {describe(exc)}", 502) from exc
+
+
+def _error_message(body: bytes, upstream: aiohttp.ClientResponse) -> str:
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        parsed = None
+    if isinstance(parsed, dict) and isinstance(parsed.get("error"), str):
+        return parsed["error"]
+    if isinstance(parsed, dict) and isinstance(parsed.get("error"), dict):
+        return str(parsed["error"].get("message", parsed["error"]))
+    text = body.decode(errors="replace").strip()
+    return text[:500] or f"HTTP {upstream.status} {upstream.reason}"
+
+
+def _passthrough(upstream: aiohttp.ClientResponse, ours: dict[str, str]) -> dict[str, str]:
+    content_type = upstream.headers.get("Content-Type", "application/json")
+    return {"Content-Type": content_type, **ours}

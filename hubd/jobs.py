@@ -1,0 +1,43 @@
+"""POST /jobs: the seed's job API, a generate request run on the best node."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
+
+from hubd.dispatch import Job, dispatch
+from shared.http import parse_body_as, read_json_object
+
+routes = web.RouteTableDef()
+
+
+class JobRequest(BaseModel):
+    """The fields the hub reads; every other field of Ollama's /api/generate passes through untouched."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: StrictStr = Field(min_length=1)
+    prompt: StrictStr
+    options: dict[str, Any] | None = None
+    stream: StrictBool = True
+
+
+@routes.post("/jobs")
+async def submit_job(request: web.Request) -> web.StreamResponse:
+    body = await read_json_object(request)
+    job = parse_body_as(JobRequest, body)
+    body["stream"] = job.stream  # explicit, whatever the node's Ollama defaults to
+    return await dispatch(
+        request,
+        Job(
+            job_id=str(uuid.uuid4()),
+            model=job.model,
+            node_path="/execute",
+            payload=json.dumps(body).encode(),
+            stream=job.stream,
+        ),
+    )

@@ -1,0 +1,25 @@
+"""`ollama-hubd`: the hub daemon."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from hubd.app import create_app
+from hubd.settings import HubSettings
+from shared.http import serve_until_signalled
+from shared.logs import setup_logging
+from shared.settings import ConfigError
+
+
+def main() -> None:
+    try:
+        settings = HubSettings.from_env()
+    except ConfigError as exc:
+        sys.exit(f"ollama-hubd: bad configuration: {exc}")
+    setup_logging(settings.log_level)
+    asyncio.run(serve_until_signalled(create_app(settings), settings.hosts, settings.port))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,44 @@
+"""Heartbeats in, and the registry out: /nodes/heartbeat, /nodes, /nodes/{node_id}, /healthz."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from hubd.errors import HubError, Unauthorized
+from hubd.keys import REGISTRY, SETTINGS
+from shared.auth import is_authorized
+from shared.http import parse_body_as, read_json_object
+from shared.wire import Heartbeat
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/healthz")
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+@routes.post("/nodes/heartbeat")
+async def heartbeat(request: web.Request) -> web.Response:
+    if not is_authorized(request, request.app[SETTINGS].cluster_token):
+        raise Unauthorized("missing or wrong cluster token (Authorization: Bearer <CLUSTER_TOKEN>)")
+    body = await read_json_object(request)
+    beat = parse_body_as(Heartbeat, body)
+    registry = request.app[REGISTRY]
+    record = registry.heartbeat(beat, request.remote or "127.0.0.1")
+    return web.json_response({"status": registry.status(record), "node_id": beat.node_id})
+
+
+@routes.get("/nodes")
+async def list_nodes(request: web.Request) -> web.Response:
+    registry = request.app[REGISTRY]
+    return web.json_response([registry.view(r).model_dump() for r in registry.all()])
+
+
+@routes.get("/nodes/{node_id}")
+async def get_node(request: web.Request) -> web.Response:
+    registry = request.app[REGISTRY]
+    record = registry.get(request.match_info["node_id"])
+    if record is None:
+        raise HubError(f"Node {request.match_info['node_id']!r} not found", status=404)
+    return web.json_response(registry.view(record).model_dump())

@@ -1,0 +1,201 @@
+"""The in-memory registry of nodes: fed by heartbeats, read by routing and by GET /nodes."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from shared.modelnames import canonical
+from shared.wire import Heartbeat, NodeStatus, NodeView
+
+log = logging.getLogger(__name__)
+MAX_PROBE_BACKOFF = 300.0
+
+
+@dataclass(eq=False, slots=True)
+class NodeRecord:
+    """What the hub knows of one node; `active_jobs` and the failure counts are the hub's own."""
+
+    beat: Heartbeat
+    base_url: str
+    model_keys: frozenset[str]
+    last_seen: float  # monotonic, for the TTL
+    last_seen_wall: float  # wall clock, for display
+    active_jobs: int = 0
+    failure_count: int = 0
+    consecutive_failures: int = 0
+    degraded: bool = False
+    next_probe: float = 0.0
+    probe_backoff: float = 0.0
+    last_assigned: int = 0
+    announced_offline: bool = field(default=False)
+
+    @property
+    def node_id(self) -> str:
+        return self.beat.node_id
+
+
+def node_url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def iso_utc(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class Registry:
+    """Nodes by id, with an index from canonical model name to the nodes that have it."""
+
+    def __init__(self, ttl: float, remove_after: float, max_failures: int, probe_interval: float) -> None:
+        self.ttl = ttl
+        self.remove_after = remove_after
+        self.max_failures = max_failures
+        self.probe_interval = probe_interval
+        self._nodes: dict[str, NodeRecord] = {}
+        self._by_model: dict[str, set[str]] = {}
+        self._assignments = itertools.count(1)
+
+    def __len__(self) -> int:
+        return len(self._nodes)
+
+    def heartbeat(self, beat: Heartbeat, peer: str) -> NodeRecord:
+        """Register or refresh a node; the hub will dial `beat.address`, or else the heartbeat's source."""
+        keys = frozenset(canonical(m) for m in beat.models)
+        url = node_url(beat.address or peer, beat.port)
+        now, wall = time.monotonic(), time.time()
+        record = self._nodes.get(beat.node_id)
+        if record is None:
+            record = NodeRecord(beat, url, keys, now, wall)
+            self._nodes[beat.node_id] = record
+            log.info("node %s registered at %s with %d model(s)", beat.node_id, url, len(keys))
+        else:
+            if record.announced_offline:
+                log.info("node %s is back", beat.node_id)
+            self._unindex(record)
+            record.beat, record.base_url, record.model_keys = beat, url, keys
+            record.last_seen, record.last_seen_wall, record.announced_offline = now, wall, False
+        for key in keys:
+            self._by_model.setdefault(key, set()).add(beat.node_id)
+        return record
+
+    def _unindex(self, record: NodeRecord) -> None:
+        for key in record.model_keys:
+            holders = self._by_model.get(key)
+            if holders is not None:
+                holders.discard(record.node_id)
+                if not holders:
+                    del self._by_model[key]
+
+    def get(self, node_id: str) -> NodeRecord | None:
+        return self._nodes.get(node_id)
+
+    def all(self) -> list[NodeRecord]:
+        return list(self._nodes.values())
+
+    def status(self, record: NodeRecord, now: float | None = None) -> NodeStatus:
+        if (now if now is not None else time.monotonic()) - record.last_seen > self.ttl:
+            return "offline"
+        if record.degraded:
+            return "degraded"
+        if record.beat.status == "draining":
+            return "draining"
+        return "online"
+
+    def view(self, record: NodeRecord, now: float | None = None) -> NodeView:
+        beat = record.beat
+        return NodeView(
+            node_id=beat.node_id,
+            ipv4=beat.ipv4,
+            ipv6=beat.ipv6,
+            port=beat.port,
+            models=beat.models,
+            metadata=beat.metadata,
+            load=beat.load,
+            last_seen=iso_utc(record.last_seen_wall),
+            status=self.status(record, now),
+            active_jobs=record.active_jobs,
+            failure_count=record.failure_count,
+        )
+
+    def holders(self, model: str) -> list[NodeRecord]:
+        """Every registered node that lists the model, whatever its status."""
+        return [self._nodes[node_id] for node_id in self._by_model.get(canonical(model), ())]
+
+    def candidates(self, model: str) -> list[NodeRecord]:
+        """Online nodes with the model, best first: fewest active jobs, lower CPU, fewer failures.
+
+        The last key, least recently assigned, spreads work among otherwise equal nodes.
+        """
+        now = time.monotonic()
+        ready = [r for r in self.holders(model) if self.status(r, now) == "online"]
+        ready.sort(key=lambda r: (r.active_jobs, r.beat.load.cpu, r.failure_count, r.last_assigned))
+        return ready
+
+    def is_ready(self, record: NodeRecord) -> bool:
+        return self._nodes.get(record.node_id) is record and self.status(record) == "online"
+
+    @contextmanager
+    def job(self, record: NodeRecord) -> Iterator[None]:
+        """Count a job against a node for as long as it runs, however it ends."""
+        record.active_jobs += 1
+        record.last_assigned = next(self._assignments)
+        try:
+            yield
+        finally:
+            record.active_jobs -= 1
+
+    def record_success(self, record: NodeRecord) -> None:
+        record.consecutive_failures = 0
+
+    def record_failure(self, record: NodeRecord, reason: str) -> None:
+        record.failure_count += 1
+        record.consecutive_failures += 1
+        if not record.degraded and record.consecutive_failures >= self.max_failures:
+            record.degraded = True
+            record.probe_backoff = self.probe_interval
+            record.next_probe = time.monotonic() + record.probe_backoff
+            log.warning(
+                "node %s degraded after %d consecutive failures (last: %s); probing in %.0f s",
+                record.node_id,
+                record.consecutive_failures,
+                reason,
+                record.probe_backoff,
+            )
+
+    def due_probes(self) -> list[NodeRecord]:
+        now = time.monotonic()
+        return [
+            r
+            for r in self._nodes.values()
+            if r.degraded and r.next_probe <= now and self.status(r, now) != "offline"
+        ]
+
+    def probe_result(self, record: NodeRecord, healthy: bool, detail: str) -> None:
+        if healthy:
+            record.degraded = False
+            record.consecutive_failures = 0
+            log.info("node %s passed its health probe and is back in rotation", record.node_id)
+            return
+        record.probe_backoff = min(record.probe_backoff * 2, MAX_PROBE_BACKOFF)
+        record.next_probe = time.monotonic() + record.probe_backoff
+        log.info(
+            "node %s still unhealthy (%s); next probe in %.0f s", record.node_id, detail, record.probe_backoff
+        )
+
+    def sweep(self) -> None:
+        """Announce nodes that went offline, and remove those silent for longer than `remove_after`."""
+        now = time.monotonic()
+        for record in list(self._nodes.values()):
+            silent = now - record.last_seen
+            if silent > self.remove_after:
+                del self._nodes[record.node_id]
+                self._unindex(record)
+                log.warning("node %s removed after %.0f s without a heartbeat", record.node_id, silent)
+            elif silent > self.ttl and not record.announced_offline:
+                record.announced_offline = True
+                log.warning("node %s offline: no heartbeat for %.0f s", record.node_id, silent)

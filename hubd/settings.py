@@ -1,0 +1,38 @@
+"""The hub's configuration, from environment variables."""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+
+from shared.settings import CommaList, EnvSettings, LogLevel, OptionalToken
+
+
+class HubSettings(EnvSettings):
+    """Every knob of `ollama-hubd`; the alias of each field is its environment variable."""
+
+    hosts: CommaList = Field(["0.0.0.0"], alias="HUB_HOST", min_length=1)
+    """Addresses to listen on, comma-separated (for example `0.0.0.0,::` for IPv4 and IPv6)."""
+    port: int = Field(8000, alias="HUB_PORT", ge=0, le=65535)
+    """Port to listen on."""
+    heartbeat_ttl: float = Field(90.0, alias="HEARTBEAT_TTL_SECONDS", gt=0)
+    """Seconds without a heartbeat before a node is shown offline and gets no jobs."""
+    heartbeat_offline: float = Field(180.0, alias="HEARTBEAT_OFFLINE_SECONDS", gt=0)
+    """Seconds without a heartbeat before a node is removed from the registry."""
+    max_failures: int = Field(3, alias="NODE_MAX_FAILURES", ge=1)
+    """Consecutive failures that make a node degraded."""
+    request_timeout: float = Field(120.0, alias="NODE_REQUEST_TIMEOUT", gt=0)
+    """Seconds the hub waits to connect to a node, and for each next byte of its answer."""
+    probe_interval: float = Field(30.0, alias="NODE_PROBE_INTERVAL", gt=0)
+    """Seconds a degraded node rests before the hub probes its /healthz; doubles after each failed probe."""
+    cluster_token: OptionalToken = Field(None, alias="CLUSTER_TOKEN")
+    """Shared secret between the hub and its nodes; unset means no authentication (a warning at start)."""
+    max_body_bytes: int = Field(32 * 1024 * 1024, alias="MAX_REQUEST_BYTES", ge=1024)
+    """Largest request body accepted (images in prompts make bodies large); bigger bodies get 413."""
+    log_level: LogLevel = Field("INFO", alias="LOG_LEVEL")
+    """Logging verbosity."""
+
+    @model_validator(mode="after")
+    def _removal_after_offline(self) -> HubSettings:
+        if self.heartbeat_offline < self.heartbeat_ttl:
+            raise ValueError("HEARTBEAT_OFFLINE_SECONDS must not be shorter than HEARTBEAT_TTL_SECONDS")
+        return self

@@ -1,0 +1,57 @@
+"""The node agent's app factory."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import aiohttp
+from aiohttp import web
+
+from noded import routes
+from noded.heartbeat import heartbeat_ctx
+from noded.keys import SESSION, SETTINGS, STATE, AgentState
+from noded.settings import NodeSettings
+from shared.http import BadRequest
+
+log = logging.getLogger("noded")
+
+
+@web.middleware
+async def error_bodies(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Errors as Ollama writes them, `{"error": ...}`, since the agent speaks for its Ollama."""
+    try:
+        return await handler(request)
+    except BadRequest as exc:
+        return web.json_response({"error": str(exc)}, status=exc.status)
+    except web.HTTPRequestEntityTooLarge:
+        return web.json_response({"error": "request body too large"}, status=413)
+
+
+async def client_session_ctx(app: web.Application) -> AsyncIterator[None]:
+    async with aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0, limit_per_host=0), auto_decompress=False
+    ) as session:
+        app[SESSION] = session
+        yield
+
+
+def create_app(settings: NodeSettings) -> web.Application:
+    if settings.cluster_token is None:
+        log.warning(
+            "CLUSTER_TOKEN is not set: anyone who reaches port %d can run prompts here", settings.port
+        )
+    app = web.Application(middlewares=[error_bodies], client_max_size=64 * 1024 * 1024)
+    app[SETTINGS] = settings
+    app[STATE] = AgentState(port=settings.port)
+    app.cleanup_ctx.extend([client_session_ctx, heartbeat_ctx])
+    app.add_routes(routes.routes)
+    return app
+
+
+def mark_listening(app: web.Application, port: int) -> None:
+    """Called once the port accepts connections: heartbeats may now advertise it."""
+    app[STATE].port = port
+    app[STATE].listening.set()

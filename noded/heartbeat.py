@@ -1,0 +1,89 @@
+"""Heartbeats to the hub: at start, then every HEARTBEAT_INTERVAL, with backoff while the hub is away."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+
+import aiohttp
+from aiohttp import web
+
+from noded.keys import SESSION, SETTINGS, STATE
+from noded.ollama import refresh_ollama
+from noded.sysinfo import current_load, machine_metadata, primary_addresses
+from shared.auth import bearer
+from shared.relay import describe
+from shared.wire import Heartbeat
+
+log = logging.getLogger(__name__)
+HEARTBEAT_TIMEOUT = aiohttp.ClientTimeout(total=10.0)
+FIRST_RETRY = 1.0
+
+
+class HubRefused(Exception):
+    pass
+
+
+def build_heartbeat(app: web.Application) -> Heartbeat:
+    settings, state = app[SETTINGS], app[STATE]
+    detected_v4, detected_v6 = primary_addresses()
+    return Heartbeat(
+        node_id=settings.node_id,
+        ipv4=settings.ipv4 or detected_v4,
+        ipv6=settings.ipv6 or detected_v6,
+        port=state.port,
+        models=state.models,
+        metadata=machine_metadata(state.ollama_version),
+        load=current_load(),
+        active_jobs=state.active_jobs,
+        status="draining" if state.draining else "online",
+        address=settings.address,
+    )
+
+
+async def send_heartbeat(app: web.Application) -> None:
+    settings = app[SETTINGS]
+    await refresh_ollama(app)
+    beat = build_heartbeat(app)
+    url = settings.url(settings.server_url, "/nodes/heartbeat")
+    async with app[SESSION].post(
+        url, json=beat.model_dump(), headers=bearer(settings.cluster_token), timeout=HEARTBEAT_TIMEOUT
+    ) as response:
+        if response.status == 401:
+            raise HubRefused("the hub refused our cluster token (check CLUSTER_TOKEN on both sides)")
+        if response.status >= 400:
+            raise HubRefused(f"the hub answered HTTP {response.status}: {(await response.text())[:300]}")
+
+
+async def heartbeat_loop(app: web.Application) -> None:
+    settings, state = app[SETTINGS], app[STATE]
+    await state.listening.wait()
+    outage_since: float | None = None
+    retry = FIRST_RETRY
+    while True:
+        try:
+            await send_heartbeat(app)
+        except (aiohttp.ClientError, TimeoutError, HubRefused) as exc:
+            if outage_since is None:
+                outage_since = time.monotonic()
+                log.warning(
+                    "hub at %s unreachable: %s; retrying with backoff", settings.server_url, describe(exc)
+                )
+            delay, retry = retry, min(retry * 2, settings.heartbeat_interval)
+        else:
+            if outage_since is not None:
+                log.info("hub reachable again after %.0f s", time.monotonic() - outage_since)
+                outage_since = None
+            delay, retry = settings.heartbeat_interval, FIRST_RETRY
+        await asyncio.sleep(delay)
+
+
+async def heartbeat_ctx(app: web.Application) -> AsyncIterator[None]:
+    task = asyncio.create_task(heartbeat_loop(app))
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

@@ -1,0 +1,28 @@
+"""Typed application state of the node agent."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from aiohttp import ClientSession, web
+
+from noded.settings import NodeSettings
+
+
+@dataclass
+class AgentState:
+    """What the agent knows at run time."""
+
+    port: int = 0  # the port actually bound, reported in heartbeats
+    listening: asyncio.Event = field(default_factory=asyncio.Event)
+    active_jobs: int = 0
+    draining: bool = False
+    models: list[str] = field(default_factory=list)
+    ollama_version: str | None = None
+    ollama_up: bool | None = None  # None until the first check
+
+
+SETTINGS = web.AppKey("settings", NodeSettings)
+STATE = web.AppKey("state", AgentState)
+SESSION = web.AppKey("session", ClientSession)

@@ -1,0 +1,46 @@
+"""The agent's view of its local Ollama: which models it has, which version, whether it answers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import aiohttp
+from aiohttp import web
+
+from noded.keys import SESSION, SETTINGS, STATE
+from shared.relay import describe
+
+log = logging.getLogger(__name__)
+OLLAMA_TIMEOUT = aiohttp.ClientTimeout(total=5.0)
+
+
+async def ollama_json(app: web.Application, path: str) -> dict:
+    settings = app[SETTINGS]
+    async with app[SESSION].get(settings.url(settings.ollama_url, path), timeout=OLLAMA_TIMEOUT) as response:
+        response.raise_for_status()
+        return await response.json(content_type=None)
+
+
+async def refresh_ollama(app: web.Application) -> bool:
+    """Update the model list and version; with Ollama down the list is empty, so the hub sends nothing."""
+    state, settings = app[STATE], app[SETTINGS]
+    was_up = state.ollama_up
+    try:
+        tags, version = await asyncio.gather(ollama_json(app, "/api/tags"), ollama_json(app, "/api/version"))
+    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        if was_up is not False:
+            log.warning(
+                "Ollama at %s is not answering: %s; reporting no models", settings.ollama_url, describe(exc)
+            )
+        state.models, state.ollama_version, state.ollama_up = [], None, False
+        return False
+    state.models = [
+        m.get("model") or m.get("name") for m in tags.get("models") or [] if m.get("model") or m.get("name")
+    ]
+    state.ollama_version, state.ollama_up = str(version.get("version", "unknown")), True
+    if was_up is not True:
+        log.info(
+            "Ollama %s at %s has %d model(s)", state.ollama_version, settings.ollama_url, len(state.models)
+        )
+    return True

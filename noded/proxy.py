@@ -1,0 +1,68 @@
+"""Relaying a request to the local Ollama and its answer back, streaming as it comes."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import aiohttp
+from aiohttp import web
+
+from noded.keys import SESSION, SETTINGS
+from shared.relay import NDJSON, LineReader, UpstreamBroken, describe, error_line, pump
+
+log = logging.getLogger(__name__)
+# No read timeout: a generation may run long, and the hub's own timeout and hang-ups end it.
+OLLAMA_STREAM_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10.0)
+STREAMING_TYPES = (NDJSON, "text/event-stream")
+
+
+def ollama_error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+async def forward(
+    request: web.Request, path: str, payload: bytes | None, method: str = "POST"
+) -> web.StreamResponse:
+    """Send the request to Ollama; relay its status, type and body, line by line when it streams."""
+    settings = request.app[SETTINGS]
+    url = settings.url(settings.ollama_url, path)
+    try:
+        upstream = await request.app[SESSION].request(
+            method,
+            url,
+            data=payload,
+            headers={"Content-Type": "application/json"},
+            timeout=OLLAMA_STREAM_TIMEOUT,
+        )
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        return ollama_error(502, f"Ollama at {settings.ollama_url} is not answering: {describe(exc)}")
+    async with upstream:
+        content_type = upstream.headers.get("Content-Type", "application/json")
+        if not content_type.startswith(STREAMING_TYPES):
+            try:
+                body = await upstream.read()
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                return ollama_error(502, f"Ollama failed while answering: {describe(exc)}")
+            return web.Response(body=body, status=upstream.status, headers={"Content-Type": content_type})
+        reader = LineReader(upstream.content)
+        try:
+            first = await reader.next_block()
+        except UpstreamBroken as exc:
+            return ollama_error(502, f"Ollama failed before its first byte: {exc}")
+        response = web.StreamResponse(status=upstream.status, headers={"Content-Type": content_type})
+        try:
+            await response.prepare(request)
+            await pump(reader, response, first)
+        except UpstreamBroken as exc:
+            log.warning("Ollama failed mid-stream on %s: %s", path, exc)
+            await response.write(error_line(f"Ollama failed mid-stream: {exc}"))
+        except ConnectionResetError:
+            log.info("the hub hung up on %s; cancelling the request to Ollama", path)
+            return response
+        await response.write_eof()
+        return response
+
+
+def request_json(body: dict) -> bytes:
+    return json.dumps(body).encode()

@@ -1,0 +1,61 @@
+"""The agent's API: /execute for the hub's jobs, /healthz for probes."""
+
+from __future__ import annotations
+
+import logging
+
+import aiohttp
+from aiohttp import web
+
+from noded.keys import SETTINGS, STATE
+from noded.ollama import ollama_json
+from noded.proxy import forward, ollama_error, request_json
+from shared.auth import is_authorized
+from shared.http import read_json_object
+from shared.relay import describe
+
+log = logging.getLogger(__name__)
+routes = web.RouteTableDef()
+
+
+def check_token(request: web.Request) -> None:
+    if not is_authorized(request, request.app[SETTINGS].cluster_token):
+        raise web.HTTPUnauthorized(
+            text='{"error": "missing or wrong cluster token"}', content_type="application/json"
+        )
+
+
+@routes.get("/healthz")
+async def healthz(request: web.Request) -> web.Response:
+    """200 when the local Ollama answers, 503 when it does not."""
+    state = request.app[STATE]
+    try:
+        version = await ollama_json(request.app, "/api/version")
+    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        return web.json_response(
+            {"status": "unhealthy", "ollama": "down", "detail": describe(exc)}, status=503
+        )
+    return web.json_response(
+        {
+            "status": "draining" if state.draining else "ok",
+            "ollama": "up",
+            "ollama_version": version.get("version"),
+            "active_jobs": state.active_jobs,
+        }
+    )
+
+
+@routes.post("/execute")
+async def execute(request: web.Request) -> web.StreamResponse:
+    """The seed's job route: the body is an Ollama /api/generate request."""
+    check_token(request)
+    body = await read_json_object(request)
+    state = request.app[STATE]
+    if state.draining:
+        return ollama_error(503, "node is draining and takes no new jobs")
+    state.active_jobs += 1
+    try:
+        log.debug("job %s: %s", request.headers.get("X-Job-Id", "-"), body.get("model"))
+        return await forward(request, "/api/generate", request_json(body))
+    finally:
+        state.active_jobs -= 1

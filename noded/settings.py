@@ -1,0 +1,43 @@
+"""The node agent's configuration, from environment variables."""
+
+from __future__ import annotations
+
+import socket
+
+from pydantic import Field
+
+from shared.settings import CommaList, EnvSettings, HttpUrl, LogLevel, OptionalStr, OptionalToken
+
+
+class NodeSettings(EnvSettings):
+    """Every knob of `ollama-noded`; the alias of each field is its environment variable."""
+
+    server_url: HttpUrl = Field("http://localhost:8000", alias="SERVER_URL")
+    """The hub this node registers with."""
+    node_id: str = Field(default_factory=socket.gethostname, alias="NODE_ID", min_length=1, max_length=253)
+    """Stable identifier reported in heartbeats; defaults to the host name."""
+    hosts: CommaList = Field(["0.0.0.0"], alias="NODE_HOST", min_length=1)
+    """Addresses the agent listens on, comma-separated."""
+    port: int = Field(8001, alias="NODE_PORT", ge=0, le=65535)
+    """Port the agent listens on."""
+    ollama_url: HttpUrl = Field("http://127.0.0.1:11434", alias="OLLAMA_BASE_URL")
+    """The local Ollama; keep it on loopback, the agent is the only way in."""
+    heartbeat_interval: float = Field(30.0, alias="HEARTBEAT_INTERVAL", gt=0)
+    """Seconds between heartbeats."""
+    required_models: CommaList = Field(["qwen2.5:7b"], alias="REQUIRED_MODELS")
+    """Models to pull at start when Ollama lacks them."""
+    skip_model_pull: bool = Field(False, alias="SKIP_MODEL_PULL")
+    """Set to 1 to pull nothing."""
+    ipv4: OptionalStr = Field(None, alias="NODE_IPV4")
+    """IPv4 address to report; default: the machine's primary non-loopback one."""
+    ipv6: OptionalStr = Field(None, alias="NODE_IPV6")
+    """IPv6 address to report; default: the machine's primary global one."""
+    address: OptionalStr = Field(None, alias="NODE_ADDRESS")
+    """Address the hub should dial; default: the source address of the heartbeat as the hub sees it."""
+    cluster_token: OptionalToken = Field(None, alias="CLUSTER_TOKEN")
+    """Shared secret with the hub: sent on heartbeats, required on /execute."""
+    log_level: LogLevel = Field("INFO", alias="LOG_LEVEL")
+    """Logging verbosity."""
+
+    def url(self, base: str, path: str) -> str:
+        return base + path

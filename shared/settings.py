@@ -1,0 +1,80 @@
+"""Configuration from environment variables, validated once at start."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Annotated, Literal, Self
+
+from pydantic import (
+    AfterValidator,
+    AnyHttpUrl,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    SecretStr,
+    ValidationError,
+)
+
+
+class ConfigError(ValueError):
+    """A variable has a value the daemon cannot use; the message names it."""
+
+
+def _blank_to_none(value: object) -> object:
+    return None if isinstance(value, str) and not value.strip() else value
+
+
+def _split_commas(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+OptionalToken = Annotated[SecretStr | None, BeforeValidator(_blank_to_none)]
+OptionalStr = Annotated[str | None, BeforeValidator(_blank_to_none)]
+CommaList = Annotated[list[str], BeforeValidator(_split_commas)]
+
+
+class EnvSettings(BaseModel):
+    """Base for a daemon's settings: each field's alias is its environment variable."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="forbid")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:
+        environ = os.environ if environ is None else environ
+        names = [field.alias or name for name, field in cls.model_fields.items()]
+        values = {name: environ[name] for name in names if name in environ}
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            raise ConfigError(describe_errors(exc, values)) from None
+
+
+def describe_errors(exc: ValidationError, values: Mapping[str, object]) -> str:
+    """One line per bad variable: its name, the value given, and what is wrong."""
+    lines = []
+    for error in exc.errors():
+        name = ".".join(str(part) for part in error["loc"]) or "settings"
+        if name in values:
+            lines.append(f"{name}={values[name]!r}: {error['msg']}")
+        else:
+            lines.append(f"{name}: {error['msg']}")
+    return "; ".join(lines)
+
+
+def _upper(value: object) -> object:
+    return value.upper() if isinstance(value, str) else value
+
+
+LogLevel = Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], BeforeValidator(_upper)]
+
+
+def _http_url(value: str) -> str:
+    AnyHttpUrl(value)  # raises a clear error for anything that is not an http(s) URL
+    return value.rstrip("/")
+
+
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+"""An http(s) URL kept as the string the user wrote, less any trailing slash."""

@@ -1,0 +1,64 @@
+"""The simulator's app factory and its small control API under /_sim/."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from shared.http import BadRequest, read_json_object
+from sim.behaviour import Behaviour
+from sim.catalog import Catalog
+from sim.engine import Engine
+from sim.keys import ENGINE, VERSION
+from sim.routes import OllamaError, SimulatedCrash, routes
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def ollama_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Errors in Ollama's shapes: JSON `{"error": ...}`, and gin's plain-text 404 and 405."""
+    try:
+        return await handler(request)
+    except SimulatedCrash:
+        # The socket is already closed; this response only lets aiohttp finish the request quietly.
+        return web.Response(status=500)
+    except OllamaError as exc:
+        return web.json_response({"error": exc.message}, status=exc.status)
+    except BadRequest as exc:
+        return web.json_response({"error": str(exc)}, status=exc.status)
+    except web.HTTPNotFound:
+        return web.Response(status=404, text="404 page not found")
+    except web.HTTPMethodNotAllowed:
+        return web.Response(status=405, text="405 method not allowed")
+    except web.HTTPRequestEntityTooLarge as exc:
+        return web.json_response({"error": exc.text}, status=413)
+
+
+async def sim_stats(request: web.Request) -> web.Response:
+    return web.json_response(request.app[ENGINE].stats.as_dict())
+
+
+async def sim_config(request: web.Request) -> web.Response:
+    behaviour = request.app[ENGINE].behaviour
+    if request.method == "POST":
+        try:
+            behaviour.update(await read_json_object(request))
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from None
+    fields = ("tokens_per_second", "default_tokens", "load_delay", "fail_rate", "hang_rate", "die_rate")
+    return web.json_response({name: getattr(behaviour, name) for name in fields}, dumps=json.dumps)
+
+
+def create_app(
+    models: list[str], behaviour: Behaviour | None = None, version: str = "0.33.0"
+) -> web.Application:
+    app = web.Application(middlewares=[ollama_errors], client_max_size=64 * 1024 * 1024)
+    app[ENGINE] = Engine(Catalog(models), behaviour or Behaviour())
+    app[VERSION] = version
+    app.add_routes(routes)
+    app.router.add_get("/_sim/stats", sim_stats)
+    app.router.add_route("*", "/_sim/config", sim_config)
+    return app

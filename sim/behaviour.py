@@ -1,0 +1,73 @@
+"""How the simulator behaves: speed, model loading and injected failures."""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass, field
+from typing import Literal
+
+Fault = Literal["fail", "hang", "die"] | None
+
+_DURATION = re.compile(r"(-?\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+@dataclass
+class Behaviour:
+    """Knobs for one simulator; tests and the demo change them through POST /_sim/config."""
+
+    tokens_per_second: float = 50.0  # 0 means as fast as the machine allows
+    default_tokens: int = 24  # tokens per answer when the request sets no num_predict
+    load_delay: float = 0.0  # seconds to "load" a model that is not loaded yet
+    fail_rate: float = 0.0  # share of requests answered 500
+    hang_rate: float = 0.0  # share of requests that never answer
+    die_rate: float = 0.0  # share of requests whose connection drops halfway through the answer
+    seed: int | None = None
+    rng: random.Random = field(default_factory=random.Random, repr=False)
+
+    def __post_init__(self) -> None:
+        self.rng.seed(self.seed)
+
+    def draw_fault(self) -> Fault:
+        roll = self.rng.random()
+        for fault, rate in (("fail", self.fail_rate), ("hang", self.hang_rate), ("die", self.die_rate)):
+            if roll < rate:
+                return fault
+            roll -= rate
+        return None
+
+    def update(self, changes: dict) -> None:
+        for name, value in changes.items():
+            if name not in {
+                "tokens_per_second",
+                "default_tokens",
+                "load_delay",
+                "fail_rate",
+                "hang_rate",
+                "die_rate",
+            }:
+                raise ValueError(f"unknown setting {name!r}")
+            if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"{name} must be a non-negative number")
+            setattr(self, name, type(getattr(self, name))(value))
+
+
+def parse_keep_alive(value: object, default: float = 300.0) -> float:
+    """Ollama's keep_alive in seconds: a number of seconds, or a Go duration such as "5m" or "-1"."""
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        raise ValueError(f"json: cannot unmarshal bool into Go value of type time.Duration: {value}")
+    if isinstance(value, int | float):
+        return float("inf") if value < 0 else float(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if text in {"0", ""}:
+            return 0.0
+        parts = _DURATION.findall(text)
+        if not parts or "".join(n + u for n, u in parts) != text:
+            raise ValueError(f'time: missing unit in duration "{text}"')
+        seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
+        return float("inf") if seconds < 0 else seconds
+    raise ValueError(f"json: cannot unmarshal {type(value).__name__} into Go value of type time.Duration")

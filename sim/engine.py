@@ -1,0 +1,129 @@
+"""The simulated model: produces tokens at a set rate, loads models, and injects faults."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import math
+import random
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from sim.behaviour import Behaviour, Fault
+from sim.catalog import Catalog, SimModel
+
+WORDS = [
+    "The",
+    "sky",
+    "looks",
+    "blue",
+    "because",
+    "air",
+    "molecules",
+    "scatter",
+    "short",
+    "blue",
+    "wavelengths",
+    "of",
+    "sunlight",
+    "far",
+    "more",
+    "than",
+    "long",
+    "red",
+    "ones,",
+    "so",
+    "blue",
+    "light",
+    "reaches",
+    "the",
+    "eye",
+    "from",
+    "every",
+    "direction",
+    "while",
+    "the",
+    "sun",
+    "itself",
+    "looks",
+    "slightly",
+    "yellow.",
+]
+
+
+@dataclass
+class Stats:
+    """Counters a test or an operator can read at GET /_sim/stats."""
+
+    requests: int = 0
+    in_flight: int = 0
+    completed: int = 0
+    cancelled: int = 0
+    failed: int = 0  # injected 500s and dropped connections
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+class ModelNotFound(Exception):
+    pass
+
+
+class Engine:
+    """Token production shared by every inference route of the simulator."""
+
+    def __init__(self, catalog: Catalog, behaviour: Behaviour) -> None:
+        self.catalog = catalog
+        self.behaviour = behaviour
+        self.stats = Stats()
+
+    async def load(self, model: SimModel, keep_alive: float) -> int:
+        """Load the model if it is not loaded; returns the load time in nanoseconds."""
+        started = time.perf_counter_ns()
+        if model.loaded_until <= time.monotonic() and self.behaviour.load_delay > 0:
+            await asyncio.sleep(self.behaviour.load_delay)
+        model.loaded_until = time.monotonic() + min(keep_alive, 1e9)
+        return time.perf_counter_ns() - started
+
+    def token_count(self, options: dict | None) -> tuple[int, str]:
+        """How many tokens to produce and the done_reason that goes with it."""
+        limit = (options or {}).get("num_predict")
+        if isinstance(limit, int) and not isinstance(limit, bool) and limit >= 0:
+            return limit, "length"
+        return self.behaviour.default_tokens, "stop"
+
+    async def tokens(self, count: int, request: web.Request, fault: Fault) -> AsyncIterator[str]:
+        """Yield `count` tokens at the configured rate; a "die" fault drops the connection halfway."""
+        rate = self.behaviour.tokens_per_second
+        start = time.monotonic()
+        for i in range(count):
+            if fault == "die" and i == count // 2:
+                drop_connection(request)
+                return
+            if rate > 0:
+                delay = start + (i + 1) / rate - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            else:
+                await asyncio.sleep(0)
+            yield ("" if i == 0 else " ") + WORDS[i % len(WORDS)]
+
+    async def hang(self) -> None:
+        await asyncio.Event().wait()
+
+
+def drop_connection(request: web.Request) -> None:
+    """Close the socket under a response, as a crashing server would."""
+    if request.transport is not None:
+        request.transport.abort()
+
+
+def embedding(text: str, dimensions: int = 384) -> list[float]:
+    """A deterministic, L2-normalised vector for a text."""
+    rng = random.Random(hashlib.sha256(text.encode()).digest())
+    vector = [rng.gauss(0.0, 1.0) for _ in range(dimensions)]
+    norm = math.sqrt(sum(v * v for v in vector)) or 1.0
+    return [v / norm for v in vector]

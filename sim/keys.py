@@ -1,0 +1,8 @@
+"""Typed application state of the simulator."""
+
+from aiohttp import web
+
+from sim.engine import Engine
+
+ENGINE = web.AppKey("engine", Engine)
+VERSION = web.AppKey("version", str)

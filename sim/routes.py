@@ -1,0 +1,308 @@
+"""Ollama's native routes, as `../shared/reference/ollama-api.md` describes the real server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from shared.http import read_json_object
+from sim.behaviour import parse_keep_alive
+from sim.catalog import SimModel, now_rfc3339
+from sim.engine import Engine, embedding
+from sim.keys import ENGINE, VERSION
+
+routes = web.RouteTableDef()
+_NAME = re.compile(
+    r"^(?:[A-Za-z0-9_][A-Za-z0-9_.-]*/){0,2}[A-Za-z0-9_][A-Za-z0-9_.-]{0,79}(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,79})?$"
+)
+_THINK_LEVELS = {"low", "medium", "high", "max"}
+
+
+class SimulatedCrash(Exception):
+    """The connection was dropped on purpose (die_rate); there is nothing left to answer."""
+
+
+class OllamaError(Exception):
+    """An error Ollama answers with `{"error": message}`."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def compact(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def reply(obj: Any) -> web.Response:
+    return web.Response(body=compact(obj), content_type="application/json", charset="utf-8")
+
+
+def field(body: dict, name: str, kind: type | tuple[type, ...], go_type: str, default: Any = None) -> Any:
+    value = body.get(name, default)
+    if value is not None and (not isinstance(value, kind) or (kind is not bool and isinstance(value, bool))):
+        raise OllamaError(
+            400,
+            f"json: cannot unmarshal {type(value).__name__} into Go struct field .{name} of type {go_type}",
+        )
+    return value
+
+
+@routes.route("GET", "/")
+async def root(request: web.Request) -> web.Response:
+    return web.Response(text="Ollama is running")
+
+
+@routes.get("/api/version")
+async def version(request: web.Request) -> web.Response:
+    return reply({"version": request.app[VERSION]})
+
+
+@routes.get("/api/tags")
+async def tags(request: web.Request) -> web.Response:
+    return reply({"models": [m.tag_entry() for m in request.app[ENGINE].catalog.all()]})
+
+
+@routes.get("/api/ps")
+async def ps(request: web.Request) -> web.Response:
+    loaded = sorted(request.app[ENGINE].catalog.loaded(), key=lambda m: m.loaded_until, reverse=True)
+    return reply({"models": [m.ps_entry() for m in loaded]})
+
+
+@routes.post("/api/show")
+async def show(request: web.Request) -> web.Response:
+    body = await read_json_object(request)
+    name = field(body, "model", str, "string") or field(body, "name", str, "string") or ""
+    if not name:
+        raise OllamaError(400, "model is required")
+    model = request.app[ENGINE].catalog.find(name)
+    if model is None:
+        raise OllamaError(404, f"model '{name if ':' in name else name + ':latest'}' not found")
+    return reply(model.show())
+
+
+@routes.post("/api/generate")
+async def generate(request: web.Request) -> web.StreamResponse:
+    return await inference(request, "generate")
+
+
+@routes.post("/api/chat")
+async def chat(request: web.Request) -> web.StreamResponse:
+    return await inference(request, "chat")
+
+
+@dataclass
+class Ask:
+    """One validated generate or chat request."""
+
+    kind: str  # "generate" or "chat"
+    name: str  # the model string as the caller wrote it, echoed in every chunk
+    model: SimModel
+    prompt: str
+    options: dict | None
+    keep_alive: float
+    stream: bool
+    raw: bool
+
+
+async def inference(request: web.Request, kind: str) -> web.StreamResponse:
+    engine: Engine = request.app[ENGINE]
+    ask = validate(engine, await read_json_object(request), kind)
+    empty = not ask.prompt if kind == "generate" else ask.prompt is None
+    if empty:  # Ollama's load and unload shortcuts
+        if ask.keep_alive == 0:
+            ask.model.loaded_until = 0.0
+        else:
+            await engine.load(ask.model, ask.keep_alive)
+        reason = "unload" if ask.keep_alive == 0 else "load"
+        return reply(_chunk(kind, ask.name, "", done=True, done_reason=reason))
+    engine.stats.requests += 1
+    engine.stats.in_flight += 1
+    try:
+        result = await _answer(request, engine, ask)
+        engine.stats.completed += 1
+        return result
+    except SimulatedCrash:
+        engine.stats.failed += 1
+        raise
+    except (asyncio.CancelledError, ConnectionResetError):
+        engine.stats.cancelled += 1
+        raise
+    finally:
+        engine.stats.in_flight -= 1
+
+
+def validate(engine: Engine, body: dict, kind: str) -> Ask:
+    name = field(body, "model", str, "string", "")
+    stream = field(body, "stream", bool, "bool", True)
+    options = field(body, "options", dict, "map[string]interface {}")
+    think = body.get("think")
+    if not name:
+        raise (
+            OllamaError(404, "model '' not found")
+            if kind == "generate"
+            else OllamaError(400, "model is required")
+        )
+    if not _NAME.match(name):
+        raise OllamaError(400, "invalid model name")
+    if think is not None and not isinstance(think, bool) and think not in _THINK_LEVELS:
+        raise OllamaError(
+            400, f'invalid think value: "{think}" (must be "high", "medium", "low", "max", true, or false)'
+        )
+    model = engine.catalog.find(name)
+    if model is None:
+        raise OllamaError(404, f"model '{name}' not found")
+    if model.is_embedding:
+        raise OllamaError(400, f'"{name}" does not support {kind}')
+    if think not in (None, False):
+        raise OllamaError(400, f'"{name}" does not support thinking')
+    try:
+        keep_alive = parse_keep_alive(body.get("keep_alive"))
+    except ValueError as exc:
+        raise OllamaError(400, str(exc)) from None
+    if kind == "generate":
+        prompt: str | None = field(body, "prompt", str, "string", "")
+    else:
+        messages = field(body, "messages", list, "[]api.Message", [])
+        contents = [str(m.get("content", "")) for m in messages if isinstance(m, dict)]
+        prompt = " ".join(contents) if messages else None
+    return Ask(kind, name, model, prompt or "", options, keep_alive, stream, bool(body.get("raw")))
+
+
+async def _answer(request: web.Request, engine: Engine, ask: Ask) -> web.StreamResponse:
+    started = time.perf_counter_ns()
+    fault = engine.behaviour.draw_fault()
+    if fault == "hang":
+        await engine.hang()
+    load_ns = await engine.load(ask.model, ask.keep_alive)
+    if fault == "fail":
+        engine.stats.failed += 1
+        raise OllamaError(500, "an error was encountered while running the model (simulated)")
+    count, done_reason = engine.token_count(ask.options)
+    eval_started = time.perf_counter_ns()
+
+    def metrics(produced: int) -> dict[str, Any]:
+        now = time.perf_counter_ns()
+        context = {"context": list(range(1, produced + 1))} if ask.kind == "generate" and not ask.raw else {}
+        return {
+            "done_reason": done_reason,
+            **context,
+            "total_duration": now - started,
+            "load_duration": load_ns,
+            "prompt_eval_count": max(1, len(ask.prompt.split())),
+            "prompt_eval_duration": max(1, eval_started - started - load_ns),
+            "eval_count": produced,
+            "eval_duration": max(1, now - eval_started),
+        }
+
+    if not ask.stream:
+        parts = [token async for token in engine.tokens(count, request, fault)]
+        if fault == "die":
+            raise SimulatedCrash
+        return reply(_chunk(ask.kind, ask.name, "".join(parts), done=True, **metrics(len(parts))))
+
+    response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+    await response.prepare(request)
+    produced = 0
+    async for token in engine.tokens(count, request, fault):
+        await response.write(compact(_chunk(ask.kind, ask.name, token)) + b"\n")
+        produced += 1
+    if fault == "die":
+        raise SimulatedCrash
+    await response.write(compact(_chunk(ask.kind, ask.name, "", done=True, **metrics(produced))) + b"\n")
+    await response.write_eof()
+    return response
+
+
+def _chunk(kind: str, name: str, text: str, done: bool = False, **extra: Any) -> dict[str, Any]:
+    chunk: dict[str, Any] = {"model": name, "created_at": now_rfc3339()}
+    if kind == "generate":
+        chunk["response"] = text
+    else:
+        chunk["message"] = {"role": "assistant", "content": text}
+    chunk["done"] = done
+    chunk.update(extra)
+    return chunk
+
+
+@routes.post("/api/embed")
+async def embed(request: web.Request) -> web.Response:
+    engine: Engine = request.app[ENGINE]
+    body = await read_json_object(request)
+    name = field(body, "model", str, "string", "")
+    model = engine.catalog.find(name) if name else None
+    if model is None and not name:
+        raise OllamaError(404, "model '' not found")
+    if model is None:
+        raise OllamaError(404, f'model "{name}" not found, try pulling it first')
+    given = body.get("input", [])
+    if isinstance(given, str):
+        inputs = [given] if given else []
+    elif isinstance(given, list) and all(isinstance(item, str) for item in given):
+        inputs = given
+    else:
+        raise OllamaError(400, "invalid input type")
+    started = time.perf_counter_ns()
+    load_ns = await engine.load(model, parse_keep_alive(body.get("keep_alive")))
+    dimensions = body.get("dimensions") or 384
+    vectors = [embedding(text, dimensions) for text in inputs]
+    out: dict[str, Any] = {"model": name, "embeddings": vectors}
+    if inputs:
+        out |= {
+            "total_duration": time.perf_counter_ns() - started,
+            "load_duration": load_ns,
+            "prompt_eval_count": sum(len(t.split()) for t in inputs),
+        }
+    return reply(out)
+
+
+@routes.post("/api/embeddings")
+async def embeddings(request: web.Request) -> web.Response:
+    engine: Engine = request.app[ENGINE]
+    body = await read_json_object(request)
+    name = field(body, "model", str, "string", "")
+    if not name:
+        raise OllamaError(400, "model is required")
+    if engine.catalog.find(name) is None:
+        raise OllamaError(404, f'model "{name}" not found, try pulling it first')
+    prompt = field(body, "prompt", str, "string", "")
+    return reply({"embedding": embedding(prompt) if prompt else []})
+
+
+@routes.post("/api/pull")
+async def pull(request: web.Request) -> web.StreamResponse:
+    engine: Engine = request.app[ENGINE]
+    body = await read_json_object(request)
+    name = field(body, "model", str, "string") or field(body, "name", str, "string") or ""
+    if not name or not _NAME.match(name):
+        raise OllamaError(400, "invalid model name")
+    stream = field(body, "stream", bool, "bool", True)
+    model = engine.catalog.add(name)
+    total = model.size
+    digest = "sha256:" + model.digest
+    steps = [{"status": "pulling manifest"}]
+    steps += [
+        {
+            "status": f"pulling {model.digest[:12]}",
+            "digest": digest,
+            "total": total,
+            "completed": total * i // 4,
+        }
+        for i in range(1, 5)
+    ]
+    steps += [{"status": s} for s in ("verifying sha256 digest", "writing manifest", "success")]
+    if not stream:
+        return reply(steps[-1])
+    response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+    await response.prepare(request)
+    for step in steps:
+        await response.write(compact(step) + b"\n")
+    await response.write_eof()
+    return response
