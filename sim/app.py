@@ -41,6 +41,10 @@ async def sim_stats(request: web.Request) -> web.Response:
     return web.json_response(request.app[ENGINE].stats.as_dict())
 
 
+async def sim_requests(request: web.Request) -> web.Response:
+    return web.json_response(list(request.app[ENGINE].recent))
+
+
 async def sim_config(request: web.Request) -> web.Response:
     behaviour = request.app[ENGINE].behaviour
     if request.method == "POST":
@@ -60,5 +64,6 @@ def create_app(
     app[VERSION] = version
     app.add_routes(routes)
     app.router.add_get("/_sim/stats", sim_stats)
+    app.router.add_get("/_sim/requests", sim_requests)
     app.router.add_route("*", "/_sim/config", sim_config)
     return app

@@ -7,6 +7,7 @@ import hashlib
 import math
 import random
 import time
+from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -79,6 +80,7 @@ class Engine:
         self.catalog = catalog
         self.behaviour = behaviour
         self.stats = Stats()
+        self.recent: deque[dict] = deque(maxlen=50)  # the last request bodies, for GET /_sim/requests
 
     async def load(self, model: SimModel, keep_alive: float) -> int:
         """Load the model if it is not loaded; returns the load time in nanoseconds."""

@@ -114,7 +114,9 @@ class Ask:
 
 async def inference(request: web.Request, kind: str) -> web.StreamResponse:
     engine: Engine = request.app[ENGINE]
-    ask = validate(engine, await read_json_object(request), kind)
+    body = await read_json_object(request)
+    engine.recent.append({"route": kind, **body})
+    ask = validate(engine, body, kind)
     empty = not ask.prompt if kind == "generate" else ask.prompt is None
     if empty:  # Ollama's load and unload shortcuts
         if ask.keep_alive == 0:

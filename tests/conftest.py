@@ -1,0 +1,154 @@
+"""Real daemons on real loopback sockets: the app factories the console scripts use, started in-process."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from hubd.app import create_app as create_hub
+from hubd.keys import REGISTRY
+from hubd.registry import Registry
+from hubd.settings import HubSettings
+from noded.app import create_app as create_node
+from noded.app import mark_listening
+from noded.heartbeat import build_heartbeat
+from noded.keys import STATE, AgentState
+from noded.settings import NodeSettings
+from shared.http import bound_port, start_runner
+from shared.wire import Load
+from sim.app import create_app as create_sim
+from sim.behaviour import Behaviour
+from sim.keys import ENGINE
+
+MODELS = ["llama3", "mistral:7b", "nomic-embed-text"]
+
+
+async def wait_until(predicate: Callable[[], object], timeout: float = 10.0, what: str = "condition") -> None:
+    """Wait for a state another process or task will reach; fail with `what` if it never comes."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+@dataclass
+class Running:
+    app: web.Application
+    runner: web.AppRunner
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    async def stop(self) -> None:
+        if self.runner.server is not None:
+            await self.runner.cleanup()
+
+
+@dataclass
+class Sim(Running):
+    @property
+    def behaviour(self) -> Behaviour:
+        return self.app[ENGINE].behaviour
+
+    @property
+    def stats(self):
+        return self.app[ENGINE].stats
+
+
+@dataclass
+class Hub(Running):
+    @property
+    def registry(self) -> Registry:
+        return self.app[REGISTRY]
+
+
+@dataclass
+class Node(Running):
+    node_id: str = ""
+
+    @property
+    def state(self) -> AgentState:
+        return self.app[STATE]
+
+
+class Fleet:
+    """Starts simulators, hubs and nodes for one test and stops them all at its end."""
+
+    def __init__(self) -> None:
+        self.running: list[Running] = []
+
+    async def _start(self, cls, app: web.Application, host: str, port: int = 0, **extra) -> Running:
+        runner = await start_runner(app, [host], port)
+        started = cls(app, runner, host, bound_port(runner), **extra)
+        self.running.append(started)
+        return started
+
+    async def sim(self, models: list[str] = MODELS, host: str = "127.0.0.1", port: int = 0, **knobs) -> Sim:
+        knobs.setdefault("tokens_per_second", 0)
+        return await self._start(Sim, create_sim(models, Behaviour(**knobs)), host, port)
+
+    async def hub(self, host: str = "127.0.0.1", **env: str) -> Hub:
+        settings = HubSettings.from_env({"HUB_HOST": host, "HUB_PORT": "0", **env})
+        return await self._start(Hub, create_hub(settings), host)
+
+    async def node(
+        self,
+        hub: Hub | str,
+        sim: Sim | str,
+        node_id: str,
+        host: str = "127.0.0.1",
+        wait: bool = True,
+        **env: str,
+    ) -> Node:
+        environ = {
+            "SERVER_URL": hub if isinstance(hub, str) else hub.url,
+            "OLLAMA_BASE_URL": sim if isinstance(sim, str) else sim.url,
+            "NODE_ID": node_id,
+            "NODE_HOST": host,
+            "NODE_PORT": "0",
+            "HEARTBEAT_INTERVAL": "30",
+            **env,
+        }
+        app = create_node(NodeSettings.from_env(environ))
+        node = await self._start(Node, app, host, node_id=node_id)
+        mark_listening(app, node.port)
+        if wait and isinstance(hub, Hub):
+            await wait_until(lambda: hub.registry.get(node_id) is not None, what=f"{node_id} to register")
+        return node
+
+    async def stop_all(self) -> None:
+        for running in reversed(self.running):
+            await running.stop()
+
+
+@pytest.fixture
+async def fleet() -> AsyncIterator[Fleet]:
+    fleet = Fleet()
+    try:
+        yield fleet
+    finally:
+        await fleet.stop_all()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+async def report_cpu(http: aiohttp.ClientSession, hub: Hub, node: Node, cpu: float) -> None:
+    """Re-send a node's heartbeat with a chosen CPU load, so the hub's ranking is known in advance."""
+    beat = build_heartbeat(node.app).model_copy(update={"load": Load(cpu=cpu, memory=0.5)})
+    async with http.post(hub.url + "/nodes/heartbeat", json=beat.model_dump()) as r:
+        assert r.status == 200

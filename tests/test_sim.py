@@ -1,0 +1,95 @@
+"""The simulator against the official `ollama` Python client and the reference's exact shapes."""
+
+from __future__ import annotations
+
+import ollama
+import pytest
+
+
+@pytest.fixture
+async def client(fleet):
+    sim = await fleet.sim(tokens_per_second=0, default_tokens=8)
+    api = ollama.AsyncClient(host=sim.url)
+    yield sim, api
+    await api.close()
+
+
+async def test_generate_and_chat_with_the_official_client(client):
+    sim, api = client
+    answer = await api.generate(model="llama3", prompt="Why is the sky blue?", options={"num_predict": 5})
+    assert answer.done and answer.done_reason == "length" and answer.eval_count == 5
+    assert answer.response.startswith("The sky") and answer.model == "llama3"
+    assert answer.total_duration >= answer.eval_duration > 0
+
+    parts = [part async for part in await api.generate(model="llama3", prompt="hi", stream=True)]
+    assert [p.done for p in parts] == [False] * 8 + [True]
+    assert "".join(p.response for p in parts).startswith(answer.response + " ")
+
+    chat = await api.chat(model="mistral:7b", messages=[{"role": "user", "content": "hello"}])
+    assert chat.message.role == "assistant" and chat.message.content and chat.done
+    chunks = [
+        c
+        async for c in await api.chat(
+            model="mistral:7b", messages=[{"role": "user", "content": "x"}], stream=True
+        )
+    ]
+    assert chunks[-1].done and chunks[-1].eval_count == 8 and "".join(c.message.content for c in chunks)
+
+
+async def test_list_ps_show_embed(client):
+    _, api = client
+    listed = await api.list()
+    assert {m.model for m in listed.models} == {"llama3:latest", "mistral:7b", "nomic-embed-text:latest"}
+    await api.generate(model="llama3", prompt="load me")
+    assert [m.model for m in (await api.ps()).models] == ["llama3:latest"]
+    shown = await api.show("llama3")
+    assert shown.modelinfo is not None and "completion" in shown.capabilities
+    vectors = (await api.embed(model="nomic-embed-text", input=["a", "b"])).embeddings
+    assert len(vectors) == 2 and abs(sum(v * v for v in vectors[0]) - 1.0) < 1e-9
+
+
+async def test_errors_match_ollama(client, http):
+    sim, api = client
+    with pytest.raises(ollama.ResponseError) as missing:
+        await api.generate(model="nope", prompt="x")
+    assert missing.value.status_code == 404 and missing.value.error == "model 'nope' not found"
+    with pytest.raises(ollama.ResponseError) as unsupported:
+        await api.generate(model="nomic-embed-text", prompt="x")
+    assert unsupported.value.status_code == 400 and "does not support generate" in unsupported.value.error
+
+    async with http.get(sim.url + "/") as r:
+        assert (r.status, await r.text()) == (200, "Ollama is running")
+    async with http.get(sim.url + "/api/nothing") as r:
+        assert (r.status, await r.text()) == (404, "404 page not found")
+    async with http.get(sim.url + "/api/generate") as r:
+        assert (r.status, await r.text()) == (405, "405 method not allowed")
+    async with http.post(sim.url + "/api/generate") as r:
+        assert (r.status, await r.json()) == (400, {"error": "missing request body"})
+    async with http.post(sim.url + "/api/chat", json={"messages": []}) as r:
+        assert (r.status, await r.json()) == (400, {"error": "model is required"})
+    async with http.post(
+        sim.url + "/api/generate", json={"model": "llama3", "prompt": "x", "keep_alive": "300"}
+    ) as r:
+        assert (r.status, await r.json()) == (400, {"error": 'time: missing unit in duration "300"'})
+
+
+async def test_load_and_unload_shortcuts(client, http):
+    sim, _ = client
+    async with http.post(sim.url + "/api/generate", json={"model": "llama3"}) as r:
+        assert (await r.json())["done_reason"] == "load"
+    async with http.post(sim.url + "/api/generate", json={"model": "llama3", "keep_alive": 0}) as r:
+        assert (await r.json())["done_reason"] == "unload"
+    async with http.get(sim.url + "/api/ps") as r:
+        assert await r.json() == {"models": []}
+
+
+async def test_injected_failures(fleet, http):
+    sim = await fleet.sim(fail_rate=1.0)
+    async with http.post(sim.url + "/api/generate", json={"model": "llama3", "prompt": "x"}) as r:
+        assert r.status == 500 and "error" in await r.json()
+    sim.behaviour.update({"fail_rate": 0, "die_rate": 1.0})
+    async with http.post(sim.url + "/api/generate", json={"model": "llama3", "prompt": "x"}) as r:
+        assert r.status == 200
+        with pytest.raises(Exception, match="payload|closed|Connection"):
+            await r.read()
+    assert sim.stats.failed == 2
