@@ -40,9 +40,7 @@ async def client_session_ctx(app: web.Application) -> AsyncIterator[None]:
 
 def create_app(settings: NodeSettings) -> web.Application:
     if settings.cluster_token is None:
-        log.warning(
-            "CLUSTER_TOKEN is not set: anyone who reaches port %d can run prompts here", settings.port
-        )
+        log.warning("CLUSTER_TOKEN is not set: anyone who reaches this agent can run prompts on its Ollama")
     app = web.Application(middlewares=[error_bodies], client_max_size=64 * 1024 * 1024)
     app[SETTINGS] = settings
     app[STATE] = AgentState(port=settings.port)

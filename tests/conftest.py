@@ -29,9 +29,9 @@ from sim.keys import ENGINE
 MODELS = ["llama3", "mistral:7b", "nomic-embed-text"]
 
 
-async def wait_until(predicate: Callable[[], object], timeout: float = 10.0, what: str = "condition") -> None:
+async def wait_until(predicate: Callable[[], object], within: float = 10.0, what: str = "condition") -> None:
     """Wait for a state another process or task will reach; fail with `what` if it never comes."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while not predicate():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
@@ -100,7 +100,7 @@ class Fleet:
 
     async def hub(self, host: str = "127.0.0.1", **env: str) -> Hub:
         settings = HubSettings.from_env({"HUB_HOST": host, "HUB_PORT": "0", **env})
-        return await self._start(Hub, create_hub(settings), host)
+        return await self._start(Hub, create_hub(settings), host, settings.port)
 
     async def node(
         self,

@@ -189,3 +189,25 @@ async def test_busy_nodes_rank_last(fleet, http):
         _, headers, _ = await post_job(http, hub, model="llama3", prompt="x", stream=False)
         assert headers["X-Node-Id"] == "idle"
     await wait_until(lambda: hub.registry.get("busy").active_jobs == 0, what="the held job to end")
+
+
+async def test_a_callers_hang_up_cancels_the_generation(fleet, http):
+    sim = await fleet.sim(tokens_per_second=20)
+    hub = await fleet.hub()
+    node = await fleet.node(hub, sim, "n1")
+    record = hub.registry.get("n1")
+    long_job = {"model": "llama3", "prompt": "x", "options": {"num_predict": 200}}
+    async with http.post(hub.url + "/jobs", json=long_job) as r:
+        await r.content.readline()
+        r.close()  # hang up mid-stream
+    await wait_until(lambda: sim.stats.cancelled == 1, what="the simulator to see the stream cancelled")
+    await wait_until(lambda: record.active_jobs == node.state.active_jobs == 0, what="job counts to settle")
+
+    with pytest.raises(TimeoutError):  # hang up while waiting for a non-streamed answer
+        async with http.post(
+            hub.url + "/jobs", json={**long_job, "stream": False}, timeout=aiohttp.ClientTimeout(total=0.3)
+        ) as r:
+            await r.read()
+    await wait_until(lambda: sim.stats.cancelled == 2, what="the simulator to see the request cancelled")
+    await wait_until(lambda: record.active_jobs == node.state.active_jobs == 0, what="job counts to settle")
+    assert sim.stats.completed == 0 and record.failure_count == 0

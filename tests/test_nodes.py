@@ -1,0 +1,158 @@
+"""Heartbeats, the registry's life cycle, the cluster token and IPv6."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import pytest
+
+from hubd.settings import HubSettings
+from noded.heartbeat import build_heartbeat
+from noded.settings import NodeSettings
+from shared.settings import ConfigError
+from tests.conftest import wait_until
+
+SEED_FIELDS = {
+    "node_id", "ipv4", "ipv6", "port", "models", "metadata", "load",
+    "last_seen", "status", "active_jobs", "failure_count",
+}  # fmt: skip
+
+
+async def test_nodes_in_the_seeds_shape(fleet, http):
+    sim = await fleet.sim()
+    hub = await fleet.hub()
+    node = await fleet.node(hub, sim, "ollama-node-1")
+    async with http.get(hub.url + "/healthz") as r:
+        assert await r.json() == {"status": "ok"}
+    async with http.get(hub.url + "/nodes") as r:
+        [listed] = await r.json()
+    async with http.get(hub.url + "/nodes/ollama-node-1") as r:
+        assert await r.json() == listed
+    assert set(listed) == SEED_FIELDS
+    assert listed["port"] == node.port and listed["status"] == "online" and listed["active_jobs"] == 0
+    assert sorted(listed["models"]) == ["llama3:latest", "mistral:7b", "nomic-embed-text:latest"]
+    assert 0 <= listed["load"]["cpu"] <= 1 and 0 < listed["load"]["memory"] <= 1
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", listed["last_seen"])
+    assert listed["metadata"]["ollama_version"] == "0.33.0" and listed["metadata"]["cpu_count"] >= 1
+    async with http.get(hub.url + "/nodes/nobody") as r:
+        assert (r.status, await r.json()) == (404, {"detail": "Node 'nobody' not found"})
+
+
+async def test_silent_node_goes_offline_then_is_removed(fleet, http):
+    hub = await fleet.hub(HEARTBEAT_TTL_SECONDS="0.3", HEARTBEAT_OFFLINE_SECONDS="0.8")
+    node = await fleet.node(hub, await fleet.sim(), "quiet")
+    await node.stop()
+    record = hub.registry.get("quiet")
+    await wait_until(lambda: hub.registry.status(record) == "offline", what="offline")
+    async with http.get(hub.url + "/nodes/quiet") as r:
+        assert (await r.json())["status"] == "offline"
+    async with http.post(hub.url + "/jobs", json={"model": "llama3", "prompt": "x"}) as r:
+        assert r.status == 503
+    await wait_until(lambda: hub.registry.get("quiet") is None, what="removal")
+    async with http.get(hub.url + "/nodes/quiet") as r:
+        assert r.status == 404
+
+
+async def test_heartbeat_validation(fleet, http):
+    hub = await fleet.hub()
+    async with http.post(hub.url + "/nodes/heartbeat", json={"node_id": "x", "port": 70000}) as r:
+        assert (
+            r.status == 400
+            and "port: Input should be less than or equal to 65535" in (await r.json())["detail"]
+        )
+    async with http.post(
+        hub.url + "/nodes/heartbeat", json={"node_id": "x", "port": 1, "load": {"cpu": 2}}
+    ) as r:
+        assert r.status == 400 and "load.cpu" in (await r.json())["detail"]
+    assert len(hub.registry) == 0
+
+
+async def test_cluster_token_guards_heartbeats_and_execute(fleet, http):
+    token = "s3cret-token"
+    hub = await fleet.hub(CLUSTER_TOKEN=token)
+    sim = await fleet.sim()
+    async with http.post(hub.url + "/nodes/heartbeat", json={"node_id": "x", "port": 1}) as r:
+        assert r.status == 401
+    wrong = await fleet.node(hub, sim, "wrong", wait=False, CLUSTER_TOKEN="nope")
+    node = await fleet.node(hub, sim, "right", CLUSTER_TOKEN=token)
+    assert hub.registry.get("wrong") is None
+    for bearer in (None, "Bearer nope"):
+        headers = {"Authorization": bearer} if bearer else {}
+        async with http.post(
+            node.url + "/execute", json={"model": "llama3", "prompt": "x"}, headers=headers
+        ) as r:
+            assert r.status == 401
+    async with http.post(hub.url + "/jobs", json={"model": "llama3", "prompt": "x", "stream": False}) as r:
+        assert r.status == 200 and r.headers["X-Node-Id"] == "right"
+    assert wrong.state.active_jobs == 0
+
+
+async def test_ipv6_node_on_loopback(fleet, http):
+    hub = await fleet.hub(host="::1")
+    await fleet.node(hub, await fleet.sim(), "v6", host="::1", NODE_IPV6="::1")
+    assert hub.registry.get("v6").base_url.startswith("http://[::1]:")
+    async with http.post(hub.url + "/jobs", json={"model": "llama3", "prompt": "x", "stream": False}) as r:
+        assert r.status == 200 and r.headers["X-Node-Id"] == "v6"
+    async with http.get(hub.url + "/nodes/v6") as r:
+        assert (await r.json())["ipv6"] == "::1"
+
+
+async def test_agent_retries_an_absent_hub_and_logs_once(fleet, caplog):
+    caplog.set_level(logging.INFO)
+    hub = await fleet.hub()
+    url, port = hub.url, hub.port
+    await hub.stop()
+    node = await fleet.node(url, await fleet.sim(), "patient", HEARTBEAT_INTERVAL="0.05")
+    await wait_until(lambda: "unreachable" in caplog.text, what="the outage warning")
+    again = await fleet.hub(HUB_PORT=str(port))
+    await wait_until(lambda: again.registry.get("patient") is not None, what="registration after the outage")
+    warnings = [r for r in caplog.records if "unreachable" in r.getMessage()]
+    assert len(warnings) == 1 and "reachable again" in caplog.text
+
+
+async def test_ollama_down_means_no_models_but_still_heartbeating(fleet, http):
+    sim = await fleet.sim()
+    await sim.stop()
+    hub = await fleet.hub()
+    node = await fleet.node(hub, sim.url, "no-ollama")
+    assert hub.registry.get("no-ollama").beat.models == []
+    assert build_heartbeat(node.app).metadata["ollama_version"] is None
+    async with http.get(node.url + "/healthz") as r:
+        assert r.status == 503 and (await r.json())["ollama"] == "down"
+
+
+@pytest.mark.parametrize(
+    ("settings", "environ", "message"),
+    [
+        (HubSettings, {"HUB_PORT": "eighty"}, "HUB_PORT='eighty': Input should be a valid integer"),
+        (
+            HubSettings,
+            {"NODE_MAX_FAILURES": "0"},
+            "NODE_MAX_FAILURES='0': Input should be greater than or equal to 1",
+        ),
+        (HubSettings, {"LOG_LEVEL": "loud"}, "LOG_LEVEL='loud'"),
+        (
+            HubSettings,
+            {"HEARTBEAT_TTL_SECONDS": "90", "HEARTBEAT_OFFLINE_SECONDS": "30"},
+            "HEARTBEAT_OFFLINE_SECONDS",
+        ),
+        (NodeSettings, {"SERVER_URL": "hub:8000"}, "SERVER_URL='hub:8000'"),
+        (NodeSettings, {"SKIP_MODEL_PULL": "maybe"}, "SKIP_MODEL_PULL='maybe'"),
+    ],
+)
+def test_bad_configuration_names_the_variable(settings, environ, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        settings.from_env(environ)
+
+
+def test_defaults_match_the_seed():
+    hub = HubSettings.from_env({})
+    node = NodeSettings.from_env({})
+    assert (hub.port, hub.heartbeat_ttl, hub.heartbeat_offline, hub.max_failures, hub.request_timeout) == (
+        8000, 90, 180, 3, 120,
+    )  # fmt: skip
+    assert (node.server_url, node.port, node.ollama_url, node.heartbeat_interval) == (
+        "http://localhost:8000", 8001, "http://127.0.0.1:11434", 30,
+    )  # fmt: skip
+    assert node.required_models == ["qwen2.5:7b"] and node.skip_model_pull is False

@@ -1,0 +1,161 @@
+"""The real console scripts as processes: the seed's examples, then a node SIGKILLed during a burst."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Processes:
+    def __init__(self) -> None:
+        self.procs: list[subprocess.Popen] = []
+
+    def start(self, *argv: str, **env: str) -> subprocess.Popen:
+        proc = subprocess.Popen(
+            [str(BIN / argv[0]), *argv[1:]],
+            env={**os.environ, "LOG_LEVEL": "WARNING", **env},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        self.procs.append(proc)
+        return proc
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            if proc.stderr:
+                proc.stderr.close()
+
+
+async def answers(http: aiohttp.ClientSession, url: str) -> bool:
+    try:
+        async with http.get(url) as r:
+            return r.status == 200
+    except aiohttp.ClientError:
+        return False
+
+
+@pytest.fixture
+def processes():
+    procs = Processes()
+    yield procs
+    procs.stop_all()
+
+
+async def test_seed_examples_and_a_node_killed_during_a_burst(processes, http):
+    hub_port = free_port()
+    hub_url = f"http://127.0.0.1:{hub_port}"
+    processes.start("ollama-hubd", HUB_HOST="127.0.0.1", HUB_PORT=str(hub_port))
+    nodes = {}
+    for name in ("ollama-node-1", "ollama-node-2"):
+        sim_port, node_port = free_port(), free_port()
+        processes.start(
+            "ollama-sim", "--port", str(sim_port), "--tokens-per-second", "200", "--models", "llama3,mistral"
+        )
+        nodes[name] = processes.start(
+            "ollama-noded",
+            SERVER_URL=hub_url,
+            NODE_ID=name,
+            NODE_HOST="127.0.0.1",
+            NODE_PORT=str(node_port),
+            OLLAMA_BASE_URL=f"http://127.0.0.1:{sim_port}",
+        )
+
+    async def registered() -> bool:
+        if not await answers(http, hub_url + "/healthz"):
+            return False
+        async with http.get(hub_url + "/nodes") as r:
+            listed = await r.json()
+        return len([n for n in listed if n["models"]]) == 2
+
+    async def fleet_ready() -> None:
+        while not await registered():
+            await asyncio.sleep(0.05)
+
+    await asyncio.wait_for(fleet_ready(), timeout=30)
+
+    # The seed README's curl examples, as written there.
+    async with http.get(hub_url + "/healthz") as r:
+        assert await r.json() == {"status": "ok"}
+    async with http.get(hub_url + "/nodes/ollama-node-1") as r:
+        assert (await r.json())["status"] == "online"
+    simple = {"model": "llama3", "prompt": "Explain quantum computing in simple terms", "stream": False}
+    async with http.post(hub_url + "/jobs", json=simple) as r:
+        assert r.status == 200 and (await r.json())["done"] is True
+    with_options = {
+        "model": "mistral",
+        "prompt": "Write a haiku about programming",
+        "options": {"temperature": 0.8, "num_predict": 50},
+        "stream": False,
+    }
+    async with http.post(hub_url + "/jobs", json=with_options) as r:
+        assert (await r.json())["eval_count"] == 50
+    async with http.post(
+        hub_url + "/jobs", json={"model": "llama3", "prompt": "Tell me a story", "stream": True}
+    ) as r:
+        lines = [json.loads(line) for line in (await r.read()).splitlines()]
+        assert lines[-1]["done"] is True and all(not line["done"] for line in lines[:-1])
+
+    # A burst of 40 jobs; one node is SIGKILLed while it holds some of them. None may fail.
+    job = {"model": "llama3", "prompt": "burst", "stream": False, "options": {"num_predict": 40}}
+
+    async def one() -> tuple[int, str]:
+        async with http.post(hub_url + "/jobs", json=job) as r:
+            body = await r.json()
+            return r.status, r.headers.get("X-Node-Id", json.dumps(body))
+
+    burst = [asyncio.create_task(one()) for _ in range(40)]
+
+    async def victim_busy() -> bool:
+        async with http.get(hub_url + "/nodes/ollama-node-1") as r:
+            return (await r.json())["active_jobs"] > 0
+
+    while not await victim_busy():
+        await asyncio.sleep(0.01)
+    nodes["ollama-node-1"].send_signal(signal.SIGKILL)
+    results = await asyncio.gather(*burst)
+    assert [status for status, _ in results] == [200] * 40, results
+    assert {node for _, node in results} <= {"ollama-node-1", "ollama-node-2"}
+    assert any(node == "ollama-node-2" for _, node in results)
+
+    async with http.get(hub_url + "/nodes") as r:
+        listed = {n["node_id"]: n for n in await r.json()}
+    assert all(n["active_jobs"] == 0 for n in listed.values()), listed
+    assert listed["ollama-node-1"]["failure_count"] >= 1
+
+
+def test_bad_configuration_exits_with_a_message():
+    result = subprocess.run(
+        [str(BIN / "ollama-hubd")],
+        env={**os.environ, "HUB_PORT": "eighty"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 1
+    assert "HUB_PORT='eighty': Input should be a valid integer" in result.stderr
+    assert "Traceback" not in result.stderr
