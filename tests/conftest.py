@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -30,9 +31,17 @@ MODELS = ["llama3", "mistral:7b", "nomic-embed-text"]
 
 
 async def wait_until(predicate: Callable[[], object], within: float = 10.0, what: str = "condition") -> None:
-    """Wait for a state another process or task will reach; fail with `what` if it never comes."""
+    """Wait for a state another process or task will reach; fail with `what` if it never comes.
+
+    The predicate may be a coroutine function (for a check made over HTTP).
+    """
     deadline = time.monotonic() + within
-    while not predicate():
+    while True:
+        result = predicate()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.01)

@@ -103,7 +103,7 @@ async def test_agent_retries_an_absent_hub_and_logs_once(fleet, caplog):
     hub = await fleet.hub()
     url, port = hub.url, hub.port
     await hub.stop()
-    node = await fleet.node(url, await fleet.sim(), "patient", HEARTBEAT_INTERVAL="0.05")
+    await fleet.node(url, await fleet.sim(), "patient", HEARTBEAT_INTERVAL="0.05")
     await wait_until(lambda: "unreachable" in caplog.text, what="the outage warning")
     again = await fleet.hub(HUB_PORT=str(port))
     await wait_until(lambda: again.registry.get("patient") is not None, what="registration after the outage")

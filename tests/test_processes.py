@@ -14,6 +14,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from tests.conftest import wait_until
+
 BIN = Path(sys.executable).parent
 
 
@@ -92,11 +94,7 @@ async def test_seed_examples_and_a_node_killed_during_a_burst(processes, http):
             listed = await r.json()
         return len([n for n in listed if n["models"]]) == 2
 
-    async def fleet_ready() -> None:
-        while not await registered():
-            await asyncio.sleep(0.05)
-
-    await asyncio.wait_for(fleet_ready(), timeout=30)
+    await wait_until(registered, within=30, what="two nodes with models registered")
 
     # The seed README's curl examples, as written there.
     async with http.get(hub_url + "/healthz") as r:
@@ -134,8 +132,7 @@ async def test_seed_examples_and_a_node_killed_during_a_burst(processes, http):
         async with http.get(hub_url + "/nodes/ollama-node-1") as r:
             return (await r.json())["active_jobs"] > 0
 
-    while not await victim_busy():
-        await asyncio.sleep(0.01)
+    await wait_until(victim_busy, what="ollama-node-1 to hold a job")
     nodes["ollama-node-1"].send_signal(signal.SIGKILL)
     results = await asyncio.gather(*burst)
     assert [status for status, _ in results] == [200] * 40, results
