@@ -8,9 +8,10 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
-from hubd import jobs, nodes
+from hubd import dashboard, jobs, nodes, stats
+from hubd.counters import JobCounters
 from hubd.errors import error_bodies
-from hubd.keys import REGISTRY, SESSION, SETTINGS
+from hubd.keys import COUNTERS, REGISTRY, SESSION, SETTINGS
 from hubd.registry import Registry
 from hubd.settings import HubSettings
 from hubd.upkeep import upkeep_ctx
@@ -37,7 +38,10 @@ def create_app(settings: HubSettings) -> web.Application:
         max_failures=settings.max_failures,
         probe_interval=settings.probe_interval,
     )
+    app[COUNTERS] = JobCounters()
     app.cleanup_ctx.extend([client_session_ctx, upkeep_ctx])
     app.add_routes(nodes.routes)
     app.add_routes(jobs.routes)
+    app.add_routes(stats.routes)
+    app.add_routes(dashboard.routes)
     return app

@@ -12,8 +12,8 @@ import aiohttp
 from aiohttp import web
 
 from hubd.errors import AllNodesFailed, NoHealthyNodes
-from hubd.keys import REGISTRY, SESSION, SETTINGS
-from hubd.registry import NodeRecord, Registry
+from hubd.keys import COUNTERS, REGISTRY, SESSION, SETTINGS
+from hubd.registry import NodeRecord
 from shared.auth import bearer
 from shared.relay import LineReader, UpstreamBroken, describe, error_in, error_line, pump
 
@@ -45,6 +45,14 @@ class NodeFailed(Exception):
 
 
 async def dispatch(request: web.Request, job: Job) -> web.StreamResponse:
+    try:
+        return await _dispatch(request, job)
+    except (NoHealthyNodes, AllNodesFailed):
+        request.app[COUNTERS].failed += 1
+        raise
+
+
+async def _dispatch(request: web.Request, job: Job) -> web.StreamResponse:
     registry = request.app[REGISTRY]
     candidates = registry.candidates(job.model)
     if not candidates:
@@ -54,7 +62,7 @@ async def dispatch(request: web.Request, job: Job) -> web.StreamResponse:
             continue
         with registry.job(node):
             try:
-                return await _run_on(request, registry, node, job)
+                return await _run_on(request, node, job)
             except NodeFailed as exc:
                 job.errors.append({"node_id": node.node_id, "message": exc.message, "status": exc.status})
                 if exc.counts_against_node:
@@ -67,7 +75,7 @@ async def dispatch(request: web.Request, job: Job) -> web.StreamResponse:
     raise AllNodesFailed(job.job_id, job.errors)
 
 
-async def _run_on(request: web.Request, registry: Registry, node: NodeRecord, job: Job) -> web.StreamResponse:
+async def _run_on(request: web.Request, node: NodeRecord, job: Job) -> web.StreamResponse:
     settings = request.app[SETTINGS]
     timeout = aiohttp.ClientTimeout(
         total=None, sock_connect=min(settings.request_timeout, 10.0), sock_read=settings.request_timeout
@@ -94,14 +102,13 @@ async def _run_on(request: web.Request, registry: Registry, node: NodeRecord, jo
             return web.Response(body=body, status=upstream.status, headers=_passthrough(upstream, ours))
         if not job.stream:
             body = await _read_body(upstream)
-            registry.record_success(node)
+            _finished(request, node, None)
             return web.Response(body=body, status=upstream.status, headers=_passthrough(upstream, ours))
-        return await _relay(request, registry, node, job, upstream, ours)
+        return await _relay(request, node, job, upstream, ours)
 
 
 async def _relay(
     request: web.Request,
-    registry: Registry,
     node: NodeRecord,
     job: Job,
     upstream: aiohttp.ClientResponse,
@@ -122,19 +129,26 @@ async def _relay(
         last = await pump(reader, response, first)
     except UpstreamBroken as exc:
         message = f"node {node.node_id} failed mid-stream: {exc}"
-        registry.record_failure(node, message)
+        _finished(request, node, message)
         log.warning("job %s: %s", job.job_id, message)
         await _finish(response, job.stream_error(message))
         return response
     except ConnectionResetError:
         log.info("job %s: the caller hung up; the node's request is cancelled", job.job_id)
         return response
-    if (message := error_in(last)) is not None:
-        registry.record_failure(node, message)
-    else:
-        registry.record_success(node)
+    _finished(request, node, error_in(last))
     await _finish(response, b"")
     return response
+
+
+def _finished(request: web.Request, node: NodeRecord, failure: str | None) -> None:
+    """Count a job that reached the caller: served, or failed after its first byte."""
+    if failure is None:
+        request.app[REGISTRY].record_success(node)
+        request.app[COUNTERS].served += 1
+    else:
+        request.app[REGISTRY].record_failure(node, failure)
+        request.app[COUNTERS].failed += 1
 
 
 async def _finish(response: web.StreamResponse, tail: bytes) -> None:

@@ -1,0 +1,15 @@
+"""Job counters since the hub started."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+
+@dataclass
+class JobCounters:
+    """`served`: answered by a node; `failed`: ended in an error the hub reported to the caller."""
+
+    served: int = 0
+    failed: int = 0
+    started_at: float = field(default_factory=time.monotonic)
