@@ -10,8 +10,12 @@ import pytest
 from shared.wire import Heartbeat, Load
 
 
-async def beat(http, hub, node_id: str, status: str = "online", models=("llama3:latest",), cpu: float = 0.2) -> None:
-    body = Heartbeat(node_id=node_id, port=9, models=list(models), load=Load(cpu=cpu, memory=0.5), status=status)
+async def beat(
+    http, hub, node_id: str, status: str = "online", models=("llama3:latest",), cpu: float = 0.2
+) -> None:
+    body = Heartbeat(
+        node_id=node_id, port=9, models=list(models), load=Load(cpu=cpu, memory=0.5), status=status
+    )
     async with http.post(hub.url + "/nodes/heartbeat", json=body.model_dump()) as r:
         assert r.status == 200
 

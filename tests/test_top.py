@@ -1,0 +1,142 @@
+"""ollama-top driven with Textual's Pilot against a real hub on a loopback port."""
+
+from __future__ import annotations
+
+import json
+
+from textual.widgets import Input, Label, Select, Static
+
+from shared.wire import Heartbeat, Load
+from tests.conftest import wait_until
+from tui.app import OllamaTop
+from tui.screens import DetailsScreen, HelpScreen, PromptScreen
+from tui.table import NodeTable
+
+
+async def beat(
+    http, hub, node_id: str, cpu: float = 0.1, jobs_models=("llama3:latest",), status="online"
+) -> None:
+    body = Heartbeat(
+        node_id=node_id, port=9, models=list(jobs_models), load=Load(cpu=cpu, memory=0.3), status=status
+    )
+    async with http.post(hub.url + "/nodes/heartbeat", json=body.model_dump()) as r:
+        assert r.status == 200
+
+
+def row_ids(table: NodeTable) -> list[str]:
+    return [str(table.coordinate_to_cell_key((i, 0)).row_key.value) for i in range(table.row_count)]
+
+
+async def test_rows_refresh_sort_filter_and_details(fleet, http):
+    hub = await fleet.hub()
+    for node_id, cpu in (("alpha", 0.2), ("bravo", 0.9), ("charlie", 0.5)):
+        await beat(http, hub, node_id, cpu=cpu)
+    app = OllamaTop(hub.url, interval=0.2)
+    async with app.run_test(size=(80, 24)) as pilot:
+        table = app.query_one(NodeTable)
+        await wait_until(lambda: table.row_count == 3, what="three rows")
+        assert row_ids(table) == ["alpha", "bravo", "charlie"]
+
+        # The cursor stays on its node through refreshes, and through a new node sorting before it.
+        await pilot.press("down")
+        assert table.selected_node_id == "bravo"
+        polls = app.polls
+        await beat(http, hub, "aardvark", cpu=0.1)
+        await wait_until(lambda: table.row_count == 4 and app.polls > polls + 1, what="the new node")
+        assert row_ids(table)[0] == "aardvark" and table.selected_node_id == "bravo"
+
+        await pilot.press("s")  # node -> status
+        await pilot.press("s")  # status -> cpu, busiest first
+        assert table.sort_label == "cpu" and row_ids(table) == ["bravo", "charlie", "alpha", "aardvark"]
+        assert table.selected_node_id == "bravo"
+
+        await pilot.press("slash", "c", "h")
+        assert row_ids(table) == ["charlie"]
+        await pilot.press("enter")  # leaves the filter box, the filter stays
+        assert row_ids(table) == ["charlie"] and app.focused is table
+        await pilot.press("slash", "backspace", "backspace", "escape")
+        assert table.row_count == 4 and not app.query_one("#filter", Input).display
+
+        table.move_cursor(row=row_ids(table).index("alpha"))
+        await pilot.press("enter")
+        assert isinstance(app.screen, DetailsScreen) and app.screen.node_id == "alpha"
+        fields = str(app.screen.query_one("#fields", Static).content)
+        assert "alpha" in fields and "online" in fields
+        await pilot.press("escape")
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape")
+        assert app.screen is app.screen_stack[0]
+
+
+async def test_prompt_streams_tokens_from_a_simulator(fleet, http):
+    hub = await fleet.hub()
+    sim = await fleet.sim(tokens_per_second=200, default_tokens=12)
+    await fleet.node(hub, sim, "n1")
+    app = OllamaTop(hub.url, interval=0.2)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_until(lambda: app.snapshot is not None, what="the first poll")
+        await pilot.press("p")
+        screen = app.screen
+        assert isinstance(screen, PromptScreen)
+        assert screen.query_one("#model", Select).value == "llama3:latest"
+        await pilot.press(*"why", "enter")
+        status = screen.query_one("#prompt-status", Label)
+        await wait_until(lambda: "done" in str(status.content), what="the answer to finish")
+        assert str(screen.query_one("#answer", Static).content).startswith("The sky looks blue")
+        assert "node n1 · 12 tokens" in str(status.content) and "tok/s" in str(status.content)
+
+        # A failing fleet: the hub's 503 is shown as the hub sent it.
+        sim.behaviour.update({"fail_rate": 1.0})
+        await pilot.press("enter")
+        await wait_until(lambda: "error" in str(status.content), what="the error")
+        assert "HTTP 503" in str(status.content) and "All candidate nodes failed" in str(status.content)
+
+
+async def test_escape_cancels_a_running_prompt(fleet, http):
+    hub = await fleet.hub()
+    sim = await fleet.sim(tokens_per_second=20, default_tokens=500)
+    await fleet.node(hub, sim, "n1")
+    app = OllamaTop(hub.url, interval=0.2)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_until(lambda: app.snapshot is not None, what="the first poll")
+        await pilot.press("p", "x", "enter")
+        await wait_until(lambda: sim.stats.in_flight == 1, what="the prompt to start")
+        await pilot.press("escape")
+        await wait_until(lambda: sim.stats.cancelled == 1, what="the simulator to see the cancellation")
+        assert "cancelled" in str(app.screen.query_one("#prompt-status", Label).content)
+        await pilot.press("escape")
+        assert not isinstance(app.screen, PromptScreen)
+
+
+async def test_a_dead_hub_shows_stale_data_then_recovers(fleet, http):
+    hub = await fleet.hub()
+    await beat(http, hub, "alpha")
+    port = hub.port
+    app = OllamaTop(hub.url, interval=0.2)
+    async with app.run_test(size=(80, 24)):
+        table = app.query_one(NodeTable)
+        await wait_until(lambda: table.row_count == 1, what="the first row")
+        await hub.stop()
+        await wait_until(lambda: app.connected is False, what="the hub to be seen gone")
+        header = str(app.query_one("#header", Static).content)
+        assert "unreachable, retrying" in header and table.has_class("stale") and table.row_count == 1
+
+        again = await fleet.hub(HUB_PORT=str(port))
+        await beat(http, again, "alpha")
+        await wait_until(lambda: app.connected is True, what="reconnection")
+        assert not table.has_class("stale") and "connected" in str(app.query_one("#header", Static).content)
+
+
+def test_config_precedence(tmp_path):
+    from tui.config import parser, resolve
+
+    file = tmp_path / "ollama-top.toml"
+    file.write_text('hub = "http://from-file:8000"\ninterval = 5\n')
+    assert resolve(parser().parse_args([]), {}, file).hub_url == "http://from-file:8000"
+    env = {"OLLAMA_HUB_URL": "http://from-env:8000", "OLLAMA_HUB_API_KEY": "k"}
+    from_env = resolve(parser().parse_args([]), env, file)
+    assert (from_env.hub_url, from_env.interval, from_env.api_key) == ("http://from-env:8000", 5.0, "k")
+    cli = resolve(parser().parse_args(["--hub", "hub.lan:9000", "--interval", "1"]), env, file)
+    assert (cli.hub_url, cli.interval) == ("http://hub.lan:9000", 1.0)
+    assert json.dumps(resolve(parser().parse_args([]), {}, tmp_path / "none.toml").__dict__)

@@ -1,0 +1,80 @@
+"""Snapshots of ollama-top's main screen at 80x24 and 120x40, against a real hub run in a thread."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+
+from hubd.app import create_app
+from hubd.settings import HubSettings
+from shared.http import start_runner
+from shared.wire import Heartbeat, Load
+from tui.app import OllamaTop
+from tui.render import parse_time
+from tui.table import NodeTable
+
+# A fixed port, because the hub's URL is part of the picture.
+PORT = 47111
+HUB = f"http://127.0.0.1:{PORT}"
+FLEET = [
+    ("gpu-box-1", 0.35, 0.62, ["llama3:latest", "mistral:latest", "qwen2.5:7b"], "online"),
+    ("gpu-box-2", 0.92, 0.81, ["llama3:latest"], "online"),
+    ("laptop", 0.05, 0.40, ["qwen2.5:7b", "nomic-embed-text:latest"], "draining"),
+]
+
+
+@pytest.fixture(scope="module")
+def hub() -> Iterator[str]:
+    """The real hub on its own event loop in a thread, since snap_compare runs the app on another loop."""
+    loop = asyncio.new_event_loop()
+    settings = HubSettings.from_env({"HUB_HOST": "127.0.0.1", "HUB_PORT": str(PORT)})
+    runner = loop.run_until_complete(start_runner(create_app(settings), ["127.0.0.1"], PORT))
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    for node_id, cpu, memory, models, status in FLEET:
+        beat = Heartbeat(
+            node_id=node_id,
+            ipv4=f"10.0.0.{len(node_id)}",
+            port=8001,
+            models=models,
+            load=Load(cpu=cpu, memory=memory),
+            status=status,
+        )
+        request = urllib.request.Request(
+            HUB + "/nodes/heartbeat",
+            data=beat.model_dump_json().encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        urllib.request.urlopen(request, timeout=5).close()
+    yield HUB
+    asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(timeout=10)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(timeout=10)
+    loop.close()
+
+
+def fixed_clock() -> float:
+    """Three seconds after the latest heartbeat, so every age reads the same in every run."""
+    with urllib.request.urlopen(HUB + "/nodes", timeout=5) as response:
+        nodes = json.load(response)
+    latest = max(parse_time(n["last_seen"]) for n in nodes)
+    return latest + 3.2
+
+
+async def rows_shown(pilot) -> None:
+    table = pilot.app.query_one(NodeTable)
+    while table.row_count < len(FLEET):
+        await pilot.pause(0.05)
+    await pilot.pause()
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+def test_main_screen(hub, snap_compare, size):
+    now = fixed_clock()
+    app = OllamaTop(hub, interval=60, clock=lambda: now)
+    assert snap_compare(app, terminal_size=size, run_before=rows_shown)

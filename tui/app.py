@@ -1,0 +1,162 @@
+"""`ollama-top`: the fleet at a glance, polling the hub."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from textual import on, work
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.reactive import reactive
+from textual.widgets import DataTable, Footer, Input, Static
+
+from tui.client import FleetSnapshot, HubClient, HubUnreachable
+from tui.render import History
+from tui.screens import DetailsScreen, HelpScreen, PromptScreen
+from tui.table import NodeTable
+
+
+class FleetHeader(Static):
+    """The hub, whether it answers, and the fleet in one or two lines."""
+
+
+class OllamaTop(App[None]):
+    CSS_PATH = "ollama_top.tcss"
+    TITLE = "ollama-top"
+    BINDINGS = [
+        Binding("q", "quit", "Quit"),
+        Binding("s", "sort", "Sort"),
+        Binding("slash", "filter", "Filter"),
+        Binding("p", "prompt", "Prompt"),
+        Binding("r", "poll_now", "Refresh"),
+        Binding("question_mark", "help", "Keys"),
+    ]
+
+    snapshot: reactive[FleetSnapshot | None] = reactive(None, always_update=True)
+    connected: reactive[bool | None] = reactive(None)
+
+    def __init__(
+        self,
+        hub_url: str,
+        interval: float = 2.0,
+        api_key: str | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__()
+        self.hub_url = hub_url
+        self.interval = interval
+        self.client = HubClient(hub_url, api_key)
+        self.history = History()
+        self.clock = clock
+        self.last_error = ""
+        self.polls = 0
+
+    def compose(self) -> ComposeResult:
+        yield FleetHeader(id="header")
+        yield NodeTable(id="nodes")
+        yield Input(placeholder="filter: node, status, address or model", id="filter", disabled=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one(NodeTable).set_width_class(self.size.width)
+        self.render_header()
+        self.poll()
+
+    async def on_unmount(self) -> None:
+        await self.client.close()
+
+    def on_resize(self) -> None:
+        self.query_one(NodeTable).set_width_class(self.size.width)
+
+    @work(exclusive=True, group="poll", exit_on_error=False)
+    async def poll(self) -> None:
+        """One poll at a time: the next is armed only when this one has finished."""
+        try:
+            snapshot = await self.client.fetch()
+        except HubUnreachable as exc:
+            self.last_error = str(exc)
+            self.connected = False
+        else:
+            self.history.record(snapshot.nodes)
+            self.connected = True
+            self.snapshot = snapshot
+        finally:
+            self.polls += 1
+            self.render_header()
+            self.set_timer(self.interval, self.poll, name="next-poll")
+
+    def watch_snapshot(self, snapshot: FleetSnapshot | None) -> None:
+        if snapshot is not None:
+            self.query_one(NodeTable).show(snapshot.nodes, self.clock())
+
+    def watch_connected(self, connected: bool | None) -> None:
+        self.query_one("#header").set_class(connected is False, "stale")
+        self.query_one(NodeTable).set_class(connected is False, "stale")
+
+    def render_header(self) -> None:
+        header = self.query_one(FleetHeader)
+        if self.connected is None:
+            header.update(f"[b]ollama-top[/b] {self.hub_url} · connecting…")
+            return
+        snapshot = self.snapshot
+        if self.connected:
+            state = "[b green]● connected[/]"
+        else:
+            since = f", data {self.clock() - snapshot.taken_at:.0f}s old" if snapshot else ""
+            state = f"[b red]○ unreachable, retrying[/] ({self.last_error}{since})"
+        lines = [f"[b]ollama-top[/b] {self.hub_url} {state} · sort: {self.query_one(NodeTable).sort_label}"]
+        if snapshot is not None:
+            nodes, jobs = snapshot.stats["nodes"], snapshot.stats["jobs"]
+            statuses = ", ".join(
+                f"{nodes[s]} {s}" for s in ("online", "degraded", "offline", "draining") if nodes[s]
+            )
+            lines.append(
+                f"{nodes['total']} nodes ({statuses or 'none'}) · {jobs['in_flight']} in flight · "
+                f"{jobs['served']} served, {jobs['failed']} failed · {len(snapshot.models_online())} models"
+            )
+        header.update("\n".join(lines))
+
+    def action_sort(self) -> None:
+        self.query_one(NodeTable).cycle_sort()
+        self.render_header()
+
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.disabled = False
+        box.add_class("visible")
+        box.focus()
+
+    @on(Input.Changed, "#filter")
+    def filter_changed(self, event: Input.Changed) -> None:
+        self.query_one(NodeTable).set_filter(event.value)
+
+    @on(Input.Submitted, "#filter")
+    def filter_done(self) -> None:
+        self.leave_filter()
+
+    def leave_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        if not box.value:
+            box.remove_class("visible")
+            box.disabled = True  # a hidden box must not take the focus back
+        self.query_one(NodeTable).focus()
+
+    def on_key(self, event) -> None:
+        if event.key == "escape" and self.focused is self.query_one("#filter", Input):
+            event.stop()
+            self.leave_filter()
+
+    @on(DataTable.RowSelected)
+    def open_details(self, event: DataTable.RowSelected) -> None:
+        self.push_screen(DetailsScreen(str(event.row_key.value)))
+
+    def action_prompt(self) -> None:
+        models = self.snapshot.models_online() if self.snapshot else []
+        self.push_screen(PromptScreen(models))
+
+    def action_poll_now(self) -> None:
+        self.poll()
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen())

@@ -1,0 +1,96 @@
+"""ollama-top's view of the hub: one poll is GET /nodes and GET /stats; prompts stream from POST /jobs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+POLL_TIMEOUT = aiohttp.ClientTimeout(total=5.0)
+PROMPT_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=5.0)
+
+
+class HubUnreachable(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class FleetSnapshot:
+    """The fleet as one poll saw it."""
+
+    nodes: dict[str, dict[str, Any]]
+    stats: dict[str, Any]
+    taken_at: float = field(default_factory=time.time)
+
+    def models_online(self) -> list[str]:
+        return [name for name, where in self.stats.get("models", {}).items() if where.get("online")]
+
+
+@dataclass
+class JobEvent:
+    """One thing that happened to a prompt: text arrived, it finished, or it failed."""
+
+    text: str = ""
+    node_id: str | None = None
+    final: dict[str, Any] | None = None
+    error: str | None = None
+
+
+class HubClient:
+    def __init__(self, base_url: str, api_key: str | None = None) -> None:
+        self.base_url = base_url
+        self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(headers=self.headers)
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def _get(self, path: str) -> Any:
+        async with self.session.get(self.base_url + path, timeout=POLL_TIMEOUT) as response:
+            if response.status != 200:
+                raise HubUnreachable(f"{path}: HTTP {response.status}")
+            return await response.json()
+
+    async def fetch(self) -> FleetSnapshot:
+        try:
+            nodes, stats = await asyncio.gather(self._get("/nodes"), self._get("/stats"))
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            raise HubUnreachable(str(exc) or type(exc).__name__) from exc
+        return FleetSnapshot({node["node_id"]: node for node in nodes}, stats)
+
+    async def run_prompt(self, body: dict[str, Any]) -> AsyncIterator[JobEvent]:
+        """Stream a job; errors come back as events carrying what the hub said."""
+        try:
+            async with self.session.post(
+                self.base_url + "/jobs", json=body, timeout=PROMPT_TIMEOUT
+            ) as response:
+                node_id = response.headers.get("X-Node-Id")
+                if response.status != 200:
+                    yield JobEvent(node_id=node_id, error=f"HTTP {response.status}: {await response.text()}")
+                    return
+                async for raw in response.content:
+                    if not raw.strip():
+                        continue
+                    chunk = json.loads(raw)
+                    if "error" in chunk:
+                        yield JobEvent(node_id=node_id, error=str(chunk["error"]))
+                        return
+                    yield JobEvent(
+                        text=chunk.get("response", ""),
+                        node_id=node_id,
+                        final=chunk if chunk.get("done") else None,
+                    )
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            yield JobEvent(error=f"hub unreachable: {exc or type(exc).__name__}")

@@ -1,0 +1,63 @@
+"""Where ollama-top finds its hub: the command line, then the environment, then a config file."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from platformdirs import user_config_path
+
+DEFAULT_HUB = "http://localhost:8000"
+DEFAULT_INTERVAL = 2.0
+
+
+def config_file() -> Path:
+    return user_config_path("ollama-connector") / "ollama-top.toml"
+
+
+@dataclass(frozen=True)
+class TopConfig:
+    hub_url: str = DEFAULT_HUB
+    interval: float = DEFAULT_INTERVAL
+    api_key: str | None = None
+
+
+def read_file(path: Path) -> dict:
+    if not path.is_file():
+        return {}
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise SystemExit(f"ollama-top: cannot read {path}: {exc}") from None
+
+
+def resolve(
+    args: argparse.Namespace, environ: dict[str, str] | None = None, path: Path | None = None
+) -> TopConfig:
+    """The command line beats the environment, which beats the config file."""
+    environ = dict(os.environ) if environ is None else environ
+    file = read_file(path or config_file())
+    hub = args.hub or environ.get("OLLAMA_HUB_URL") or file.get("hub") or DEFAULT_HUB
+    interval = args.interval or float(
+        environ.get("OLLAMA_TOP_INTERVAL") or file.get("interval") or DEFAULT_INTERVAL
+    )
+    api_key = args.api_key or environ.get("OLLAMA_HUB_API_KEY") or file.get("api_key") or None
+    if "://" not in hub:
+        hub = "http://" + hub
+    if interval < 0.2:
+        raise SystemExit("ollama-top: --interval must be at least 0.2 seconds")
+    return TopConfig(hub_url=hub.rstrip("/"), interval=interval, api_key=api_key)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="ollama-top", description="Watch an ollama-connector fleet from the terminal."
+    )
+    p.add_argument("--hub", help=f"hub URL (env OLLAMA_HUB_URL, config file, default {DEFAULT_HUB})")
+    p.add_argument("--interval", type=float, help=f"seconds between polls (default {DEFAULT_INTERVAL:g})")
+    p.add_argument("--api-key", help="bearer token for the hub (env OLLAMA_HUB_API_KEY)")
+    return p

@@ -1,0 +1,95 @@
+"""How nodes look in the terminal: coloured statuses, load bars, ages; and the history behind sparklines."""
+
+from __future__ import annotations
+
+from collections import deque
+from datetime import datetime
+from typing import Any
+
+from rich.text import Text
+
+# Basic ANSI colour names, so a 16-colour terminal shows them as well as a true-colour one.
+STATUS_STYLE = {"online": "green", "degraded": "bold red", "offline": "bright_black", "draining": "yellow"}
+STATUS_RANK = {"degraded": 0, "offline": 1, "draining": 2, "online": 3}
+HISTORY = 300  # samples per node: five minutes at one poll a second
+
+
+def status_text(status: str) -> Text:
+    return Text(status, style=STATUS_STYLE.get(status, ""))
+
+
+def bar(fraction: float, width: int = 4) -> Text:
+    fraction = min(1.0, max(0.0, fraction))
+    filled = round(fraction * width)
+    style = "red" if fraction >= 0.9 else "yellow" if fraction >= 0.7 else "green"
+    text = Text("█" * filled, style=style)
+    text.append("░" * (width - filled), style="bright_black")
+    text.append(f"{fraction * 100:>4.0f}%")
+    return text
+
+
+def parse_time(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+def age(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    return f"{seconds // 3600}h"
+
+
+def address(node: dict[str, Any]) -> str:
+    host = node.get("ipv4") or node.get("ipv6") or "?"
+    return f"[{host}]:{node['port']}" if ":" in host else f"{host}:{node['port']}"
+
+
+def models_text(models: list[str], room: int) -> str:
+    """The count, then as many names as fit in `room` characters."""
+    shown = f"{len(models)}"
+    for name in models:
+        candidate = f"{shown} {name}" if shown == f"{len(models)}" else f"{shown},{name}"
+        if len(candidate) > room:
+            return shown + ("…" if len(shown) < room else "")
+        shown = candidate
+    return shown
+
+
+LEVELS = " ▁▂▃▄▅▆▇█"
+
+
+def spark(values: list[float], width: int, top: float) -> str:
+    """A one-line chart on a fixed scale from 0 to `top`; each character is the peak of its slice of time."""
+    if not values:
+        return ""
+    if len(values) > width:
+        step = len(values) / width
+        values = [
+            max(values[int(i * step) : max(int((i + 1) * step), int(i * step) + 1)]) for i in range(width)
+        ]
+    top = top or 1.0
+    return "".join(LEVELS[round(min(1.0, max(0.0, v / top)) * (len(LEVELS) - 1))] for v in values)
+
+
+class History:
+    """CPU, memory and active jobs per node, from the TUI's own polls."""
+
+    def __init__(self, size: int = HISTORY) -> None:
+        self.size = size
+        self.series: dict[str, dict[str, deque[float]]] = {}
+
+    def record(self, nodes: dict[str, dict[str, Any]]) -> None:
+        for node_id, node in nodes.items():
+            series = self.series.setdefault(
+                node_id, {k: deque(maxlen=self.size) for k in ("cpu", "memory", "jobs")}
+            )
+            series["cpu"].append(node["load"]["cpu"])
+            series["memory"].append(node["load"]["memory"])
+            series["jobs"].append(float(node["active_jobs"]))
+        for gone in self.series.keys() - nodes.keys():
+            del self.series[gone]
+
+    def of(self, node_id: str, name: str) -> list[float]:
+        return list(self.series.get(node_id, {}).get(name, ()))

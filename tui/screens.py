@@ -1,0 +1,189 @@
+"""The screens over the node table: a node's details, the prompt panel, and the key list."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from rich.pretty import Pretty
+from rich.table import Table
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Footer, Input, Label, Select, Static
+
+from tui.client import FleetSnapshot
+from tui.render import address, age, parse_time, spark, status_text
+
+if TYPE_CHECKING:
+    from tui.app import OllamaTop
+
+
+class DetailsScreen(Screen[None]):
+    """Every field of one node, its models and metadata, and sparklines of the last minutes."""
+
+    BINDINGS = [Binding("escape,q", "dismiss", "Back")]
+
+    def __init__(self, node_id: str) -> None:
+        super().__init__()
+        self.node_id = node_id
+
+    @property
+    def top(self) -> OllamaTop:
+        return self.app  # type: ignore[return-value]
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll():
+            yield Static(id="fields")
+            for key, label in (("cpu", "CPU"), ("memory", "Memory"), ("jobs", "Active jobs")):
+                yield Label(label, id=f"label-{key}", classes="spark-label")
+                yield Static("", id=f"spark-{key}", classes="spark")
+            yield Static(id="models")
+            yield Static(id="metadata")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.watch(self.top, "snapshot", self.show, init=True)
+
+    def show(self, snapshot: FleetSnapshot | None) -> None:
+        node = snapshot.nodes.get(self.node_id) if snapshot else None
+        if node is None:
+            self.query_one("#fields", Static).update(f"{self.node_id}: no longer registered at the hub")
+            return
+        seen = age(self.top.clock() - parse_time(node["last_seen"]))
+        fields = Text()
+        for name, value in (
+            ("node", Text(node["node_id"])),
+            ("status", status_text(node["status"])),
+            ("address", Text(address(node))),
+            ("ipv4 / ipv6", Text(f"{node['ipv4'] or '-'} / {node['ipv6'] or '-'}")),
+            ("cpu / memory", Text(f"{node['load']['cpu'] * 100:.0f}% / {node['load']['memory'] * 100:.0f}%")),
+            ("active jobs", Text(str(node["active_jobs"]))),
+            ("failures", Text(str(node["failure_count"]))),
+            ("last seen", Text(f"{node['last_seen']} ({seen} ago)")),
+        ):
+            fields.append(f"{name:<14}", style="bold").append_text(value).append("\n")
+        self.query_one("#fields", Static).update(fields)
+        width = max(10, self.size.width - 6)
+        for key in ("cpu", "memory", "jobs"):
+            series = self.top.history.of(self.node_id, key)
+            top = max([*series, 1.0]) if key == "jobs" else 1.0
+            self.query_one(f"#spark-{key}", Static).update(spark(series, width, top))
+            latest = series[-1] if series else 0.0
+            shown = f"{latest:.0f}" if key == "jobs" else f"{latest * 100:.0f}%"
+            label = {"cpu": "CPU", "memory": "Memory", "jobs": "Active jobs"}[key]
+            self.query_one(f"#label-{key}", Label).update(f"{label}: {shown} (last {len(series)} polls)")
+        self.query_one("#models", Static).update("Models:\n  " + ("\n  ".join(node["models"]) or "none"))
+        self.query_one("#metadata", Static).update(Pretty(node["metadata"]))
+
+
+class PromptScreen(ModalScreen[None]):
+    """Send a test prompt to POST /jobs and watch it stream."""
+
+    BINDINGS = [Binding("escape", "cancel_or_close", "Cancel / close")]
+
+    def __init__(self, models: list[str]) -> None:
+        super().__init__()
+        self.models = models
+        self.running = False
+
+    @property
+    def top(self) -> OllamaTop:
+        return self.app  # type: ignore[return-value]
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="prompt-panel"):
+            yield Label("Test prompt: Enter sends, Esc cancels or closes", id="prompt-title")
+            yield Select(
+                [(m, m) for m in self.models], prompt="model", id="model", allow_blank=not self.models
+            )
+            yield Input(placeholder="Prompt", id="prompt")
+            with Horizontal(id="prompt-options"):
+                yield Input(placeholder="temperature", id="temperature", type="number")
+                yield Input(placeholder="num_predict", id="num_predict", type="integer")
+            with VerticalScroll(id="answer-box"):
+                yield Static("", id="answer")
+            yield Label("", id="prompt-status")
+
+    def on_mount(self) -> None:
+        self.query_one("#prompt", Input).focus()
+
+    def action_cancel_or_close(self) -> None:
+        if self.running:
+            self.workers.cancel_group(self, "prompt")
+            self.running = False
+            self.query_one("#prompt-status", Label).update("cancelled")
+        else:
+            self.dismiss()
+
+    @on(Input.Submitted)
+    def send(self) -> None:
+        model = self.query_one("#model", Select).value
+        prompt = self.query_one("#prompt", Input).value.strip()
+        status = self.query_one("#prompt-status", Label)
+        if model in (Select.BLANK, None) or not prompt:
+            status.update("choose a model and type a prompt")
+            return
+        options: dict[str, Any] = {}
+        if temperature := self.query_one("#temperature", Input).value.strip():
+            options["temperature"] = float(temperature)
+        if num_predict := self.query_one("#num_predict", Input).value.strip():
+            options["num_predict"] = int(num_predict)
+        body = {"model": model, "prompt": prompt, "stream": True, **({"options": options} if options else {})}
+        self.stream(body)
+
+    @work(exclusive=True, group="prompt", exit_on_error=False)
+    async def stream(self, body: dict[str, Any]) -> None:
+        answer, status = self.query_one("#answer", Static), self.query_one("#prompt-status", Label)
+        self.running = True
+        text, count, started = "", 0, time.monotonic()
+        answer.update("")
+        status.update("waiting for the first token…")
+        try:
+            async for event in self.top.client.run_prompt(body):
+                if event.error is not None:
+                    status.update(f"[red]error[/red] from {event.node_id or 'the hub'}: {event.error}")
+                    return
+                text += event.text
+                count += 1 if event.text else 0
+                answer.update(text)
+                elapsed = time.monotonic() - started
+                final = event.final
+                if final and final.get("eval_count") and final.get("eval_duration"):
+                    rate = final["eval_count"] / final["eval_duration"] * 1e9
+                    count = final["eval_count"]
+                else:
+                    rate = count / elapsed if elapsed > 0 else 0.0
+                done = " · done" if final else ""
+                status.update(
+                    f"node {event.node_id} · {count} tokens · {rate:.1f} tok/s · {elapsed:.1f} s{done}"
+                )
+        finally:
+            self.running = False
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS = [Binding("escape,q,question_mark", "dismiss", "Close")]
+    KEYS = [
+        ("↑ ↓ PgUp PgDn", "move in the node table"),
+        ("Enter", "details of the selected node"),
+        ("s", "cycle the sort column"),
+        ("/", "filter nodes (Enter or Esc leaves the filter box)"),
+        ("p", "send a test prompt"),
+        ("r", "poll the hub now"),
+        ("?", "this help"),
+        ("q", "quit"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        table = Table.grid(padding=(0, 2))
+        table.add_column(style="bold")
+        table.add_column()
+        for key, what in self.KEYS:
+            table.add_row(key, what)
+        with Vertical(id="help-panel"):
+            yield Label("Keys", id="help-title")
+            yield Static(table)
