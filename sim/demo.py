@@ -1,5 +1,6 @@
-"""`make demo`: a hub, two node agents and two simulated Ollamas on loopback, until Ctrl-C.
+"""`make demo`: a hub, two node agents and two simulated Ollamas on loopback, watched with ollama-top.
 
+Quitting ollama-top stops the fleet. Without a terminal, the fleet runs until Ctrl-C or SIGTERM.
 If a real Ollama answers on 127.0.0.1:11434, the first node uses it instead of a simulator.
 """
 
@@ -82,13 +83,17 @@ def main() -> None:
                     CLUSTER_TOKEN=token,
                 )
             )
+        if sys.stdin.isatty() and sys.stdout.isatty():
+            # The fleet monitor in the foreground; quitting it (q) stops the fleet.
+            subprocess.run([str(BIN / "ollama-top"), "--hub", HUB, "--interval", "1"], check=False)
+            return
         print(
             f"""
 ollama-connector demo: hub on {HUB}, nodes node-1 and node-2, heartbeats every 5 s.
 Try, in another terminal:
   curl {HUB}/nodes
   curl {HUB}/jobs -d '{{"model": "llama3", "prompt": "Why is the sky blue?"}}'
-  curl {HUB}/jobs -d '{{"model": "llama3", "prompt": "Hello", "stream": false}}'
+  ollama-top --hub {HUB}
 Press Ctrl-C to stop the fleet.
 """,
             flush=True,
