@@ -17,8 +17,13 @@ def main() -> None:
         settings = HubSettings.from_env()
     except ConfigError as exc:
         sys.exit(f"ollama-hubd: bad configuration: {exc}")
-    setup_logging(settings.log_level)
-    asyncio.run(serve_until_signalled(create_app(settings), settings.hosts, settings.port))
+    setup_logging(settings.log_level, settings.log_format)
+    app = create_app(settings)
+    asyncio.run(
+        serve_until_signalled(
+            app, settings.hosts, settings.port, name="ollama-hubd", drain_timeout=settings.drain_timeout
+        )
+    )
 
 
 if __name__ == "__main__":

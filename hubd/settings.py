@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from shared.settings import CommaList, EnvSettings, LogLevel, OptionalToken
+from shared.settings import CommaList, EnvSettings, LogFormat, LogLevel, OptionalToken
 
 
 class HubSettings(EnvSettings):
@@ -28,8 +28,12 @@ class HubSettings(EnvSettings):
     """Shared secret between the hub and its nodes; unset means no authentication (a warning at start)."""
     max_body_bytes: int = Field(32 * 1024 * 1024, alias="MAX_REQUEST_BYTES", ge=1024)
     """Largest request body accepted (images in prompts make bodies large); bigger bodies get 413."""
+    drain_timeout: float = Field(60.0, alias="DRAIN_TIMEOUT_SECONDS", ge=0)
+    """On SIGTERM, how long streams in flight may take to finish before the hub exits."""
     log_level: LogLevel = Field("INFO", alias="LOG_LEVEL")
     """Logging verbosity."""
+    log_format: LogFormat = Field("text", alias="LOG_FORMAT")
+    """`text`, or `json` for one JSON object per line."""
 
     @model_validator(mode="after")
     def _removal_after_offline(self) -> HubSettings:

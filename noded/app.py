@@ -9,8 +9,9 @@ import aiohttp
 from aiohttp import web
 
 from noded import routes
-from noded.heartbeat import heartbeat_ctx
+from noded.heartbeat import HubRefused, heartbeat_ctx, send_heartbeat
 from noded.keys import SESSION, SETTINGS, STATE, AgentState
+from noded.pulls import pull_ctx
 from noded.settings import NodeSettings
 from shared.http import BadRequest
 
@@ -44,9 +45,20 @@ def create_app(settings: NodeSettings) -> web.Application:
     app = web.Application(middlewares=[error_bodies], client_max_size=64 * 1024 * 1024)
     app[SETTINGS] = settings
     app[STATE] = AgentState(port=settings.port)
-    app.cleanup_ctx.extend([client_session_ctx, heartbeat_ctx])
+    app.cleanup_ctx.extend([client_session_ctx, heartbeat_ctx, pull_ctx])
     app.add_routes(routes.routes)
     return app
+
+
+async def drain(app: web.Application) -> None:
+    """Before stopping: refuse new jobs and tell the hub at once, so it sends them elsewhere."""
+    state = app[STATE]
+    state.draining = True
+    log.info("draining: telling the hub; %d job(s) in flight will finish first", state.active_jobs)
+    try:
+        await send_heartbeat(app)
+    except (aiohttp.ClientError, TimeoutError, HubRefused) as exc:
+        log.warning("could not tell the hub we are draining: %s", exc)
 
 
 def mark_listening(app: web.Application, port: int) -> None:

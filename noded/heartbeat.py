@@ -78,7 +78,9 @@ async def heartbeat_loop(app: web.Application) -> None:
                 log.info("hub reachable again after %.0f s", time.monotonic() - outage_since)
                 outage_since = None
             delay, retry = settings.heartbeat_interval, FIRST_RETRY
-        await asyncio.sleep(delay)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(state.wake.wait(), delay)
+        state.wake.clear()
 
 
 async def heartbeat_ctx(app: web.Application) -> AsyncIterator[None]:

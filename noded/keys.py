@@ -16,6 +16,7 @@ class AgentState:
 
     port: int = 0  # the port actually bound, reported in heartbeats
     listening: asyncio.Event = field(default_factory=asyncio.Event)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)  # set to send a heartbeat now
     active_jobs: int = 0
     draining: bool = False
     models: list[str] = field(default_factory=list)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from noded.app import create_app, mark_listening
+from noded.app import create_app, drain, mark_listening
 from noded.settings import NodeSettings
 from shared.http import bound_port, serve_until_signalled
 from shared.logs import setup_logging
@@ -17,11 +17,17 @@ def main() -> None:
         settings = NodeSettings.from_env()
     except ConfigError as exc:
         sys.exit(f"ollama-noded: bad configuration: {exc}")
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, settings.log_format)
     app = create_app(settings)
     asyncio.run(
         serve_until_signalled(
-            app, settings.hosts, settings.port, on_ready=lambda r: mark_listening(app, bound_port(r))
+            app,
+            settings.hosts,
+            settings.port,
+            name="ollama-noded",
+            on_ready=lambda runner: mark_listening(app, bound_port(runner)),
+            before_stop=lambda: drain(app),
+            drain_timeout=settings.drain_timeout,
         )
     )
 

@@ -6,7 +6,7 @@ import socket
 
 from pydantic import Field
 
-from shared.settings import CommaList, EnvSettings, HttpUrl, LogLevel, OptionalStr, OptionalToken
+from shared.settings import CommaList, EnvSettings, HttpUrl, LogFormat, LogLevel, OptionalStr, OptionalToken
 
 
 class NodeSettings(EnvSettings):
@@ -36,8 +36,12 @@ class NodeSettings(EnvSettings):
     """Address the hub should dial; default: the source address of the heartbeat as the hub sees it."""
     cluster_token: OptionalToken = Field(None, alias="CLUSTER_TOKEN")
     """Shared secret with the hub: sent on heartbeats, required on /execute."""
+    drain_timeout: float = Field(60.0, alias="DRAIN_TIMEOUT_SECONDS", ge=0)
+    """On SIGTERM, how long jobs in flight may take to finish before the agent exits."""
     log_level: LogLevel = Field("INFO", alias="LOG_LEVEL")
     """Logging verbosity."""
+    log_format: LogFormat = Field("text", alias="LOG_FORMAT")
+    """`text`, or `json` for one JSON object per line."""
 
     def url(self, base: str, path: str) -> str:
         return base + path

@@ -12,7 +12,8 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-log = logging.getLogger(__name__)
+from shared.systemd import notify, watchdog
+
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -61,25 +62,37 @@ async def serve_until_signalled(
     app: web.Application,
     hosts: list[str],
     port: int,
-    on_ready: Callable[[web.AppRunner], Awaitable[None] | None] | None = None,
-    **kwargs: Any,
+    *,
+    name: str,
+    on_ready: Callable[[web.AppRunner], None] | None = None,
+    before_stop: Callable[[], Awaitable[None]] | None = None,
+    drain_timeout: float = 60.0,
 ) -> None:
-    """Serve until SIGINT or SIGTERM, then clean up (cleanup contexts included)."""
+    """Serve until SIGINT or SIGTERM, telling systemd when ready and when stopping.
+
+    On a signal: `before_stop` runs first (a node announces it is draining), then the listeners close and
+    requests in flight get up to `drain_timeout` seconds to finish before the cleanup contexts run.
+    """
+    log = logging.getLogger(name)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    runner = await start_runner(app, hosts, port, **kwargs)
+    runner = await start_runner(app, hosts, port, shutdown_timeout=drain_timeout)
     try:
-        log.info("listening on %s", ", ".join(_format_address(a) for a in runner.addresses))
-        if on_ready is not None:
-            result = on_ready(runner)
-            if result is not None:
-                await result
-        await stop.wait()
-        log.info("stopping")
+        async with watchdog():
+            log.info("listening on %s", ", ".join(_format_address(a) for a in runner.addresses))
+            if on_ready is not None:
+                on_ready(runner)
+            notify("READY=1", f"STATUS=listening on port {bound_port(runner)}")
+            await stop.wait()
+            notify("STOPPING=1", "STATUS=draining")
+            log.info("stopping: finishing requests in flight (at most %.0f s)", drain_timeout)
+            if before_stop is not None:
+                await before_stop()
     finally:
         await runner.cleanup()
+        log.info("stopped")
 
 
 def _format_address(address: Any) -> str:

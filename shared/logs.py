@@ -1,22 +1,47 @@
-"""Logging set-up shared by the daemons."""
+"""Logging for the daemons: readable on a terminal, tidy in the journal, or JSON lines."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
+from datetime import UTC, datetime
+
+# syslog priorities, which journald reads from a "<N>" prefix (SyslogLevelPrefix=, on by default).
+PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
 
 
-def setup_logging(level: str) -> None:
-    # journald stamps every line itself; a second timestamp only adds noise there.
-    under_journal = bool(os.environ.get("JOURNAL_STREAM"))
-    fmt = (
-        "%(levelname)s %(name)s: %(message)s"
-        if under_journal
-        else "%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    logging.basicConfig(level=level.upper(), format=fmt, stream=sys.stderr, force=True)
-    # aiohttp's access log is one line per request; keep it for DEBUG only.
+class JournalFormatter(logging.Formatter):
+    """No timestamp (journald stamps every line) and a priority prefix, so `journalctl -p warning` works."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"<{PRIORITY.get(record.levelno, 6)}>{super().format(record)}"
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def setup_logging(level: str, fmt: str = "text") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    elif os.environ.get("JOURNAL_STREAM"):
+        handler.setFormatter(JournalFormatter("%(name)s: %(message)s"))
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+    # aiohttp's access log is a line per request; keep it for DEBUG.
     logging.getLogger("aiohttp.access").setLevel(
         logging.DEBUG if level.upper() == "DEBUG" else logging.WARNING
     )

@@ -78,3 +78,7 @@ def _http_url(value: str) -> str:
 
 HttpUrl = Annotated[str, AfterValidator(_http_url)]
 """An http(s) URL kept as the string the user wrote, less any trailing slash."""
+
+LogFormat = Annotated[
+    Literal["text", "json"], BeforeValidator(lambda v: v.lower() if isinstance(v, str) else v)
+]

@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.getLogger("ollama-sim").info(
         "simulating Ollama %s with %s", args.ollama_version, ", ".join(models)
     )
-    asyncio.run(serve_until_signalled(app, [args.host], args.port))
+    asyncio.run(serve_until_signalled(app, [args.host], args.port, name="ollama-sim", drain_timeout=5.0))
 
 
 if __name__ == "__main__":

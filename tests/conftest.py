@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import os
+import socket
+import subprocess
+import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -28,6 +33,70 @@ from sim.behaviour import Behaviour
 from sim.keys import ENGINE
 
 MODELS = ["llama3", "mistral:7b", "nomic-embed-text"]
+BIN = Path(sys.executable).parent
+
+
+_handed_out: set[int] = set()
+
+
+def free_port() -> int:
+    """A port nothing listens on, never the same twice in a run (the kernel may offer one again at once)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
+
+
+class Processes:
+    """The console scripts as real processes; each one's log goes to a file, shown when a test fails."""
+
+    def __init__(self, logs: Path) -> None:
+        self.logs = logs
+        self.procs: list[subprocess.Popen] = []
+
+    def start(self, *argv: str, **env: str) -> subprocess.Popen:
+        log = (self.logs / f"{len(self.procs)}-{argv[0]}.log").open("wb")
+        proc = subprocess.Popen(
+            [str(BIN / argv[0]), *argv[1:]],
+            env={**os.environ, "LOG_LEVEL": "WARNING", **env},
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
+        log.close()
+        self.procs.append(proc)
+        return proc
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        for log in sorted(self.logs.glob("*.log")):
+            if text := log.read_text(errors="replace").strip():
+                print(f"--- {log.name}\n{text}")  # pytest shows this only for a failing test
+
+
+async def answers(http: aiohttp.ClientSession, url: str) -> bool:
+    try:
+        async with http.get(url) as r:
+            return r.status == 200
+    except aiohttp.ClientError:
+        return False
+
+
+@pytest.fixture
+def processes(tmp_path: Path) -> Iterator[Processes]:
+    procs = Processes(tmp_path)
+    yield procs
+    procs.stop_all()
 
 
 async def wait_until(predicate: Callable[[], object], within: float = 10.0, what: str = "condition") -> None:
@@ -127,6 +196,7 @@ class Fleet:
             "NODE_HOST": host,
             "NODE_PORT": "0",
             "HEARTBEAT_INTERVAL": "30",
+            "SKIP_MODEL_PULL": "1",
             **env,
         }
         app = create_node(NodeSettings.from_env(environ))

@@ -11,6 +11,7 @@ from hubd.settings import HubSettings
 from noded.heartbeat import build_heartbeat
 from noded.settings import NodeSettings
 from shared.settings import ConfigError
+from sim.keys import ENGINE
 from tests.conftest import wait_until
 
 SEED_FIELDS = {
@@ -156,3 +157,12 @@ def test_defaults_match_the_seed():
         "http://localhost:8000", 8001, "http://127.0.0.1:11434", 30,
     )  # fmt: skip
     assert node.required_models == ["qwen2.5:7b"] and node.skip_model_pull is False
+
+
+async def test_agent_pulls_required_models_it_lacks(fleet):
+    sim = await fleet.sim(models=["llama3"])
+    hub = await fleet.hub()
+    await fleet.node(hub, sim, "puller", SKIP_MODEL_PULL="0", REQUIRED_MODELS="qwen2.5:7b,llama3")
+    record = hub.registry.get("puller")
+    await wait_until(lambda: "qwen2.5:7b" in record.beat.models, what="the pulled model in a heartbeat")
+    assert sorted(m.name for m in sim.app[ENGINE].catalog.all()) == ["llama3:latest", "qwen2.5:7b"]

@@ -6,66 +6,9 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
-import sys
-from pathlib import Path
 
-import aiohttp
-import pytest
-
-from tests.conftest import wait_until
-
-BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Processes:
-    def __init__(self) -> None:
-        self.procs: list[subprocess.Popen] = []
-
-    def start(self, *argv: str, **env: str) -> subprocess.Popen:
-        proc = subprocess.Popen(
-            [str(BIN / argv[0]), *argv[1:]],
-            env={**os.environ, "LOG_LEVEL": "WARNING", **env},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        self.procs.append(proc)
-        return proc
-
-    def stop_all(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            if proc.stderr:
-                proc.stderr.close()
-
-
-async def answers(http: aiohttp.ClientSession, url: str) -> bool:
-    try:
-        async with http.get(url) as r:
-            return r.status == 200
-    except aiohttp.ClientError:
-        return False
-
-
-@pytest.fixture
-def processes():
-    procs = Processes()
-    yield procs
-    procs.stop_all()
+from tests.conftest import BIN, answers, free_port, wait_until
 
 
 async def test_seed_examples_and_a_node_killed_during_a_burst(processes, http):

@@ -1,0 +1,202 @@
+"""Running under systemd: the notify protocol, journald and JSON logs, the installer, and the units."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import BIN, free_port
+
+REPO = Path(__file__).resolve().parents[1]
+INSTALLER = REPO / "systemd" / "install.sh"
+
+
+def notify_socket(tmp_path: Path, abstract: bool) -> tuple[socket.socket, str]:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    if abstract:
+        name = f"ollama-connector-test-{os.getpid()}-{free_port()}"
+        sock.bind("\0" + name)
+        address = "@" + name
+    else:
+        address = str(tmp_path / "notify.sock")
+        sock.bind(address)
+    sock.settimeout(20)
+    return sock, address
+
+
+def accepts(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize(("program", "abstract"), [("ollama-hubd", False), ("ollama-noded", True)])
+def test_ready_after_the_port_accepts_and_stopping_on_sigterm(tmp_path, program, abstract):
+    sock, address = notify_socket(tmp_path, abstract)
+    port = free_port()
+    env = {
+        **os.environ,
+        "NOTIFY_SOCKET": address,
+        "HUB_HOST": "127.0.0.1",
+        "HUB_PORT": str(port),
+        "NODE_HOST": "127.0.0.1",
+        "NODE_PORT": str(port),
+        "SERVER_URL": f"http://127.0.0.1:{free_port()}",  # no hub: the agent must still start
+        "SKIP_MODEL_PULL": "1",
+    }
+    proc = subprocess.Popen([str(BIN / program)], env=env, stderr=subprocess.DEVNULL)
+    try:
+        ready = sock.recv(4096).decode()
+        assert ready.splitlines()[0] == "READY=1"
+        assert accepts(port), "READY=1 came before the port accepted connections"
+        proc.terminate()
+        assert sock.recv(4096).decode().splitlines()[0] == "STOPPING=1"
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        sock.close()
+
+
+@pytest.mark.parametrize(
+    ("env", "check"),
+    [
+        ({"LOG_FORMAT": "json"}, lambda line: json.loads(line)["level"] in {"INFO", "WARNING"}),
+        # Under journald: a priority prefix, and no timestamp of our own.
+        ({"JOURNAL_STREAM": "8:1234"}, lambda line: line[:3] in {"<6>", "<4>"} and not line[3].isdigit()),
+    ],
+)
+def test_log_formats(env, check):
+    port = free_port()
+    proc = subprocess.Popen(
+        [str(BIN / "ollama-hubd")],
+        env={**os.environ, "HUB_HOST": "127.0.0.1", "HUB_PORT": str(port), **env},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        first = proc.stderr.readline().rstrip("\n")  # the warning about CLUSTER_TOKEN
+        second = proc.stderr.readline().rstrip("\n")  # "listening on"
+        assert check(first) and check(second), (first, second)
+        assert "CLUSTER_TOKEN" in first and "listening" in second
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+        proc.stderr.close()
+
+
+def run_installer(*args: str) -> str:
+    result = subprocess.run(
+        ["bash", str(INSTALLER), *args, "--source", str(REPO), "--python", sys.executable],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def digest(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted((root / "etc").rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_installer_dry_run_touches_nothing(tmp_path):
+    out = run_installer("hub", "--root", str(tmp_path / "root"), "--dry-run")
+    assert "would: write" in out and "ollama-hubd.service" in out and "hub.env" in out
+    assert not (tmp_path / "root").exists()
+    node = run_installer("node", "--hub", "http://hub:8000", "--root", str(tmp_path / "root"), "--dry-run")
+    assert "node.env" in node and not (tmp_path / "root").exists()
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("install") / "root"
+    run_installer("hub", "--root", str(root))
+    run_installer(
+        "node", "--root", str(root), "--hub", "http://hub.lan:8000", "--token", "t0k", "--node-id", "n7"
+    )
+    return root
+
+
+def test_installer_lays_out_units_env_files_and_a_venv(installed):
+    root = installed
+    units = root / "etc/systemd/system"
+    assert (units / "ollama-hubd.service").read_text() == (REPO / "systemd/ollama-hubd.service").read_text()
+    assert (units / "multi-user.target.wants/ollama-noded.service").is_symlink()
+    hub_env = (root / "etc/ollama-connector/hub.env").read_text()
+    token = next(line.split("=", 1)[1] for line in hub_env.splitlines() if line.startswith("CLUSTER_TOKEN="))
+    assert len(token) >= 32
+    assert oct((root / "etc/ollama-connector/hub.env").stat().st_mode)[-3:] == "600"
+    node_env = (root / "etc/ollama-connector/node.env").read_text()
+    assert (
+        "SERVER_URL=http://hub.lan:8000" in node_env
+        and "CLUSTER_TOKEN=t0k" in node_env
+        and "NODE_ID=n7" in node_env
+    )
+    for program in ("ollama-hubd", "ollama-noded", "ollama-top"):
+        assert os.access(root / "opt/ollama-connector/bin" / program, os.X_OK)
+
+
+def test_installer_second_run_changes_nothing(installed):
+    before = digest(installed)
+    out = run_installer("hub", "--root", str(installed))
+    assert "nothing changed" in out and digest(installed) == before
+
+
+@pytest.mark.skipif(
+    shutil.which("systemd-analyze") is None, reason="needs systemd-analyze (make test installs it)"
+)
+def test_units_pass_systemd_analyze_verify(installed):
+    # verify resolves ExecStart inside the root, and needs systemd's own units (multi-user.target) there too.
+    system_units = installed / "usr/lib/systemd/system"
+    if not system_units.exists():
+        system_units.parent.mkdir(parents=True, exist_ok=True)
+        system_units.symlink_to("/lib/systemd/system")
+    result = subprocess.run(
+        [
+            "systemd-analyze",
+            "verify",
+            "--man=no",
+            f"--root={installed}",
+            "ollama-hubd.service",
+            "ollama-noded.service",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (result.returncode, result.stdout + result.stderr) == (0, "")
+
+
+def test_installer_uninstall_keeps_env_files_unless_purged(tmp_path):
+    root = tmp_path / "root"
+    (root / "etc/systemd/system").mkdir(parents=True)
+    # A node install whose venv step is already done, to keep this test quick: copy nothing, only the files.
+    out = run_installer("node", "--root", str(root), "--hub", "http://hub:8000", "--dry-run")
+    assert "would:" in out
+    (root / "etc/systemd/system/ollama-noded.service").write_text(
+        (REPO / "systemd/ollama-noded.service").read_text()
+    )
+    (root / "etc/ollama-connector").mkdir(parents=True)
+    (root / "etc/ollama-connector/node.env").write_text("SERVER_URL=http://hub:8000\n")
+    (root / "opt/ollama-connector/bin").mkdir(parents=True)
+    run_installer("node", "--root", str(root), "--uninstall")
+    assert not (root / "etc/systemd/system/ollama-noded.service").exists()
+    assert not (root / "opt/ollama-connector").exists()
+    assert (root / "etc/ollama-connector/node.env").exists()
+    run_installer("node", "--root", str(root), "--uninstall", "--purge")
+    assert not (root / "etc/ollama-connector").exists()
