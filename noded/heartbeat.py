@@ -62,7 +62,7 @@ async def heartbeat_loop(app: web.Application) -> None:
     settings, state = app[SETTINGS], app[STATE]
     await state.listening.wait()
     outage_since: float | None = None
-    retry = FIRST_RETRY
+    retry = ollama_retry = FIRST_RETRY
     while True:
         try:
             await send_heartbeat(app)
@@ -78,6 +78,14 @@ async def heartbeat_loop(app: web.Application) -> None:
                 log.info("hub reachable again after %.0f s", time.monotonic() - outage_since)
                 outage_since = None
             delay, retry = settings.heartbeat_interval, FIRST_RETRY
+            # While Ollama is down, look again sooner, so the hub hears of its return within seconds.
+            if state.ollama_up:
+                ollama_retry = FIRST_RETRY
+            else:
+                delay, ollama_retry = (
+                    min(delay, ollama_retry),
+                    min(ollama_retry * 2, settings.heartbeat_interval),
+                )
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(state.wake.wait(), delay)
         state.wake.clear()

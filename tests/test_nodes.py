@@ -121,6 +121,10 @@ async def test_ollama_down_means_no_models_but_still_heartbeating(fleet, http):
     assert build_heartbeat(node.app).metadata["ollama_version"] is None
     async with http.get(node.url + "/healthz") as r:
         assert r.status == 503 and (await r.json())["ollama"] == "down"
+    # Ollama comes back: the agent looks again within seconds, not at the next 30 s heartbeat.
+    await fleet.sim(port=sim.port)
+    record = hub.registry.get("no-ollama")
+    await wait_until(lambda: record.beat.models, within=5, what="the models after Ollama's return")
 
 
 @pytest.mark.parametrize(
