@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from typing import Any
 
@@ -30,14 +29,14 @@ class JobRequest(BaseModel):
 async def submit_job(request: web.Request) -> web.StreamResponse:
     body = await read_json_object(request)
     job = parse_body_as(JobRequest, body)
-    body["stream"] = job.stream  # explicit, whatever the node's Ollama defaults to
+    # The body goes on as the caller wrote it: an absent "stream" means true for Ollama too.
     return await dispatch(
         request,
         Job(
             job_id=str(uuid.uuid4()),
             model=job.model,
             node_path="/execute",
-            payload=json.dumps(body).encode(),
+            payload=await request.read(),
             stream=job.stream,
         ),
     )

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 
 from hubd.app import create_app
 from hubd.settings import HubSettings
-from shared.http import serve_until_signalled
+from shared.http import run, serve_until_signalled
 from shared.logs import setup_logging
 from shared.settings import ConfigError
 
@@ -19,7 +18,7 @@ def main() -> None:
         sys.exit(f"ollama-hubd: bad configuration: {exc}")
     setup_logging(settings.log_level, settings.log_format)
     app = create_app(settings)
-    asyncio.run(
+    run(
         serve_until_signalled(
             app, settings.hosts, settings.port, name="ollama-hubd", drain_timeout=settings.drain_timeout
         )

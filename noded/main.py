@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 
 from noded.app import create_app, drain, mark_listening
 from noded.settings import NodeSettings
-from shared.http import bound_port, serve_until_signalled
+from shared.http import bound_port, run, serve_until_signalled
 from shared.logs import setup_logging
 from shared.settings import ConfigError
 
@@ -19,7 +18,7 @@ def main() -> None:
         sys.exit(f"ollama-noded: bad configuration: {exc}")
     setup_logging(settings.log_level, settings.log_format)
     app = create_app(settings)
-    asyncio.run(
+    run(
         serve_until_signalled(
             app,
             settings.hosts,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 
 import aiohttp
@@ -62,7 +61,3 @@ async def forward(
             return response
         await response.write_eof()
         return response
-
-
-def request_json(body: dict) -> bytes:
-    return json.dumps(body).encode()

@@ -109,3 +109,13 @@ def parse_body_as(model: type[M], data: dict[str, Any]) -> M:
             f"{'.'.join(str(p) for p in error['loc']) or 'body'}: {error['msg']}" for error in exc.errors()
         )
         raise BadRequest(detail) from None
+
+
+def run(main: Awaitable[None]) -> None:
+    """Run a daemon's main coroutine, on uvloop where it is installed: a faster loop for the same code."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)  # type: ignore[arg-type]
+    else:
+        uvloop.run(main)  # type: ignore[arg-type]

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 
-from shared.http import serve_until_signalled
+from shared.http import run, serve_until_signalled
 from shared.logs import setup_logging
 from sim.app import create_app
 from sim.behaviour import Behaviour
@@ -60,7 +59,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.getLogger("ollama-sim").info(
         "simulating Ollama %s with %s", args.ollama_version, ", ".join(models)
     )
-    asyncio.run(serve_until_signalled(app, [args.host], args.port, name="ollama-sim", drain_timeout=5.0))
+    run(serve_until_signalled(app, [args.host], args.port, name="ollama-sim", drain_timeout=5.0))
 
 
 if __name__ == "__main__":

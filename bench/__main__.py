@@ -1,0 +1,122 @@
+"""`make bench`: every scenario side by side in one run; a table on screen and JSON in bench/results/."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import psutil
+
+from bench.footprint import footprint
+from bench.scenarios import SMOKE, Size, overhead, registry_scale, streaming
+from bench.targets import check_targets
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def machine() -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "os": platform.platform(terse=True),
+        "python": platform.python_version(),
+    }
+
+
+def run(size: Size, only: set[str] | None = None) -> dict:
+    scenarios = {
+        "overhead": overhead,
+        "streaming": streaming,
+        "registry": registry_scale,
+        "footprint": footprint,
+    }
+    results: dict = {"machine": machine(), "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    for name, scenario in scenarios.items():
+        if only and name not in only:
+            continue
+        print(f"running {name}…", flush=True)
+        results[name] = scenario(size)
+    results["targets"] = check_targets(results)
+    return results
+
+
+def print_report(results: dict) -> None:
+    m = results["machine"]
+    print(f"\nmachine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB, Python {m['python']}")
+    if "overhead" in results:
+        print("\noverhead (tiny non-streaming jobs)")
+        header = f"  {'route':<14}{'p50 ms':>9}{'p99 ms':>9}{'req/s':>10}{'vs direct':>11}"
+        print(header + "   CPU µs per request")
+        for key, r in results["overhead"].items():
+            direct = results["overhead"][f"direct@{key.split('@')[1]}"]
+            cpu = ", ".join(
+                f"{k.split('_')[0]} {v:.0f}" for k, v in r.items() if k.endswith("_cpu_us_per_request")
+            )
+            print(
+                f"  {key:<14}{r['p50_ms']:>9.3f}{r['p99_ms']:>9.3f}{r['per_second']:>10.0f}"
+                f"{r['per_second'] / direct['per_second']:>10.2f}x   {cpu}"
+            )
+    if "streaming" in results:
+        print("\nstreaming relay (concurrent streams)")
+        print(
+            f"  {'route':<12}{'chunks/s':>10}{'TTFT p50':>10}{'delay p50':>11}{'delay p99':>11}{'hub CPU':>9}"
+        )
+        for key, r in results["streaming"].items():
+            cpu = f"{r['hub_cpu_percent']:.0f}%" if "hub_cpu_percent" in r else "-"
+            print(
+                f"  {key:<12}{r['chunks_per_second']:>10.0f}{r['ttft_p50_ms']:>9.1f}m"
+                f"{r['delay_p50_ms']:>10.2f}m{r['delay_p99_ms']:>10.2f}m{cpu:>9}"
+            )
+    if "registry" in results:
+        print("\nregistry scale")
+        for key, r in results["registry"].items():
+            print(
+                f"  {key:<12} heartbeats/s {r['heartbeats_per_second_known']:>8.0f}"
+                f"  GET /nodes {r['get_nodes_ms']:>7.1f} ms  routing {r['routing_decision_us']:>7.1f} µs"
+                f"  hub RSS {r['hub_rss_mb']:>6.1f} MB"
+            )
+    if "footprint" in results:
+        f = results["footprint"]
+        t = f["ollama_top"]
+        print(
+            f"\nfootprint: hubd {f['hubd_rss_mb']} MB, noded {f['noded_rss_mb']} MB idle; "
+            f"ollama-top watching {t['nodes']} nodes at {t['interval_s']} s: {t['cpu_percent']}% CPU, {t['rss_mb_peak']} MB"
+        )
+    print("\ntargets")
+    for target in results["targets"]:
+        mark = "met   " if target["met"] else "MISSED"
+        print(f"  {mark} {target['name']}: {target['measured']} (target {target['target']})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument(
+        "--smoke", action="store_true", help="a tiny run that only checks the benchmarks work"
+    )
+    parser.add_argument("--only", nargs="*", help="overhead, streaming, registry, footprint")
+    args = parser.parse_args()
+    results = run(SMOKE if args.smoke else Size(), set(args.only) if args.only else None)
+    print_report(results)
+    if not args.smoke:
+        RESULTS.mkdir(exist_ok=True)
+        path = RESULTS / f"{results['when'].replace(':', '')}.json"
+        path.write_text(json.dumps(results, indent=2) + "\n")
+        (RESULTS / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
+        print(f"\nwritten to {path}")
+
+
+if __name__ == "__main__":
+    main()
