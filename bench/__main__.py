@@ -93,7 +93,8 @@ def print_report(results: dict) -> None:
         t = f["ollama_top"]
         print(
             f"\nfootprint: hubd {f['hubd_rss_mb']} MB, noded {f['noded_rss_mb']} MB idle; "
-            f"ollama-top watching {t['nodes']} nodes at {t['interval_s']} s: {t['cpu_percent']}% CPU, {t['rss_mb_peak']} MB"
+            f"ollama-top watching {t['nodes']} nodes at {t['interval_s']} s: "
+            f"{t['cpu_percent']}% CPU, {t['rss_mb_peak']} MB"
         )
     print("\ntargets")
     for target in results["targets"]:

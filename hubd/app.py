@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
-from hubd import dashboard, jobs, nodes, stats
+from hubd import dashboard, jobs, nodes, ollama_api, openai_api, stats
 from hubd.counters import JobCounters
 from hubd.errors import error_bodies
 from hubd.keys import COUNTERS, REGISTRY, SESSION, SETTINGS
@@ -44,4 +44,6 @@ def create_app(settings: HubSettings) -> web.Application:
     app.add_routes(jobs.routes)
     app.add_routes(stats.routes)
     app.add_routes(dashboard.routes)
+    app.add_routes(ollama_api.routes)
+    app.add_routes(openai_api.routes)
     return app

@@ -56,7 +56,7 @@ async def _dispatch(request: web.Request, job: Job) -> web.StreamResponse:
     registry = request.app[REGISTRY]
     candidates = registry.candidates(job.model)
     if not candidates:
-        raise NoHealthyNodes(job.job_id)
+        raise NoHealthyNodes(job.job_id, job.model, known=bool(registry.holders(job.model)))
     for node in candidates:
         if not registry.is_ready(node):  # it may have degraded while earlier candidates were tried
             continue
@@ -71,7 +71,7 @@ async def _dispatch(request: web.Request, job: Job) -> web.StreamResponse:
                     "job %s: node %s failed (%s); trying the next one", job.job_id, node.node_id, exc.message
                 )
     if not job.errors:
-        raise NoHealthyNodes(job.job_id)
+        raise NoHealthyNodes(job.job_id, job.model)
     raise AllNodesFailed(job.job_id, job.errors)
 
 

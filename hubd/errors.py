@@ -33,8 +33,14 @@ class Unauthorized(HubError):
 class NoHealthyNodes(HubError):
     status = 503
 
-    def __init__(self, job_id: str) -> None:
+    def __init__(self, job_id: str, model: str = "", known: bool = True) -> None:
         super().__init__("No healthy nodes available for requested model", headers={"X-Job-Id": job_id})
+        self.model = model
+        self.known = known  # False: no registered node has the model at all
+
+
+class ModelManagementPerNode(HubError):
+    status = 501
 
 
 class AllNodesFailed(HubError):
@@ -50,26 +56,72 @@ class AllNodesFailed(HubError):
         super().__init__(detail, headers={"X-Job-Id": job_id})
 
 
+def api_family(request: web.Request) -> str:
+    """Which error dialect a route speaks: Ollama's, OpenAI's, or the seed's `{"detail": ...}`."""
+    if request.path.startswith("/api/"):
+        return "ollama"
+    if request.path.startswith("/v1/"):
+        return "openai"
+    return "seed"
+
+
+def error_response(
+    request: web.Request, status: int, detail: Any, headers: dict[str, str] | None = None
+) -> web.Response:
+    family = api_family(request)
+    if family == "seed":
+        return web.json_response({"detail": detail}, status=status, headers=headers)
+    message = detail if isinstance(detail, str) else _flatten(detail)
+    if family == "ollama":
+        return web.json_response({"error": message}, status=status, headers=headers)
+    kind = "not_found_error" if status == 404 else "invalid_request_error" if status < 500 else "api_error"
+    body = {"error": {"message": message, "type": kind, "param": None, "code": None}}
+    return web.json_response(body, status=status, headers=headers)
+
+
+def _flatten(detail: Any) -> str:
+    if isinstance(detail, dict) and "errors" in detail:
+        reasons = "; ".join(f"{e['node_id']}: {e['message']}" for e in detail["errors"])
+        return f"{detail['message']} ({reasons})"
+    return str(detail)
+
+
+def model_not_found(request: web.Request, model: str) -> str:
+    """Ollama's own wording per route, which clients match on ("not found")."""
+    if request.path in ("/api/embed", "/api/embeddings", "/v1/embeddings") or request.path.startswith("/v1/"):
+        return f'model "{model}" not found, try pulling it first'
+    if request.path == "/api/show":
+        return f"model '{model if ':' in model else model + ':latest'}' not found"
+    return f"model '{model}' not found"
+
+
 @web.middleware
 async def error_bodies(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
+    except NoHealthyNodes as exc:
+        if not exc.known and api_family(request) != "seed":
+            return error_response(request, 404, model_not_found(request, exc.model), exc.headers)
+        if api_family(request) != "seed":
+            detail = f"no healthy node has model '{exc.model}' right now"
+            return error_response(request, 503, detail, exc.headers)
+        return error_response(request, exc.status, exc.detail, exc.headers)
     except HubError as exc:
-        return web.json_response({"detail": exc.detail}, status=exc.status, headers=exc.headers)
+        return error_response(request, exc.status, exc.detail, exc.headers)
     except BadRequest as exc:
-        return web.json_response({"detail": str(exc)}, status=exc.status)
+        return error_response(request, exc.status, str(exc))
     except web.HTTPRequestEntityTooLarge:
         limit = request.app._client_max_size
-        return web.json_response({"detail": f"request body is larger than {limit} bytes"}, status=413)
+        return error_response(request, 413, f"request body is larger than {limit} bytes")
     except web.HTTPException as exc:
         if exc.empty_body or exc.status < 400:
             raise
-        return web.json_response({"detail": exc.reason}, status=exc.status, headers=_allow(exc))
+        return error_response(request, exc.status, exc.reason, _allow(exc))
     except (ConnectionResetError, TimeoutError):
         raise
     except Exception:
         log.exception("unexpected error on %s %s", request.method, request.path)
-        return web.json_response({"detail": "internal error; the hub's log has the details"}, status=500)
+        return error_response(request, 500, "internal error; the hub's log has the details")
 
 
 def _allow(exc: web.HTTPException) -> dict[str, str]:

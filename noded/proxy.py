@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 import aiohttp
 from aiohttp import web
 
 from noded.keys import SESSION, SETTINGS
-from shared.relay import NDJSON, LineReader, UpstreamBroken, describe, error_line, pump
+from shared.relay import NDJSON, LineReader, UpstreamBroken, describe, error_line, pump, sse_error
 
 log = logging.getLogger(__name__)
 # No read timeout: a generation may run long, and the hub's own timeout and hang-ups end it.
@@ -55,9 +56,13 @@ async def forward(
             await pump(reader, response, first)
         except UpstreamBroken as exc:
             log.warning("Ollama failed mid-stream on %s: %s", path, exc)
-            await response.write(error_line(f"Ollama failed mid-stream: {exc}"))
+            message = f"Ollama failed mid-stream: {exc}"
+            tail = sse_error(message) if content_type.startswith("text/event-stream") else error_line(message)
+            with contextlib.suppress(ConnectionResetError):
+                await response.write(tail)
         except ConnectionResetError:
             log.info("the hub hung up on %s; cancelling the request to Ollama", path)
             return response
-        await response.write_eof()
+        with contextlib.suppress(ConnectionResetError):
+            await response.write_eof()
         return response

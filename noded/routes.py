@@ -44,9 +44,7 @@ async def healthz(request: web.Request) -> web.Response:
     )
 
 
-@routes.post("/execute")
-async def execute(request: web.Request) -> web.StreamResponse:
-    """The seed's job route: the body is an Ollama /api/generate request."""
+async def run_job(request: web.Request, ollama_path: str) -> web.StreamResponse:
     check_token(request)
     # Relayed as sent: the hub has validated it, and Ollama answers anything malformed itself.
     body = await request.read()
@@ -55,7 +53,42 @@ async def execute(request: web.Request) -> web.StreamResponse:
         return ollama_error(503, "node is draining and takes no new jobs")
     state.active_jobs += 1
     try:
-        log.debug("job %s", request.headers.get("X-Job-Id", "-"))
-        return await forward(request, "/api/generate", body)
+        log.debug("job %s on %s", request.headers.get("X-Job-Id", "-"), ollama_path)
+        return await forward(request, ollama_path, body)
     finally:
         state.active_jobs -= 1
+
+
+@routes.post("/execute")
+async def execute(request: web.Request) -> web.StreamResponse:
+    """The seed's job route: the body is an Ollama /api/generate request."""
+    return await run_job(request, "/api/generate")
+
+
+# Exactly the Ollama routes the hub needs, and nothing else: the agent is the only way in to Ollama.
+JOB_ROUTES = (
+    "/api/generate",
+    "/api/chat",
+    "/api/embed",
+    "/api/embeddings",
+    "/api/show",
+    "/v1/chat/completions",
+    "/v1/completions",
+    "/v1/embeddings",
+)
+READ_ROUTES = ("/api/tags", "/api/ps", "/api/version", "/v1/models")
+
+
+async def job_route(request: web.Request) -> web.StreamResponse:
+    return await run_job(request, request.path)
+
+
+async def read_route(request: web.Request) -> web.StreamResponse:
+    check_token(request)
+    return await forward(request, request.path, None, method="GET")
+
+
+for path in JOB_ROUTES:
+    routes.post(path)(job_route)
+for path in READ_ROUTES:
+    routes.get(path, allow_head=False)(read_route)

@@ -69,7 +69,14 @@ def error_in(block: bytes) -> str | None:
 
 
 def error_line(message: str) -> bytes:
+    """Ollama's way to end a broken NDJSON stream."""
     return json.dumps({"error": message}).encode() + b"\n"
+
+
+def sse_error(message: str) -> bytes:
+    """The same for an OpenAI-style SSE stream: an error event, then [DONE]."""
+    event = {"error": {"message": message, "type": "api_error", "param": None, "code": None}}
+    return b"data: " + json.dumps(event).encode() + b"\n\ndata: [DONE]\n\n"
 
 
 async def pump(reader: LineReader, response: web.StreamResponse, first: bytes) -> bytes:

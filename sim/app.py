@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from shared.http import BadRequest, read_json_object
+from sim import openai
 from sim.behaviour import Behaviour
 from sim.catalog import Catalog
 from sim.engine import Engine
@@ -63,6 +64,7 @@ def create_app(
     app[ENGINE] = Engine(Catalog(models), behaviour or Behaviour())
     app[VERSION] = version
     app.add_routes(routes)
+    app.add_routes(openai.routes)
     app.router.add_get("/_sim/stats", sim_stats)
     app.router.add_get("/_sim/requests", sim_requests)
     app.router.add_route("*", "/_sim/config", sim_config)

@@ -1,0 +1,120 @@
+"""Ollama's own API on the hub, so Ollama clients pointed at it get the whole fleet."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+
+from hubd.dispatch import Job, dispatch
+from hubd.errors import HubError, ModelManagementPerNode
+from hubd.fanout import ask_online_nodes
+from hubd.keys import REGISTRY
+from shared.http import BadRequest, read_json_object
+from shared.modelnames import canonical
+
+routes = web.RouteTableDef()
+
+# Route: does it stream unless the request says "stream": false?
+INFERENCE = {
+    "/api/generate": True,
+    "/api/chat": True,
+    "/api/embed": False,
+    "/api/embeddings": False,
+    "/api/show": False,
+}
+# Ollama's answer to a missing model name differs by route (the reference's error table).
+EMPTY_MODEL_IS_404 = {"/api/generate", "/api/embed"}
+
+
+def sort_time(value: str | None) -> float:
+    try:
+        return datetime.fromisoformat((value or "").replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return 0.0
+
+
+async def relay_inference(request: web.Request) -> web.StreamResponse:
+    body = await read_json_object(request)
+    model = body.get("model") or (body.get("name") if request.path == "/api/show" else None)
+    if model is not None and not isinstance(model, str):
+        raise BadRequest(
+            f"json: cannot unmarshal {type(model).__name__} into Go struct field .model of type string"
+        )
+    if not model:
+        if request.path in EMPTY_MODEL_IS_404:
+            raise HubError("model '' not found", status=404)
+        raise BadRequest("model is required")
+    stream = INFERENCE[request.path] and body.get("stream") is not False
+    job = Job(str(uuid.uuid4()), model, request.path, await request.read(), stream)
+    return await dispatch(request, job)
+
+
+for path in INFERENCE:
+    routes.post(path)(relay_inference)
+
+
+async def merged_tags(app: web.Application) -> list[dict[str, Any]]:
+    """One entry per model across online nodes (the newest copy), newest first, as Ollama lists them."""
+    merged: dict[str, dict[str, Any]] = {}
+    for _, answer in await ask_online_nodes(app, "/api/tags"):
+        for entry in answer.get("models") or []:
+            name = entry.get("model") or entry.get("name")
+            if not name:
+                continue
+            key = canonical(name)
+            if key not in merged or sort_time(entry.get("modified_at")) > sort_time(
+                merged[key].get("modified_at")
+            ):
+                merged[key] = entry
+    return sorted(merged.values(), key=lambda e: sort_time(e.get("modified_at")), reverse=True)
+
+
+@routes.get("/api/tags")
+async def tags(request: web.Request) -> web.Response:
+    return web.json_response({"models": await merged_tags(request.app)})
+
+
+@routes.get("/api/ps")
+async def ps(request: web.Request) -> web.Response:
+    loaded = [
+        {**entry, "node_id": node.node_id}
+        for node, answer in await ask_online_nodes(request.app, "/api/ps")
+        for entry in answer.get("models") or []
+    ]
+    loaded.sort(key=lambda e: sort_time(e.get("expires_at")), reverse=True)
+    return web.json_response({"models": loaded})
+
+
+def version_key(version: str) -> tuple[int, ...]:
+    parts = []
+    for part in version.split("-")[0].split("."):
+        parts.append(int(part) if part.isdigit() else 0)
+    return tuple(parts)
+
+
+@routes.get("/api/version")
+async def version(request: web.Request) -> web.Response:
+    """The lowest Ollama version in the fleet: what every node can be relied on to support."""
+    registry = request.app[REGISTRY]
+    versions = [
+        str(r.beat.metadata["ollama_version"])
+        for r in registry.all()
+        if r.beat.metadata.get("ollama_version")
+    ]
+    return web.json_response({"version": min(versions, key=version_key) if versions else "0.0.0"})
+
+
+async def per_node_only(request: web.Request) -> web.Response:
+    name = request.path.removeprefix("/api/")
+    raise ModelManagementPerNode(
+        f"/api/{name} is not available through the ollama-connector hub: models are managed on each node. "
+        f"Run `ollama {name}` on the node itself, or list the model in its REQUIRED_MODELS."
+    )
+
+
+for path in ("/api/pull", "/api/push", "/api/create", "/api/copy"):
+    routes.post(path)(per_node_only)
+routes.delete("/api/delete")(per_node_only)

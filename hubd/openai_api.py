@@ -1,0 +1,57 @@
+"""OpenAI-compatible routes: relayed to the nodes' own Ollama /v1 endpoints, which do the translating."""
+
+from __future__ import annotations
+
+import uuid
+
+from aiohttp import web
+
+from hubd.dispatch import Job, dispatch
+from hubd.errors import HubError
+from hubd.ollama_api import merged_tags, sort_time
+from shared.http import BadRequest, read_json_object
+from shared.modelnames import canonical
+from shared.relay import sse_error
+
+routes = web.RouteTableDef()
+
+
+async def relay_openai(request: web.Request) -> web.StreamResponse:
+    body = await read_json_object(request)
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise BadRequest("model is required")
+    stream = body.get("stream") is True  # OpenAI's default is not to stream
+    job = Job(str(uuid.uuid4()), model, request.path, await request.read(), stream, stream_error=sse_error)
+    return await dispatch(request, job)
+
+
+for path in ("/v1/chat/completions", "/v1/completions", "/v1/embeddings"):
+    routes.post(path)(relay_openai)
+
+
+def model_object(entry: dict) -> dict:
+    name = entry.get("model") or entry.get("name")
+    namespace = name.split("/")[-2] if name.count("/") >= 1 else "library"
+    return {
+        "id": name,
+        "object": "model",
+        "created": int(sort_time(entry.get("modified_at"))),
+        "owned_by": namespace,
+    }
+
+
+@routes.get("/v1/models")
+async def models(request: web.Request) -> web.Response:
+    return web.json_response(
+        {"object": "list", "data": [model_object(e) for e in await merged_tags(request.app)]}
+    )
+
+
+@routes.get("/v1/models/{model:.+}")
+async def one_model(request: web.Request) -> web.Response:
+    wanted = canonical(request.match_info["model"])
+    for entry in await merged_tags(request.app):
+        if canonical(entry.get("model") or entry.get("name") or "") == wanted:
+            return web.json_response(model_object(entry))
+    raise HubError(f'model "{request.match_info["model"]}" not found', status=404)
