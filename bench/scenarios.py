@@ -155,13 +155,13 @@ async def get_nodes_latency(hub: str, times: int = 10) -> float:
 
 
 def routing_decision_us(count: int, rounds: int = 200) -> float:
-    """The time of one `Registry.candidates` call with `count` nodes that all have the model."""
+    """The time to pick the best node when `count` nodes all have the model."""
     registry = Registry(ttl=90, remove_after=180, max_failures=3, probe_interval=30)
     for i in range(count):
         registry.heartbeat(Heartbeat.model_validate(fake_beat(i, ["llama3:latest"])), "10.0.0.1")
     started = time.perf_counter()
     for _ in range(rounds):
-        registry.candidates("llama3")
+        next(registry.candidates("llama3"))
     return (time.perf_counter() - started) / rounds * 1e6
 
 

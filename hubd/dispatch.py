@@ -54,10 +54,7 @@ async def dispatch(request: web.Request, job: Job) -> web.StreamResponse:
 
 async def _dispatch(request: web.Request, job: Job) -> web.StreamResponse:
     registry = request.app[REGISTRY]
-    candidates = registry.candidates(job.model)
-    if not candidates:
-        raise NoHealthyNodes(job.job_id, job.model, known=bool(registry.holders(job.model)))
-    for node in candidates:
+    for node in registry.candidates(job.model):
         if not registry.is_ready(node):  # it may have degraded while earlier candidates were tried
             continue
         with registry.job(node):
@@ -71,7 +68,7 @@ async def _dispatch(request: web.Request, job: Job) -> web.StreamResponse:
                     "job %s: node %s failed (%s); trying the next one", job.job_id, node.node_id, exc.message
                 )
     if not job.errors:
-        raise NoHealthyNodes(job.job_id, job.model)
+        raise NoHealthyNodes(job.job_id, job.model, known=bool(registry.holders(job.model)))
     raise AllNodesFailed(job.job_id, job.errors)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from aiohttp import web
 
 from hubd.errors import HubError, Unauthorized
@@ -32,7 +34,8 @@ async def heartbeat(request: web.Request) -> web.Response:
 @routes.get("/nodes")
 async def list_nodes(request: web.Request) -> web.Response:
     registry = request.app[REGISTRY]
-    return web.json_response([registry.view(r).model_dump() for r in registry.all()])
+    now = time.monotonic()
+    return web.json_response([registry.view(r, now) for r in registry.all()])
 
 
 @routes.get("/nodes/{node_id}")
@@ -41,4 +44,4 @@ async def get_node(request: web.Request) -> web.Response:
     record = registry.get(request.match_info["node_id"])
     if record is None:
         raise HubError(f"Node {request.match_info['node_id']!r} not found", status=404)
-    return web.json_response(registry.view(record).model_dump())
+    return web.json_response(registry.view(record))

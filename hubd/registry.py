@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
+from bisect import bisect_left, insort
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ class NodeRecord:
     probe_backoff: float = 0.0
     last_assigned: int = 0
     announced_offline: bool = field(default=False)
+    rank: tuple = ()  # its place in the ranking lists: (active jobs, cpu, failures, last assigned, node_id)
 
     @property
     def node_id(self) -> str:
@@ -49,7 +51,12 @@ def iso_utc(timestamp: float) -> str:
 
 
 class Registry:
-    """Nodes by id, with an index from canonical model name to the nodes that have it."""
+    """Nodes by id, and for each canonical model name the nodes that have it, kept sorted best first.
+
+    Keeping the order current on every change (a job starting or ending, a heartbeat, a failure) costs a
+    binary search per model of the node; in return a routing decision is a walk from the front of one list,
+    whatever the size of the fleet.
+    """
 
     def __init__(self, ttl: float, remove_after: float, max_failures: int, probe_interval: float) -> None:
         self.ttl = ttl
@@ -57,7 +64,7 @@ class Registry:
         self.max_failures = max_failures
         self.probe_interval = probe_interval
         self._nodes: dict[str, NodeRecord] = {}
-        self._by_model: dict[str, set[str]] = {}
+        self._by_model: dict[str, list[tuple]] = {}
         self._assignments = itertools.count(1)
 
     def __len__(self) -> int:
@@ -79,17 +86,35 @@ class Registry:
             self._unindex(record)
             record.beat, record.base_url, record.model_keys = beat, url, keys
             record.last_seen, record.last_seen_wall, record.announced_offline = now, wall, False
-        for key in keys:
-            self._by_model.setdefault(key, set()).add(beat.node_id)
+        self._index(record)
         return record
+
+    def _index(self, record: NodeRecord) -> None:
+        record.rank = (
+            record.active_jobs,
+            record.beat.load.cpu,
+            record.failure_count,
+            record.last_assigned,
+            record.node_id,
+        )
+        for key in record.model_keys:
+            insort(self._by_model.setdefault(key, []), record.rank)
 
     def _unindex(self, record: NodeRecord) -> None:
         for key in record.model_keys:
-            holders = self._by_model.get(key)
-            if holders is not None:
-                holders.discard(record.node_id)
-                if not holders:
-                    del self._by_model[key]
+            ranks = self._by_model.get(key)
+            if ranks is None:
+                continue
+            i = bisect_left(ranks, record.rank)
+            if i < len(ranks) and ranks[i] == record.rank:
+                del ranks[i]
+            if not ranks:
+                del self._by_model[key]
+
+    def _rerank(self, record: NodeRecord) -> None:
+        if self._nodes.get(record.node_id) is record:
+            self._unindex(record)
+            self._index(record)
 
     def get(self, node_id: str) -> NodeRecord | None:
         return self._nodes.get(node_id)
@@ -107,34 +132,37 @@ class Registry:
         return "online"
 
     def view(self, record: NodeRecord, now: float | None = None) -> NodeView:
+        # A plain dict rather than a model: GET /nodes builds thousands of these.
         beat = record.beat
-        return NodeView(
-            node_id=beat.node_id,
-            ipv4=beat.ipv4,
-            ipv6=beat.ipv6,
-            port=beat.port,
-            models=beat.models,
-            metadata=beat.metadata,
-            load=beat.load,
-            last_seen=iso_utc(record.last_seen_wall),
-            status=self.status(record, now),
-            active_jobs=record.active_jobs,
-            failure_count=record.failure_count,
-        )
+        return {
+            "node_id": beat.node_id,
+            "ipv4": beat.ipv4,
+            "ipv6": beat.ipv6,
+            "port": beat.port,
+            "models": beat.models,
+            "metadata": beat.metadata,
+            "load": {"cpu": beat.load.cpu, "memory": beat.load.memory},
+            "last_seen": iso_utc(record.last_seen_wall),
+            "status": self.status(record, now),
+            "active_jobs": record.active_jobs,
+            "failure_count": record.failure_count,
+        }
 
     def holders(self, model: str) -> list[NodeRecord]:
         """Every registered node that lists the model, whatever its status."""
-        return [self._nodes[node_id] for node_id in self._by_model.get(canonical(model), ())]
+        return [self._nodes[rank[-1]] for rank in self._by_model.get(canonical(model), ())]
 
-    def candidates(self, model: str) -> list[NodeRecord]:
+    def candidates(self, model: str) -> Iterator[NodeRecord]:
         """Online nodes with the model, best first: fewest active jobs, lower CPU, fewer failures.
 
-        The last key, least recently assigned, spreads work among otherwise equal nodes.
+        The last key, least recently assigned, spreads work among otherwise equal nodes. The order is the one
+        at the call (a snapshot); the nodes are checked as they are taken, so taking the first is cheap.
         """
         now = time.monotonic()
-        ready = [r for r in self.holders(model) if self.status(r, now) == "online"]
-        ready.sort(key=lambda r: (r.active_jobs, r.beat.load.cpu, r.failure_count, r.last_assigned))
-        return ready
+        for rank in tuple(self._by_model.get(canonical(model), ())):
+            record = self._nodes.get(rank[-1])
+            if record is not None and self.status(record, now) == "online":
+                yield record
 
     def is_ready(self, record: NodeRecord) -> bool:
         return self._nodes.get(record.node_id) is record and self.status(record) == "online"
@@ -144,10 +172,12 @@ class Registry:
         """Count a job against a node for as long as it runs, however it ends."""
         record.active_jobs += 1
         record.last_assigned = next(self._assignments)
+        self._rerank(record)
         try:
             yield
         finally:
             record.active_jobs -= 1
+            self._rerank(record)
 
     def record_success(self, record: NodeRecord) -> None:
         record.consecutive_failures = 0
@@ -155,6 +185,7 @@ class Registry:
     def record_failure(self, record: NodeRecord, reason: str) -> None:
         record.failure_count += 1
         record.consecutive_failures += 1
+        self._rerank(record)
         if not record.degraded and record.consecutive_failures >= self.max_failures:
             record.degraded = True
             record.probe_backoff = self.probe_interval

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
@@ -35,7 +35,7 @@ class Heartbeat(BaseModel):
     address: StrictStr | None = None
 
 
-class NodeView(BaseModel):
+class NodeView(TypedDict):
     """One node as `GET /nodes` shows it: the seed's shape, field for field."""
 
     node_id: str
@@ -44,7 +44,7 @@ class NodeView(BaseModel):
     port: int
     models: list[str]
     metadata: dict[str, Any]
-    load: Load
+    load: dict[str, float]
     last_seen: str
     status: NodeStatus
     active_jobs: int
