@@ -66,6 +66,7 @@ class NodeTable(DataTable):
         self._fleet: dict[str, dict[str, Any]] = {}
         self._shown_at = 0.0
         self._row_cells: dict[str, dict[str, Any]] = {}
+        self._order: list[str] = []
 
     @property
     def sort_label(self) -> str:
@@ -102,6 +103,7 @@ class NodeTable(DataTable):
         selected = self.selected_node_id
         self.clear(columns=True)
         self._row_cells.clear()
+        self._order = []
         self._build_columns()
         self.show(self._fleet, self._shown_at, keep=selected)
 
@@ -144,14 +146,17 @@ class NodeTable(DataTable):
             old = self._row_cells.get(node_id)
             if old is None:
                 self.add_row(*cells.values(), key=node_id)
+                self._order = []  # a new row lands at the end: the table must be sorted again
             else:
                 for key, value in cells.items():
                     if old.get(key) != value:
                         self.update_cell(node_id, key, value)
             self._row_cells[node_id] = cells
         order_key = SORTS[self.sort_index][1]
-        rank = {n: i for i, n in enumerate(sorted(wanted, key=lambda n: order_key(wanted[n], now)))}
-        if rank:
+        order = sorted(wanted, key=lambda n: order_key(wanted[n], now))
+        if order != self._order:  # sorting redraws the whole table: only when the order really changed
+            rank = {n: i for i, n in enumerate(order)}
             self.sort("node", key=lambda node_cell: rank[str(node_cell)])
+            self._order = order
         if keep in wanted:
             self.move_cursor(row=self.get_row_index(keep), animate=False)
