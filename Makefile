@@ -40,6 +40,13 @@ test: $(VENV)/.installed-test system-deps
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
 
+# The benchmarks (see Performance in the README). nginx is the reference for a single native hop.
+bench: $(VENV)/.installed-test
+	@command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { \
+		echo "installing Debian's nginx-light (the reference proxy)"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nginx-light; }
+	$(BIN)/python -m bench
+
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

@@ -1,0 +1,17 @@
+"""A tiny run of every benchmark scenario: `make bench` must keep working, whatever its figures."""
+
+from __future__ import annotations
+
+from bench.__main__ import run
+from bench.scenarios import SMOKE
+
+
+def test_every_scenario_runs_and_reports_its_targets():
+    results = run(SMOKE)
+    assert results["overhead"]["hub@c1"]["errors"] == 0 and results["overhead"]["hub@c1"]["requests"] == 20
+    assert (
+        results["streaming"]["hub@top"]["chunks"] == 4 * 21 and results["streaming"]["hub@top"]["errors"] == 0
+    )
+    assert results["registry"]["50_nodes"]["routing_decision_us"] > 0
+    assert results["footprint"]["ollama_top"]["rss_mb_peak"] > 0
+    assert {t["name"] for t in results["targets"]} >= {"chunks relayed per second", "idle hub RSS"}
