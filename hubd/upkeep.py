@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp import web
@@ -13,6 +11,7 @@ from aiohttp import web
 from hubd.keys import REGISTRY, SESSION, SETTINGS
 from hubd.registry import NodeRecord
 from shared.auth import bearer
+from shared.lifecycle import background
 from shared.relay import describe
 
 log = logging.getLogger(__name__)
@@ -51,9 +50,4 @@ async def upkeep_loop(app: web.Application) -> None:
         await asyncio.gather(*probing.values(), return_exceptions=True)
 
 
-async def upkeep_ctx(app: web.Application) -> AsyncIterator[None]:
-    task = asyncio.create_task(upkeep_loop(app))
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+upkeep_ctx = background(upkeep_loop)

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp import web
@@ -15,6 +14,7 @@ from noded.keys import SESSION, SETTINGS, STATE
 from noded.ollama import refresh_ollama
 from noded.sysinfo import current_load, machine_metadata, primary_addresses
 from shared.auth import bearer
+from shared.lifecycle import background
 from shared.relay import describe
 from shared.wire import Heartbeat
 
@@ -91,9 +91,4 @@ async def heartbeat_loop(app: web.Application) -> None:
         state.wake.clear()
 
 
-async def heartbeat_ctx(app: web.Application) -> AsyncIterator[None]:
-    task = asyncio.create_task(heartbeat_loop(app))
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+heartbeat_ctx = background(heartbeat_loop)

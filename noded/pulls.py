@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp import web
 
 from noded.keys import SESSION, SETTINGS, STATE
 from noded.ollama import refresh_ollama
+from shared.lifecycle import background
 from shared.modelnames import canonical
 from shared.relay import describe
 
@@ -88,9 +87,4 @@ async def pull_loop(app: web.Application) -> None:
         retry = min(retry * 2, MAX_RETRY)
 
 
-async def pull_ctx(app: web.Application) -> AsyncIterator[None]:
-    task = asyncio.create_task(pull_loop(app))
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+pull_ctx = background(pull_loop)

@@ -11,6 +11,8 @@ import logging
 import os
 import socket
 
+from shared.lifecycle import running
+
 log = logging.getLogger(__name__)
 
 
@@ -53,12 +55,6 @@ async def watchdog_loop() -> None:
         await asyncio.sleep(interval)
 
 
-@contextlib.asynccontextmanager
-async def watchdog():
-    task = asyncio.create_task(watchdog_loop())
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+def watchdog() -> contextlib.AbstractAsyncContextManager:
+    """Pings for as long as the block runs."""
+    return running(watchdog_loop())

@@ -26,6 +26,8 @@ async def ollama_errors(request: web.Request, handler: Handler) -> web.StreamRes
     except SimulatedCrash:
         # The socket is already closed; this response only lets aiohttp finish the request quietly.
         return web.Response(status=500)
+    except openai.OpenAIError as exc:
+        return exc.response()
     except OllamaError as exc:
         return web.json_response({"error": exc.message}, status=exc.status)
     except BadRequest as exc:

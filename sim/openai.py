@@ -49,11 +49,8 @@ def usage(prompt: str, produced: int) -> dict[str, int]:
 
 async def completion(request: web.Request, chat: bool) -> web.StreamResponse:
     engine: Engine = request.app[ENGINE]
-    try:
-        body = await read_json_object(request)
-        name = find_model(engine, body)
-    except OpenAIError as exc:
-        return exc.response()
+    body = await read_json_object(request)
+    name = find_model(engine, body)
     if chat:
         prompt = " ".join(
             str(m.get("content", "")) for m in body.get("messages") or [] if isinstance(m, dict)
@@ -120,11 +117,8 @@ async def completions(request: web.Request) -> web.StreamResponse:
 @routes.post("/v1/embeddings")
 async def embeddings(request: web.Request) -> web.Response:
     engine: Engine = request.app[ENGINE]
-    try:
-        body = await read_json_object(request)
-        name = find_model(engine, body)
-    except OpenAIError as exc:
-        return exc.response()
+    body = await read_json_object(request)
+    name = find_model(engine, body)
     given = body.get("input", "")
     inputs = [given] if isinstance(given, str) else [str(item) for item in given]
     data = [
