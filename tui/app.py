@@ -20,6 +20,14 @@ from tui.table import NodeTable
 class FleetHeader(Static):
     """The hub, whether it answers, and the fleet in one or two lines."""
 
+    shown = ""
+
+    def show(self, text: str) -> None:
+        # An update re-lays out the screen; at one poll a second, skip the ones that change nothing.
+        if text != self.shown:
+            self.shown = text
+            self.update(text)
+
 
 class OllamaTop(App[None]):
     CSS_PATH = "ollama_top.tcss"
@@ -97,7 +105,7 @@ class OllamaTop(App[None]):
     def render_header(self) -> None:
         header = self.query_one(FleetHeader)
         if self.connected is None:
-            header.update(f"[b]ollama-top[/b] {self.hub_url} · connecting…")
+            header.show(f"[b]ollama-top[/b] {self.hub_url} · connecting…")
             return
         snapshot = self.snapshot
         if self.connected:
@@ -115,7 +123,7 @@ class OllamaTop(App[None]):
                 f"{nodes['total']} nodes ({statuses or 'none'}) · {jobs['in_flight']} in flight · "
                 f"{jobs['served']} served, {jobs['failed']} failed · {len(snapshot.models_online())} models"
             )
-        header.update("\n".join(lines))
+        header.show("\n".join(lines))
 
     def action_sort(self) -> None:
         self.query_one(NodeTable).cycle_sort()
