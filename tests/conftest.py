@@ -23,7 +23,6 @@ from hubd.registry import Registry
 from hubd.settings import HubSettings
 from noded.app import create_app as create_node
 from noded.app import mark_listening
-from noded.heartbeat import build_heartbeat
 from noded.keys import STATE, AgentState
 from noded.settings import NodeSettings
 from shared.http import bound_port, start_runner
@@ -226,8 +225,9 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
-async def report_cpu(http: aiohttp.ClientSession, hub: Hub, node: Node, cpu: float) -> None:
-    """Re-send a node's heartbeat with a chosen CPU load, so the hub's ranking is known in advance."""
-    beat = build_heartbeat(node.app).model_copy(update={"load": Load(cpu=cpu, memory=0.5)})
+async def report_cpu(http: aiohttp.ClientSession, hub: Hub, node: Node | str, cpu: float) -> None:
+    """Re-send a node's last heartbeat with a chosen CPU load, so the hub's ranking is known in advance."""
+    node_id = node if isinstance(node, str) else node.node_id
+    beat = hub.registry.get(node_id).beat.model_copy(update={"load": Load(cpu=cpu, memory=0.5)})
     async with http.post(hub.url + "/nodes/heartbeat", json=beat.model_dump()) as r:
         assert r.status == 200

@@ -195,3 +195,38 @@ async def test_agent_exposes_only_the_allow_listed_routes(fleet, http):
         assert r.status == 404
     async with http.post(node.url + "/api/delete", json={"model": "x"}, headers=auth) as r:
         assert r.status == 404
+
+
+async def test_failover_when_a_node_agent_is_killed_before_the_first_byte(fleet, http, processes):
+    hub = await fleet.hub()
+    sim_a, sim_b = await fleet.sim(), await fleet.sim()
+    agents = {}
+    for name, sim in (("a", sim_a), ("b", sim_b)):
+        agents[name] = processes.start(
+            "ollama-noded",
+            SERVER_URL=hub.url,
+            NODE_ID=name,
+            NODE_HOST="127.0.0.1",
+            NODE_PORT=str(free_port()),
+            OLLAMA_BASE_URL=sim.url,
+            SKIP_MODEL_PULL="1",
+        )
+    await wait_until(lambda: hub.registry.get("a") and hub.registry.get("b"), within=20, what="both agents")
+    await report_cpu(http, hub, "a", 0.0)  # "a" ranks first...
+    await report_cpu(http, hub, "b", 0.9)
+    agents["a"].send_signal(signal.SIGKILL)  # ...and is gone, though its heartbeat is recent: still online
+    agents["a"].wait(timeout=10)
+    client = ollama.AsyncClient(host=hub.url)
+    openai_client = openai.AsyncOpenAI(base_url=hub.url + "/v1", api_key="unused")
+    try:
+        for _ in range(2):
+            assert (await client.generate(model="llama3", prompt="x")).done
+            chat = await openai_client.chat.completions.create(
+                model="llama3", messages=[{"role": "user", "content": "x"}]
+            )
+            assert chat.choices[0].message.content
+    finally:
+        await client.close()
+        await openai_client.close()
+    assert hub.registry.get("a").failure_count == 3  # degraded at the third: the fourth went straight to b
+    assert hub.registry.status(hub.registry.get("a")) == "degraded" and hub.registry.get("b").active_jobs == 0
