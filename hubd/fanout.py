@@ -1,8 +1,9 @@
-"""Asking every online node the same question (their models, what they have loaded), for the merged views."""
+"""Asking several nodes the same thing at once: the merged views, and unloading a model everywhere."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from typing import Any
 
@@ -18,24 +19,38 @@ log = logging.getLogger(__name__)
 FANOUT_TIMEOUT = aiohttp.ClientTimeout(total=5.0)
 
 
-async def ask_online_nodes(app: web.Application, path: str) -> list[tuple[NodeRecord, Any]]:
-    """GET `path` on every online node's agent at once; nodes that fail or are slow are left out."""
+def online(app: web.Application, nodes: list[NodeRecord] | None = None) -> list[NodeRecord]:
     registry = app[REGISTRY]
-    nodes = [r for r in registry.all() if registry.status(r) == "online"]
-    headers = bearer(app[SETTINGS].cluster_token)
+    return [r for r in (registry.all() if nodes is None else nodes) if registry.status(r) == "online"]
 
-    async def ask(node: NodeRecord) -> tuple[NodeRecord, Any] | None:
+
+async def ask_nodes(
+    app: web.Application, nodes: list[NodeRecord], method: str, path: str, payload: bytes | None = None
+) -> list[tuple[NodeRecord, int, bytes] | tuple[NodeRecord, None, str]]:
+    """The same request to each node at once: (node, status, body), or (node, None, reason) when it failed."""
+    headers = {"Content-Type": "application/json", **bearer(app[SETTINGS].cluster_token)}
+
+    async def ask(node: NodeRecord) -> tuple[NodeRecord, int, bytes] | tuple[NodeRecord, None, str]:
         try:
-            async with app[SESSION].get(
-                node.base_url + path, headers=headers, timeout=FANOUT_TIMEOUT
+            async with app[SESSION].request(
+                method, node.base_url + path, data=payload, headers=headers, timeout=FANOUT_TIMEOUT
             ) as response:
-                if response.status != 200:
-                    log.info("node %s answered %s with HTTP %d", node.node_id, path, response.status)
-                    return None
-                return node, await response.json(content_type=None)
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+                return node, response.status, await response.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
             log.info("node %s did not answer %s: %s", node.node_id, path, describe(exc))
-            return None
+            return node, None, describe(exc)
 
-    answers = await asyncio.gather(*(ask(node) for node in nodes))
-    return [answer for answer in answers if answer is not None]
+    return list(await asyncio.gather(*(ask(node) for node in nodes)))
+
+
+async def ask_online_nodes(app: web.Application, path: str) -> list[tuple[NodeRecord, Any]]:
+    """GET `path` on every online node's agent; nodes that fail, are slow, or answer garbage are left out."""
+    answers = []
+    for node, status, body in await ask_nodes(app, online(app), "GET", path):
+        if status != 200:
+            continue
+        try:
+            answers.append((node, json.loads(body)))
+        except ValueError:
+            log.info("node %s answered %s with something that is not JSON", node.node_id, path)
+    return answers

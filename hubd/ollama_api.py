@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime
 from typing import Any
@@ -9,8 +10,8 @@ from typing import Any
 from aiohttp import web
 
 from hubd.dispatch import Job, dispatch
-from hubd.errors import HubError, ModelManagementPerNode
-from hubd.fanout import ask_online_nodes
+from hubd.errors import AllNodesFailed, HubError, ModelManagementPerNode, NoHealthyNodes
+from hubd.fanout import ask_nodes, ask_online_nodes, online
 from hubd.keys import REGISTRY
 from shared.http import BadRequest, read_json_object
 from shared.modelnames import canonical
@@ -27,6 +28,7 @@ INFERENCE = {
 }
 # Ollama's answer to a missing model name differs by route (the reference's error table).
 EMPTY_MODEL_IS_404 = {"/api/generate", "/api/embed"}
+ZERO_DURATION = re.compile(r"0+(\.0*)?(ns|us|µs|ms|s|m|h)?")
 
 
 def sort_time(value: str | None) -> float:
@@ -47,9 +49,37 @@ async def relay_inference(request: web.Request) -> web.StreamResponse:
         if request.path in EMPTY_MODEL_IS_404:
             raise HubError("model '' not found", status=404)
         raise BadRequest("model is required")
+    if request.path in ("/api/generate", "/api/chat") and is_unload(request.path, body):
+        return await unload_everywhere(request, model, await request.read())
     stream = INFERENCE[request.path] and body.get("stream") is not False
     job = Job(str(uuid.uuid4()), model, request.path, await request.read(), stream)
     return await dispatch(request, job)
+
+
+def is_unload(path: str, body: dict[str, Any]) -> bool:
+    """Ollama's unload shortcut (what `ollama stop` sends): nothing to answer, and keep_alive 0."""
+    empty = not body.get("prompt") if path == "/api/generate" else not body.get("messages")
+    keep_alive = body.get("keep_alive")
+    zero = keep_alive == 0 or (
+        isinstance(keep_alive, str) and bool(ZERO_DURATION.fullmatch(keep_alive.strip()))
+    )
+    return empty and zero and not isinstance(keep_alive, bool)
+
+
+async def unload_everywhere(request: web.Request, model: str, payload: bytes) -> web.Response:
+    """keep_alive lives on each node, so an unload goes to every online node that has the model."""
+    registry = request.app[REGISTRY]
+    job_id = str(uuid.uuid4())
+    holders = online(request.app, registry.holders(model))
+    if not holders:
+        raise NoHealthyNodes(job_id, model, known=bool(registry.holders(model)))
+    answers = await ask_nodes(request.app, holders, "POST", request.path, payload)
+    done = [(node, body) for node, status, body in answers if status == 200]
+    if not done:
+        errors = [{"node_id": n.node_id, "message": str(b)[:300], "status": s or 503} for n, s, b in answers]
+        raise AllNodesFailed(job_id, errors)
+    headers = {"X-Job-Id": job_id, "X-Node-Id": ",".join(node.node_id for node, _ in done)}
+    return web.Response(body=done[0][1], content_type="application/json", charset="utf-8", headers=headers)
 
 
 for path in INFERENCE:

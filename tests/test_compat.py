@@ -230,3 +230,21 @@ async def test_failover_when_a_node_agent_is_killed_before_the_first_byte(fleet,
         await openai_client.close()
     assert hub.registry.get("a").failure_count == 3  # degraded at the third: the fourth went straight to b
     assert hub.registry.status(hub.registry.get("a")) == "degraded" and hub.registry.get("b").active_jobs == 0
+
+
+async def test_unload_reaches_every_node_that_has_the_model(fleet2, http):
+    hub, (_, sim_a), (_, sim_b) = fleet2
+    for _ in range(4):  # spread loads over both nodes
+        async with http.post(
+            hub.url + "/api/generate", json={"model": "llama3", "prompt": "x", "stream": False}
+        ):
+            pass
+    for sim in (sim_a, sim_b):
+        async with http.post(sim.url + "/api/generate", json={"model": "llama3"}) as r:  # load it everywhere
+            assert (await r.json())["done_reason"] == "load"
+    async with http.post(hub.url + "/api/generate", json={"model": "llama3", "keep_alive": 0}) as r:
+        assert (await r.json())["done_reason"] == "unload"
+        assert sorted(r.headers["X-Node-Id"].split(",")) == ["node-a", "node-b"]
+    for sim in (sim_a, sim_b):
+        async with http.get(sim.url + "/api/ps") as r:
+            assert all(m["model"] != "llama3:latest" for m in (await r.json())["models"])
