@@ -9,6 +9,7 @@ import aiohttp
 from aiohttp import web
 
 from hubd import dashboard, jobs, nodes, ollama_api, openai_api, stats
+from hubd.auth import api_keys
 from hubd.counters import JobCounters
 from hubd.errors import error_bodies
 from hubd.keys import COUNTERS, REGISTRY, SESSION, SETTINGS
@@ -30,7 +31,7 @@ async def client_session_ctx(app: web.Application) -> AsyncIterator[None]:
 def create_app(settings: HubSettings) -> web.Application:
     if settings.cluster_token is None:
         log.warning("CLUSTER_TOKEN is not set: any machine that reaches this hub can register as a node")
-    app = web.Application(middlewares=[error_bodies], client_max_size=settings.max_body_bytes)
+    app = web.Application(middlewares=[error_bodies, api_keys], client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
     app[REGISTRY] = Registry(
         ttl=settings.heartbeat_ttl,

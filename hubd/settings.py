@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from shared.settings import CommaList, EnvSettings, LogFormat, LogLevel, OptionalToken
+from shared.settings import CommaList, EnvSettings, LogFormat, LogLevel, OptionalToken, SecretList
 
 
 class HubSettings(EnvSettings):
@@ -26,6 +26,8 @@ class HubSettings(EnvSettings):
     """Seconds a degraded node rests before the hub probes its /healthz; doubles after each failed probe."""
     cluster_token: OptionalToken = Field(None, alias="CLUSTER_TOKEN")
     """Shared secret between the hub and its nodes; unset means no authentication (a warning at start)."""
+    api_keys: SecretList = Field([], alias="API_KEYS")
+    """Bearer tokens callers must present, comma-separated; unset leaves the API open to the network."""
     max_body_bytes: int = Field(32 * 1024 * 1024, alias="MAX_REQUEST_BYTES", ge=1024)
     """Largest request body accepted (images in prompts make bodies large); bigger bodies get 413."""
     drain_timeout: float = Field(60.0, alias="DRAIN_TIMEOUT_SECONDS", ge=0)

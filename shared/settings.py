@@ -34,6 +34,7 @@ def _split_commas(value: object) -> object:
 OptionalToken = Annotated[SecretStr | None, BeforeValidator(_blank_to_none)]
 OptionalStr = Annotated[str | None, BeforeValidator(_blank_to_none)]
 CommaList = Annotated[list[str], BeforeValidator(_split_commas)]
+SecretList = Annotated[list[SecretStr], BeforeValidator(_split_commas)]
 
 
 class EnvSettings(BaseModel):

@@ -50,6 +50,17 @@ async def test_root_is_ollama_is_running_for_clients_and_a_page_for_browsers(fle
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+# Headless, and nothing that reaches for the network beyond the page itself.
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+)
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (make test installs it)")
@@ -59,14 +70,7 @@ async def test_dashboard_renders_the_fleet_in_headless_chromium(fleet, http, tmp
     await beat(http, hub, "beta-node", status="draining")
     proc = await asyncio.create_subprocess_exec(
         CHROMIUM,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
+        *CHROMIUM_FLAGS,
         f"--user-data-dir={tmp_path}",
         "--virtual-time-budget=5000",
         "--dump-dom",
@@ -80,3 +84,21 @@ async def test_dashboard_renders_the_fleet_in_headless_chromium(fleet, http, tmp
     assert '<td class="status online">online</td>' in page
     assert '<td class="status draining">draining</td>' in page
     assert "2 nodes: 1 online" in page
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (make test installs it)")
+async def test_dashboard_sends_the_api_key_from_its_address(fleet, http, tmp_path):
+    hub = await fleet.hub(API_KEYS="dash-key")
+    await beat(http, hub, "keyed-node")
+    proc = await asyncio.create_subprocess_exec(
+        CHROMIUM,
+        *CHROMIUM_FLAGS,
+        f"--user-data-dir={tmp_path}",
+        "--virtual-time-budget=5000",
+        "--dump-dom",
+        hub.url + "/#key=dash-key",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    dom, _ = await asyncio.wait_for(proc.communicate(), timeout=60)
+    assert 'data-node-id="keyed-node"' in dom.decode()

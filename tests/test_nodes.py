@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 
+import ollama
 import pytest
 
 from hubd.settings import HubSettings
@@ -170,3 +171,33 @@ async def test_agent_pulls_required_models_it_lacks(fleet):
     record = hub.registry.get("puller")
     await wait_until(lambda: "qwen2.5:7b" in record.beat.models, what="the pulled model in a heartbeat")
     assert sorted(m.name for m in sim.app[ENGINE].catalog.all()) == ["llama3:latest", "qwen2.5:7b"]
+
+
+async def test_api_keys_guard_the_callers_routes_in_each_dialect(fleet, http):
+    hub = await fleet.hub(API_KEYS="k1, k2")
+    await fleet.node(hub, await fleet.sim(), "n1")  # heartbeats need no API key
+    async with http.get(hub.url + "/nodes") as r:
+        assert (r.status, await r.json()) == (
+            401,
+            {"detail": "missing or wrong API key (Authorization: Bearer <key>)"},
+        )
+    async with http.get(hub.url + "/api/tags") as r:
+        assert r.status == 401 and "API key" in (await r.json())["error"]
+    async with http.get(hub.url + "/v1/models", headers={"Authorization": "Bearer nope"}) as r:
+        assert r.status == 401 and (await r.json())["error"]["type"] == "invalid_request_error"
+    for open_path in ("/healthz", "/"):
+        async with http.get(hub.url + open_path) as r:
+            assert r.status == 200
+    async with http.post(
+        hub.url + "/jobs",
+        json={"model": "llama3", "prompt": "x", "stream": False},
+        headers={"Authorization": "Bearer k2"},
+    ) as r:
+        assert r.status == 200
+    client = ollama.AsyncClient(
+        host=hub.url, headers={"Authorization": "Bearer k1"}
+    )  # as OLLAMA_API_KEY does
+    try:
+        assert (await client.generate(model="llama3", prompt="x")).done
+    finally:
+        await client.close()

@@ -140,3 +140,15 @@ def test_config_precedence(tmp_path):
     cli = resolve(parser().parse_args(["--hub", "hub.lan:9000", "--interval", "1"]), env, file)
     assert (cli.hub_url, cli.interval) == ("http://hub.lan:9000", 1.0)
     assert json.dumps(resolve(parser().parse_args([]), {}, tmp_path / "none.toml").__dict__)
+
+
+async def test_api_key_is_sent_to_the_hub(fleet, http):
+    hub = await fleet.hub(API_KEYS="top-key")
+    await beat(http, hub, "alpha")
+    refused = OllamaTop(hub.url, interval=0.2)
+    async with refused.run_test(size=(80, 24)):
+        await wait_until(lambda: refused.connected is False, what="the refusal")
+        assert "API key" in str(refused.query_one("#header", Static).content)
+    app = OllamaTop(hub.url, interval=0.2, api_key="top-key")
+    async with app.run_test(size=(80, 24)):
+        await wait_until(lambda: app.query_one(NodeTable).row_count == 1, what="the row")

@@ -59,6 +59,8 @@ class HubClient:
 
     async def _get(self, path: str) -> Any:
         async with self.session.get(self.base_url + path, timeout=POLL_TIMEOUT) as response:
+            if response.status == 401:
+                raise HubUnreachable("the hub wants an API key: --api-key or OLLAMA_HUB_API_KEY")
             if response.status != 200:
                 raise HubUnreachable(f"{path}: HTTP {response.status}")
             return await response.json()

@@ -1,0 +1,21 @@
+"""API keys: with API_KEYS set, the hub's callers must present one of them as a bearer token."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from hubd.errors import Handler, Unauthorized
+from hubd.keys import SETTINGS
+from shared.auth import carries_one_of
+
+# What stays open with API_KEYS set: the agents' heartbeats (they carry CLUSTER_TOKEN), the health check,
+# and the plain `Ollama is running` / dashboard page (which holds no data; its script sends the key).
+OPEN_PATHS = {"/healthz", "/nodes/heartbeat", "/"}
+
+
+@web.middleware
+async def api_keys(request: web.Request, handler: Handler) -> web.StreamResponse:
+    keys = request.app[SETTINGS].api_keys
+    if keys and request.path not in OPEN_PATHS and not carries_one_of(request, keys):
+        raise Unauthorized("missing or wrong API key (Authorization: Bearer <key>)")
+    return await handler(request)
