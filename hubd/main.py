@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import sys
-
 from hubd.app import create_app
 from hubd.settings import HubSettings
 from shared.http import run, serve_until_signalled
 from shared.logs import setup_logging
-from shared.settings import ConfigError
 
 
 def main() -> None:
-    try:
-        settings = HubSettings.from_env()
-    except ConfigError as exc:
-        sys.exit(f"ollama-hubd: bad configuration: {exc}")
+    settings = HubSettings.for_daemon("ollama-hubd")
     setup_logging(settings.log_level, settings.log_format)
     app = create_app(settings)
     run(

@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import sys
-
 from noded.app import create_app, drain, mark_listening
 from noded.settings import NodeSettings
 from shared.http import bound_port, run, serve_until_signalled
 from shared.logs import setup_logging
-from shared.settings import ConfigError
 
 
 def main() -> None:
-    try:
-        settings = NodeSettings.from_env()
-    except ConfigError as exc:
-        sys.exit(f"ollama-noded: bad configuration: {exc}")
+    settings = NodeSettings.for_daemon("ollama-noded")
     setup_logging(settings.log_level, settings.log_format)
     app = create_app(settings)
     run(

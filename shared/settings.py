@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
 from typing import Annotated, Literal, Self
 
@@ -41,6 +42,14 @@ class EnvSettings(BaseModel):
     """Base for a daemon's settings: each field's alias is its environment variable."""
 
     model_config = ConfigDict(frozen=True, populate_by_name=True, extra="forbid")
+
+    @classmethod
+    def for_daemon(cls, program: str) -> Self:
+        """The settings from this process's environment; a bad value exits with a message naming it."""
+        try:
+            return cls.from_env()
+        except ConfigError as exc:
+            sys.exit(f"{program}: bad configuration: {exc}")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:

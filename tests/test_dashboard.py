@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -63,23 +64,28 @@ CHROMIUM_FLAGS = (
 )
 
 
+async def page_after_its_refresh(url: str, profile: Path) -> str:
+    """The page's DOM once its script has run for five seconds of (virtual) time."""
+    proc = await asyncio.create_subprocess_exec(
+        CHROMIUM,
+        *CHROMIUM_FLAGS,
+        f"--user-data-dir={profile}",
+        "--virtual-time-budget=5000",
+        "--dump-dom",
+        url,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    dom, _ = await asyncio.wait_for(proc.communicate(), timeout=60)
+    return dom.decode()
+
+
 @pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (make test installs it)")
 async def test_dashboard_renders_the_fleet_in_headless_chromium(fleet, http, tmp_path):
     hub = await fleet.hub()
     await beat(http, hub, "alpha-node")
     await beat(http, hub, "beta-node", status="draining")
-    proc = await asyncio.create_subprocess_exec(
-        CHROMIUM,
-        *CHROMIUM_FLAGS,
-        f"--user-data-dir={tmp_path}",
-        "--virtual-time-budget=5000",
-        "--dump-dom",
-        hub.url + "/",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    dom, _ = await asyncio.wait_for(proc.communicate(), timeout=60)
-    page = dom.decode()
+    page = await page_after_its_refresh(hub.url + "/", tmp_path)
     assert 'data-node-id="alpha-node"' in page and 'data-node-id="beta-node"' in page
     assert '<td class="status online">online</td>' in page
     assert '<td class="status draining">draining</td>' in page
@@ -90,15 +96,4 @@ async def test_dashboard_renders_the_fleet_in_headless_chromium(fleet, http, tmp
 async def test_dashboard_sends_the_api_key_from_its_address(fleet, http, tmp_path):
     hub = await fleet.hub(API_KEYS="dash-key")
     await beat(http, hub, "keyed-node")
-    proc = await asyncio.create_subprocess_exec(
-        CHROMIUM,
-        *CHROMIUM_FLAGS,
-        f"--user-data-dir={tmp_path}",
-        "--virtual-time-budget=5000",
-        "--dump-dom",
-        hub.url + "/#key=dash-key",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    dom, _ = await asyncio.wait_for(proc.communicate(), timeout=60)
-    assert 'data-node-id="keyed-node"' in dom.decode()
+    assert 'data-node-id="keyed-node"' in await page_after_its_refresh(hub.url + "/#key=dash-key", tmp_path)
