@@ -37,7 +37,7 @@ async def ask_nodes(
             ) as response:
                 return node, response.status, await response.read()
         except (aiohttp.ClientError, TimeoutError) as exc:
-            log.info("node %s did not answer %s: %s", node.node_id, path, describe(exc))
+            log.debug("node %s did not answer %s: %s", node.node_id, path, describe(exc))
             return node, None, describe(exc)
 
     return list(await asyncio.gather(*(ask(node) for node in nodes)))
@@ -52,5 +52,5 @@ async def ask_online_nodes(app: web.Application, path: str) -> list[tuple[NodeRe
         try:
             answers.append((node, json.loads(body)))
         except ValueError:
-            log.info("node %s answered %s with something that is not JSON", node.node_id, path)
+            log.debug("node %s answered %s with something that is not JSON", node.node_id, path)
     return answers
