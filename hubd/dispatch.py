@@ -54,9 +54,8 @@ async def dispatch(request: web.Request, job: Job) -> web.StreamResponse:
 
 async def _dispatch(request: web.Request, job: Job) -> web.StreamResponse:
     registry = request.app[REGISTRY]
+    # candidates() checks each node as it is taken, so one that degraded while others were tried is skipped.
     for node in registry.candidates(job.model):
-        if not registry.is_ready(node):  # it may have degraded while earlier candidates were tried
-            continue
         with registry.job(node):
             try:
                 return await _run_on(request, node, job)

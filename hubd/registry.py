@@ -158,14 +158,10 @@ class Registry:
         The last key, least recently assigned, spreads work among otherwise equal nodes. The order is the one
         at the call (a snapshot); the nodes are checked as they are taken, so taking the first is cheap.
         """
-        now = time.monotonic()
         for rank in tuple(self._by_model.get(canonical(model), ())):
             record = self._nodes.get(rank[-1])
-            if record is not None and self.status(record, now) == "online":
+            if record is not None and self.status(record) == "online":
                 yield record
-
-    def is_ready(self, record: NodeRecord) -> bool:
-        return self._nodes.get(record.node_id) is record and self.status(record) == "online"
 
     @contextmanager
     def job(self, record: NodeRecord) -> Iterator[None]:
