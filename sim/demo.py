@@ -30,7 +30,8 @@ def answers(url: str) -> bool:
 
 def start(argv: list[str], **env: str) -> subprocess.Popen:
     environ = {**os.environ, "LOG_LEVEL": "WARNING", **env}
-    return subprocess.Popen([str(BIN / argv[0]), *argv[1:]], env=environ)
+    # A session of its own: Ctrl-C reaches only the demo, which then stops the fleet in order.
+    return subprocess.Popen([str(BIN / argv[0]), *argv[1:]], env=environ, start_new_session=True)
 
 
 def wait_for(url: str, what: str, within: float = 20.0) -> None:
@@ -93,7 +94,7 @@ ollama-connector demo: hub on {HUB}, nodes node-1 and node-2, heartbeats every 5
 Try, in another terminal:
   curl {HUB}/nodes
   curl {HUB}/jobs -d '{{"model": "llama3", "prompt": "Why is the sky blue?"}}'
-  ollama-top --hub {HUB}
+  .venv/bin/ollama-top --hub {HUB}
 Press Ctrl-C to stop the fleet.
 """,
             flush=True,
@@ -105,11 +106,11 @@ Press Ctrl-C to stop the fleet.
     except KeyboardInterrupt:
         pass
     finally:
-        for proc in procs:
+        # The reverse of the start: agents drain and tell the hub, then the hub stops, then the simulators.
+        for proc in reversed(procs):
             proc.terminate()
-        for proc in procs:
             try:
-                proc.wait(timeout=10)
+                proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 proc.kill()
         print("demo: stopped")
