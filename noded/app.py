@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
 from aiohttp import web
+from yarl import URL
 
 from noded import routes
 from noded.heartbeat import HubRefused, heartbeat_ctx, send_heartbeat
@@ -42,6 +43,12 @@ async def client_session_ctx(app: web.Application) -> AsyncIterator[None]:
 def create_app(settings: NodeSettings) -> web.Application:
     if settings.cluster_token is None:
         log.warning("CLUSTER_TOKEN is not set: anyone who reaches this agent can run prompts on its Ollama")
+    ollama_host = URL(settings.ollama_url).host or ""
+    if ollama_host not in ("localhost", "::1") and not ollama_host.startswith("127."):
+        log.warning(
+            "OLLAMA_BASE_URL points at %s: keep Ollama on loopback, so that the agent is the only way in",
+            ollama_host,
+        )
     app = web.Application(middlewares=[error_bodies], client_max_size=64 * 1024 * 1024)
     app[SETTINGS] = settings
     app[STATE] = AgentState(port=settings.port)

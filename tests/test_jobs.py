@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import aiohttp
@@ -167,8 +166,8 @@ async def test_degraded_after_consecutive_failures_then_back_after_a_probe(fleet
     async with http.get(hub.url + "/nodes/flaky") as r:
         assert (await r.json())["status"] == "degraded"
 
-    # Probes fail while Ollama is down, then pass once it is back.
-    await asyncio.sleep(0.5)
+    # Probes fail while Ollama is down (each failure doubles the wait), then pass once it is back.
+    await wait_until(lambda: record.probe_backoff >= 0.8, what="two failed probes")
     assert hub.registry.status(record) == "degraded"
     await fleet.sim(port=port)
     await wait_until(lambda: hub.registry.status(record) == "online", what="the node to recover")
