@@ -24,7 +24,7 @@ async def beat(
 
 
 def row_ids(table: NodeTable) -> list[str]:
-    return [str(table.coordinate_to_cell_key((i, 0)).row_key.value) for i in range(table.row_count)]
+    return list(table.order)
 
 
 async def test_rows_refresh_sort_filter_and_details(fleet, http):
@@ -152,3 +152,22 @@ async def test_api_key_is_sent_to_the_hub(fleet, http):
     app = OllamaTop(hub.url, interval=0.2, api_key="top-key")
     async with app.run_test(size=(80, 24)):
         await wait_until(lambda: app.query_one(NodeTable).row_count == 1, what="the row")
+
+
+async def test_the_cursor_scrolls_the_table_and_enter_opens_the_row_under_it(fleet, http):
+    hub = await fleet.hub()
+    for i in range(60):
+        await beat(http, hub, f"node-{i:02d}")
+    app = OllamaTop(hub.url, interval=0.2)
+    async with app.run_test(size=(80, 24)) as pilot:
+        table = app.query_one(NodeTable)
+        await wait_until(lambda: table.row_count == 60, what="sixty rows")
+        await pilot.press("end")
+        assert table.selected_node_id == "node-59" and table.scroll_offset.y > 0
+        await pilot.press("pageup", "up")
+        selected = table.selected_node_id
+        assert selected not in (None, "node-59")
+        await pilot.press("enter")
+        assert isinstance(app.screen, DetailsScreen) and app.screen.node_id == selected
+        await pilot.press("escape", "home")
+        assert table.selected_node_id == "node-00" and table.scroll_offset.y == 0

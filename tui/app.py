@@ -9,7 +9,7 @@ from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.reactive import reactive
-from textual.widgets import DataTable, Footer, Input, Static
+from textual.widgets import Footer, Input, Static
 
 from tui.client import FleetSnapshot, HubClient, HubUnreachable
 from tui.render import History
@@ -155,9 +155,9 @@ class OllamaTop(App[None]):
             event.stop()
             self.leave_filter()
 
-    @on(DataTable.RowSelected)
-    def open_details(self, event: DataTable.RowSelected) -> None:
-        self.push_screen(DetailsScreen(str(event.row_key.value)))
+    @on(NodeTable.RowSelected)
+    def open_details(self, event: NodeTable.RowSelected) -> None:
+        self.push_screen(DetailsScreen(event.node_id))
 
     def action_prompt(self) -> None:
         models = self.snapshot.models_online() if self.snapshot else []

@@ -14,18 +14,19 @@ STATUS_RANK = {"degraded": 0, "offline": 1, "draining": 2, "online": 3}
 HISTORY = 300  # samples per node: five minutes at one poll a second
 
 
+Parts = list[tuple[str, str]]  # runs of (text, Rich style) that make up one cell
+
+
 def status_text(status: str) -> Text:
     return Text(status, style=STATUS_STYLE.get(status, ""))
 
 
-def bar(fraction: float, width: int = 4) -> Text:
+def bar(fraction: float, width: int = 4) -> Parts:
+    """A load bar and its percentage: green, yellow from 70 %, red from 90 %."""
     fraction = min(1.0, max(0.0, fraction))
     filled = round(fraction * width)
     style = "red" if fraction >= 0.9 else "yellow" if fraction >= 0.7 else "green"
-    text = Text("█" * filled, style=style)
-    text.append("░" * (width - filled), style="bright_black")
-    text.append(f"{fraction * 100:>4.0f}%")
-    return text
+    return [("█" * filled, style), ("░" * (width - filled), "bright_black"), (f"{fraction * 100:>4.0f}%", "")]
 
 
 def parse_time(iso: str) -> float:
