@@ -115,7 +115,8 @@ def main() -> None:
         RESULTS.mkdir(exist_ok=True)
         path = RESULTS / f"{results['when'].replace(':', '')}.json"
         path.write_text(json.dumps(results, indent=2) + "\n")
-        (RESULTS / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
+        if not args.only:  # latest.json is always a complete run
+            (RESULTS / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
         print(f"\nwritten to {path}")
 
 
