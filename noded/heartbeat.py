@@ -48,7 +48,7 @@ async def send_heartbeat(app: web.Application) -> None:
     settings = app[SETTINGS]
     await refresh_ollama(app)
     beat = build_heartbeat(app)
-    url = settings.url(settings.server_url, "/nodes/heartbeat")
+    url = settings.server_url + "/nodes/heartbeat"
     async with app[SESSION].post(
         url, json=beat.model_dump(), headers=bearer(settings.cluster_token), timeout=HEARTBEAT_TIMEOUT
     ) as response:

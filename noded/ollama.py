@@ -17,7 +17,7 @@ OLLAMA_TIMEOUT = aiohttp.ClientTimeout(total=5.0)
 
 async def ollama_json(app: web.Application, path: str) -> dict:
     settings = app[SETTINGS]
-    async with app[SESSION].get(settings.url(settings.ollama_url, path), timeout=OLLAMA_TIMEOUT) as response:
+    async with app[SESSION].get(settings.ollama_url + path, timeout=OLLAMA_TIMEOUT) as response:
         response.raise_for_status()
         return await response.json(content_type=None)
 

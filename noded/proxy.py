@@ -26,7 +26,7 @@ async def forward(
 ) -> web.StreamResponse:
     """Send the request to Ollama; relay its status, type and body, line by line when it streams."""
     settings = request.app[SETTINGS]
-    url = settings.url(settings.ollama_url, path)
+    url = settings.ollama_url + path
     try:
         upstream = await request.app[SESSION].request(
             method,

@@ -27,7 +27,7 @@ class PullFailed(Exception):
 async def pull(app: web.Application, model: str) -> None:
     """One pull through Ollama's /api/pull, logging progress at each status and every quarter of a layer."""
     settings = app[SETTINGS]
-    url = settings.url(settings.ollama_url, "/api/pull")
+    url = settings.ollama_url + "/api/pull"
     log.info("pulling %s", model)
     last_status, last_quarter = "", -1
     try:

@@ -42,6 +42,3 @@ class NodeSettings(EnvSettings):
     """Logging verbosity."""
     log_format: LogFormat = Field("text", alias="LOG_FORMAT")
     """`text`, or `json` for one JSON object per line."""
-
-    def url(self, base: str, path: str) -> str:
-        return base + path
