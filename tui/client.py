@@ -11,6 +11,8 @@ from typing import Any
 
 import aiohttp
 
+from shared.relay import LineReader, UpstreamBroken
+
 POLL_TIMEOUT = aiohttp.ClientTimeout(total=5.0)
 PROMPT_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=5.0)
 
@@ -82,17 +84,21 @@ class HubClient:
                 if response.status != 200:
                     yield JobEvent(node_id=node_id, error=f"HTTP {response.status}: {await response.text()}")
                     return
-                async for raw in response.content:
-                    if not raw.strip():
-                        continue
-                    chunk = json.loads(raw)
-                    if "error" in chunk:
-                        yield JobEvent(node_id=node_id, error=str(chunk["error"]))
-                        return
-                    yield JobEvent(
-                        text=chunk.get("response", ""),
-                        node_id=node_id,
-                        final=chunk if chunk.get("done") else None,
-                    )
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+                # Whole lines however long they are (the last one carries the context array).
+                reader = LineReader(response.content)
+                while block := await reader.next_block():
+                    for raw in block.splitlines():
+                        if not raw.strip():
+                            continue
+                        chunk = json.loads(raw)
+                        if "error" in chunk:
+                            yield JobEvent(node_id=node_id, error=str(chunk["error"]))
+                            return
+                        final = chunk if chunk.get("done") else None
+                        yield JobEvent(text=chunk.get("response", ""), node_id=node_id, final=final)
+        except UpstreamBroken as exc:
+            yield JobEvent(error=f"the stream broke: {exc}")
+        except (aiohttp.ClientError, TimeoutError) as exc:
             yield JobEvent(error=f"hub unreachable: {exc or type(exc).__name__}")
+        except ValueError as exc:
+            yield JobEvent(error=f"the hub sent something that is not JSON: {exc}")
