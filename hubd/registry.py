@@ -210,7 +210,7 @@ class Registry:
             return
         record.probe_backoff = min(record.probe_backoff * 2, MAX_PROBE_BACKOFF)
         record.next_probe = time.monotonic() + record.probe_backoff
-        log.info(
+        log.debug(
             "node %s still unhealthy (%s); next probe in %.0f s", record.node_id, detail, record.probe_backoff
         )
 
