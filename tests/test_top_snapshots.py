@@ -19,7 +19,7 @@ from tui.render import parse_time
 from tui.table import NodeTable
 
 # A fixed port, because the hub's URL is part of the picture.
-PORT = 47111
+PORT = 29111  # below the ephemeral range (32768 and up), so no outgoing connection can hold it
 HUB = f"http://127.0.0.1:{PORT}"
 FLEET = [
     ("gpu-box-1", 0.35, 0.62, ["llama3:latest", "mistral:latest", "qwen2.5:7b"], "online"),
