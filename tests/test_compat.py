@@ -248,3 +248,34 @@ async def test_unload_reaches_every_node_that_has_the_model(fleet2, http):
     for sim in (sim_a, sim_b):
         async with http.get(sim.url + "/api/ps") as r:
             assert all(m["model"] != "llama3:latest" for m in (await r.json())["models"])
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "message"),
+    [
+        ("/api/generate", b"{oops", 400, "request body is not valid JSON"),
+        ("/api/chat", b"", 400, "missing request body"),
+        ("/api/chat", b'{"messages": []}', 400, "model is required"),
+        ("/api/generate", b'{"prompt": "x"}', 404, "model '' not found"),
+        ("/api/embed", b'{"model": 3}', 400, "cannot unmarshal int"),
+        (
+            "/api/generate",
+            b'{"model": "llama3", "prompt": "' + b"x" * 4096 + b'"}',
+            413,
+            "larger than 2048 bytes",
+        ),
+    ],
+)
+async def test_bad_input_on_ollama_routes_gets_ollamas_error_shape(fleet, http, path, body, status, message):
+    hub = await fleet.hub(MAX_REQUEST_BYTES="2048")
+    async with http.post(hub.url + path, data=body, headers={"Content-Type": "application/json"}) as r:
+        assert r.status == status and message in (await r.json())["error"]
+
+
+async def test_bad_input_on_openai_routes_gets_openais_error_shape(fleet, http):
+    hub = await fleet.hub()
+    async with http.post(hub.url + "/v1/chat/completions", data=b"[]") as r:
+        error = (await r.json())["error"]
+    assert r.status == 400 and error["type"] == "invalid_request_error" and "JSON object" in error["message"]
+    async with http.post(hub.url + "/v1/embeddings", json={"input": "x"}) as r:
+        assert r.status == 400 and (await r.json())["error"]["message"] == "model is required"
