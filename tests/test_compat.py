@@ -234,6 +234,8 @@ async def test_failover_when_a_node_agent_is_killed_before_the_first_byte(fleet,
 
 async def test_unload_reaches_every_node_that_has_the_model(fleet2, http):
     hub, (_, sim_a), (_, sim_b) = fleet2
+    async with http.post(hub.url + "/api/generate", json={"model": "llama3"}) as r:  # ollama run's preload
+        assert (await r.json())["done_reason"] == "load" and r.headers["X-Node-Id"] in ("node-a", "node-b")
     for _ in range(4):  # spread loads over both nodes
         async with http.post(
             hub.url + "/api/generate", json={"model": "llama3", "prompt": "x", "stream": False}
