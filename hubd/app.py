@@ -13,6 +13,7 @@ from hubd.auth import api_keys
 from hubd.counters import JobCounters
 from hubd.errors import error_bodies
 from hubd.keys import COUNTERS, REGISTRY, SESSION, SETTINGS
+from hubd.persistence import persistence_ctx
 from hubd.registry import Registry
 from hubd.settings import HubSettings
 from hubd.upkeep import upkeep_ctx
@@ -40,7 +41,7 @@ def create_app(settings: HubSettings) -> web.Application:
         probe_interval=settings.probe_interval,
     )
     app[COUNTERS] = JobCounters()
-    app.cleanup_ctx.extend([client_session_ctx, upkeep_ctx])
+    app.cleanup_ctx.extend([client_session_ctx, persistence_ctx, upkeep_ctx])
     app.add_routes(nodes.routes)
     app.add_routes(jobs.routes)
     app.add_routes(stats.routes)

@@ -72,9 +72,17 @@ class Registry:
 
     def heartbeat(self, beat: Heartbeat, peer: str) -> NodeRecord:
         """Register or refresh a node; the hub will dial `beat.address`, or else the heartbeat's source."""
+        return self._upsert(beat, node_url(beat.address or peer, beat.port), time.time())
+
+    def restore(self, beat: Heartbeat, base_url: str, seen_at: float) -> NodeRecord | None:
+        """Bring back a node saved by a previous run, as of its last heartbeat (`seen_at`, wall clock)."""
+        if time.time() - seen_at > self.remove_after:
+            return None
+        return self._upsert(beat, base_url, seen_at)
+
+    def _upsert(self, beat: Heartbeat, url: str, wall: float) -> NodeRecord:
         keys = frozenset(canonical(m) for m in beat.models)
-        url = node_url(beat.address or peer, beat.port)
-        now, wall = time.monotonic(), time.time()
+        now = time.monotonic() - max(0.0, time.time() - wall)
         record = self._nodes.get(beat.node_id)
         if record is None:
             record = NodeRecord(beat, url, keys, now, wall)
@@ -88,6 +96,13 @@ class Registry:
             record.last_seen, record.last_seen_wall, record.announced_offline = now, wall, False
         self._index(record)
         return record
+
+    def saved(self) -> list[dict]:
+        """What a restart needs to bring the nodes back: their last heartbeats and where to reach them."""
+        return [
+            {"heartbeat": r.beat.model_dump(), "base_url": r.base_url, "last_seen": r.last_seen_wall}
+            for r in self._nodes.values()
+        ]
 
     def _index(self, record: NodeRecord) -> None:
         record.rank = (

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from shared.settings import CommaList, EnvSettings, LogFormat, LogLevel, OptionalToken, SecretList
+from shared.settings import (
+    CommaList,
+    EnvSettings,
+    LogFormat,
+    LogLevel,
+    OptionalStr,
+    OptionalToken,
+    SecretList,
+)
 
 
 class HubSettings(EnvSettings):
@@ -30,6 +38,8 @@ class HubSettings(EnvSettings):
     """Bearer tokens callers must present, comma-separated; unset leaves the API open to the network."""
     max_body_bytes: int = Field(32 * 1024 * 1024, alias="MAX_REQUEST_BYTES", ge=1024)
     """Largest request body accepted (images in prompts make bodies large); bigger bodies get 413."""
+    state_file: OptionalStr = Field(None, alias="HUB_STATE_FILE")
+    """Where the registry is saved on stop and read at start; under systemd, STATE_DIRECTORY/registry.json."""
     drain_timeout: float = Field(60.0, alias="DRAIN_TIMEOUT_SECONDS", ge=0)
     """On SIGTERM, how long streams in flight may take to finish before the hub exits."""
     log_level: LogLevel = Field("INFO", alias="LOG_LEVEL")

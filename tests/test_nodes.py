@@ -201,3 +201,26 @@ async def test_api_keys_guard_the_callers_routes_in_each_dialect(fleet, http):
         assert (await client.generate(model="llama3", prompt="x")).done
     finally:
         await client.close()
+
+
+async def test_the_registry_survives_a_hub_restart(fleet, http, tmp_path, monkeypatch):
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path))  # as systemd's StateDirectory= sets it
+    hub = await fleet.hub()
+    await fleet.node(hub, await fleet.sim(), "n1")  # heartbeats every 30 s: none will come during this test
+    port = hub.port
+    await hub.stop()
+    assert "n1" in (tmp_path / "registry.json").read_text()
+    again = await fleet.hub(HUB_PORT=str(port))
+    async with http.get(again.url + "/nodes/n1") as r:
+        assert (await r.json())["status"] == "online"
+    async with http.post(again.url + "/jobs", json={"model": "llama3", "prompt": "x", "stream": False}) as r:
+        assert r.status == 200 and r.headers["X-Node-Id"] == "n1"
+
+
+async def test_a_damaged_saved_registry_is_ignored(fleet, http, tmp_path):
+    state = tmp_path / "registry.json"
+    state.write_text('[{"heartbeat": {"node_id": ""}}, "junk"')
+    hub = await fleet.hub(HUB_STATE_FILE=str(state))
+    assert len(hub.registry) == 0
+    state.write_text('[{"heartbeat": {"node_id": "", "port": 1}, "base_url": "x", "last_seen": 0}, 7]')
+    assert len((await fleet.hub(HUB_STATE_FILE=str(state))).registry) == 0
