@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,7 +14,7 @@ from hubd.errors import AllNodesFailed, NoHealthyNodes
 from hubd.keys import COUNTERS, REGISTRY, SESSION, SETTINGS
 from hubd.registry import NodeRecord
 from shared.auth import bearer
-from shared.relay import LineReader, UpstreamBroken, describe, error_in, error_line, pump
+from shared.relay import LineReader, UpstreamBroken, describe, error_in, relay
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +28,6 @@ class Job:
     node_path: str
     payload: bytes
     stream: bool
-    # How a failure after the first byte is told to the caller, in the route's own stream format.
-    stream_error: Callable[[str], bytes] = error_line
     errors: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -119,22 +116,22 @@ async def _relay(
         raise NodeFailed("answered with an empty stream", 502)
     if (message := error_in(first)) is not None and first.count(b"\n") <= 1:
         raise NodeFailed(message, 502)
-    response = web.StreamResponse(status=upstream.status, headers=_passthrough(upstream, ours))
-    try:
-        await response.prepare(request)
-        last = await pump(reader, response, first)
-    except UpstreamBroken as exc:
-        message = f"node {node.node_id} failed mid-stream: {exc}"
-        _finished(request, node, message)
-        log.warning("job %s: %s", job.job_id, message)
-        await _finish(response, job.stream_error(message))
-        return response
-    except ConnectionResetError:
+    outcome = await relay(
+        request,
+        reader,
+        first,
+        upstream.status,
+        _passthrough(upstream, ours),
+        explain=lambda reason: f"node {node.node_id} failed mid-stream: {reason}",
+    )
+    if outcome.caller_gone:
         log.info("job %s: the caller hung up; the node's request is cancelled", job.job_id)
-        return response
-    _finished(request, node, error_in(last))
-    await _finish(response, b"")
-    return response
+    elif outcome.broken:
+        log.warning("job %s: %s", job.job_id, outcome.broken)
+        _finished(request, node, outcome.broken)
+    else:
+        _finished(request, node, error_in(outcome.last))
+    return outcome.response
 
 
 def _finished(request: web.Request, node: NodeRecord, failure: str | None) -> None:
@@ -145,15 +142,6 @@ def _finished(request: web.Request, node: NodeRecord, failure: str | None) -> No
     else:
         request.app[REGISTRY].record_failure(node, failure)
         request.app[COUNTERS].failed += 1
-
-
-async def _finish(response: web.StreamResponse, tail: bytes) -> None:
-    try:
-        if tail:
-            await response.write(tail)
-        await response.write_eof()
-    except ConnectionResetError:
-        pass
 
 
 async def _read_body(upstream: aiohttp.ClientResponse) -> bytes:

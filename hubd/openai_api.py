@@ -11,7 +11,6 @@ from hubd.errors import HubError
 from hubd.ollama_api import merged_tags, sort_time
 from shared.http import BadRequest, read_json_object
 from shared.modelnames import canonical
-from shared.relay import sse_error
 
 routes = web.RouteTableDef()
 
@@ -22,7 +21,7 @@ async def relay_openai(request: web.Request) -> web.StreamResponse:
     if not isinstance(model, str) or not model:
         raise BadRequest("model is required")
     stream = body.get("stream") is True  # OpenAI's default is not to stream
-    job = Job(str(uuid.uuid4()), model, request.path, await request.read(), stream, stream_error=sse_error)
+    job = Job(str(uuid.uuid4()), model, request.path, await request.read(), stream)
     return await dispatch(request, job)
 
 

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 
 import aiohttp
 from aiohttp import web
 
 from noded.keys import SESSION, SETTINGS
-from shared.relay import NDJSON, LineReader, UpstreamBroken, describe, error_line, pump, sse_error
+from shared.relay import NDJSON, SSE, LineReader, UpstreamBroken, describe, relay
 
 log = logging.getLogger(__name__)
 # No read timeout: a generation may run long, and the hub's own timeout and hang-ups end it.
 OLLAMA_STREAM_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10.0)
-STREAMING_TYPES = (NDJSON, "text/event-stream")
+STREAMING_TYPES = (NDJSON, SSE)
 
 
 def ollama_error(status: int, message: str) -> web.Response:
@@ -50,19 +49,16 @@ async def forward(
             first = await reader.next_block()
         except UpstreamBroken as exc:
             return ollama_error(502, f"Ollama failed before its first byte: {exc}")
-        response = web.StreamResponse(status=upstream.status, headers={"Content-Type": content_type})
-        try:
-            await response.prepare(request)
-            await pump(reader, response, first)
-        except UpstreamBroken as exc:
-            log.warning("Ollama failed mid-stream on %s: %s", path, exc)
-            message = f"Ollama failed mid-stream: {exc}"
-            tail = sse_error(message) if content_type.startswith("text/event-stream") else error_line(message)
-            with contextlib.suppress(ConnectionResetError):
-                await response.write(tail)
-        except ConnectionResetError:
+        outcome = await relay(
+            request,
+            reader,
+            first,
+            upstream.status,
+            {"Content-Type": content_type},
+            explain=lambda reason: f"Ollama failed mid-stream: {reason}",
+        )
+        if outcome.caller_gone:
             log.info("the hub hung up on %s; cancelling the request to Ollama", path)
-            return response
-        with contextlib.suppress(ConnectionResetError):
-            await response.write_eof()
-        return response
+        elif outcome.broken:
+            log.warning("%s on %s", outcome.broken, path)
+        return outcome.response

@@ -1,17 +1,22 @@
-"""Relaying an NDJSON stream from an upstream server to a caller, whole lines at a time.
+"""Relaying a stream (Ollama's NDJSON or OpenAI's SSE) from an upstream to a caller, whole lines at a time.
 
 Only complete lines are forwarded, so when the upstream breaks mid-line the caller never receives half a JSON
-object: it receives the lines that were complete, then one error line (Ollama's own convention).
+object: it receives the lines that were complete, then one error line in the stream's own format. The hub
+(relaying a node) and the agent (relaying Ollama) share this one loop.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import aiohttp
 from aiohttp import web
 
 NDJSON = "application/x-ndjson"
+SSE = "text/event-stream"
 
 
 class UpstreamBroken(Exception):
@@ -79,14 +84,54 @@ def sse_error(message: str) -> bytes:
     return b"data: " + json.dumps(event).encode() + b"\n\ndata: [DONE]\n\n"
 
 
-async def pump(reader: LineReader, response: web.StreamResponse, first: bytes) -> bytes:
-    """Write `first` and every later block to the caller; return the last block written.
+def error_tail(content_type: str, message: str) -> bytes:
+    """The last words of a broken stream, in the stream's own format."""
+    return sse_error(message) if content_type.startswith(SSE) else error_line(message)
 
-    Raises UpstreamBroken when the upstream fails, and ConnectionResetError when the caller has gone.
+
+@dataclass
+class Relayed:
+    """How a relay ended: to the end, cut by the upstream (`broken` says why), or by the caller hanging up."""
+
+    response: web.StreamResponse
+    last: bytes = b""  # the last block the caller received
+    broken: str | None = None
+    caller_gone: bool = False
+
+
+async def relay(
+    request: web.Request,
+    reader: LineReader,
+    first: bytes,
+    status: int,
+    headers: dict[str, str],
+    explain: Callable[[str], str],
+) -> Relayed:
+    """Stream `first` and every later block to the caller, flushing each as it comes.
+
+    If the upstream breaks, the caller gets `explain(reason)` as the stream's last line, in the format its
+    Content-Type says. A caller who hangs up just ends the relay; closing the upstream is the caller's part.
     """
-    last = first
-    await response.write(first)
-    while block := await reader.next_block():
-        await response.write(block)
-        last = block
-    return last
+    response = web.StreamResponse(status=status, headers=headers)
+    try:
+        await response.prepare(request)
+        last = first
+        await response.write(first)
+        while block := await reader.next_block():
+            await response.write(block)
+            last = block
+    except UpstreamBroken as exc:
+        message = explain(str(exc))
+        await _close(response, error_tail(headers.get("Content-Type", ""), message))
+        return Relayed(response, broken=message)
+    except ConnectionResetError:
+        return Relayed(response, caller_gone=True)
+    await _close(response, b"")
+    return Relayed(response, last=last)
+
+
+async def _close(response: web.StreamResponse, tail: bytes) -> None:
+    with contextlib.suppress(ConnectionResetError):  # the caller may be gone by now
+        if tail:
+            await response.write(tail)
+        await response.write_eof()
