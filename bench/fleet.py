@@ -132,6 +132,12 @@ http {{
         self.nginx_workers = psutil.Process(master.pid).children()
         return url
 
+    def __enter__(self) -> Fleet:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
     def stop(self) -> None:
         for proc in self.procs:
             if proc.poll() is None:

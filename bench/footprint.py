@@ -83,13 +83,10 @@ async def watch_top(hub: str, size: Size) -> dict:
 
 
 def footprint(size: Size) -> dict:
-    fleet = Fleet()
-    try:
+    with Fleet() as fleet:
         sim = fleet.sim()
         hub, hub_process = fleet.hub()
         _, node_process = fleet.node(hub, sim, "bench-node")
         time.sleep(2.0)
         idle = {"hubd_rss_mb": rss_mb(hub_process), "noded_rss_mb": rss_mb(node_process)}
         return {**idle, "ollama_top": asyncio.run(watch_top(hub, size))}
-    finally:
-        fleet.stop()

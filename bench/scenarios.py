@@ -53,8 +53,7 @@ def cpu_seconds(process: psutil.Process) -> float:
 
 def overhead(size: Size) -> dict:
     """Tiny non-streaming jobs: direct to the simulator, through nginx, and through hub+node."""
-    fleet = Fleet()
-    try:
+    with Fleet() as fleet:
         sim = fleet.sim()
         hub, hub_process = fleet.hub()
         _, node_process = fleet.node(hub, sim, "bench-node")
@@ -85,16 +84,13 @@ def overhead(size: Size) -> dict:
                 }
                 results[f"{name}@c{concurrency}"] = {**result.as_dict(), **cpu_us}
         return results
-    finally:
-        fleet.stop()
 
 
 def streaming(size: Size) -> dict:
     """100 concurrent streams at 50 tokens/s and at the simulator's top rate, direct and through the hub."""
     results: dict[str, dict] = {}
     for label, rate, tokens in (("50tps", 50, size.tokens_realistic), ("top", 0, size.tokens_top)):
-        fleet = Fleet()
-        try:
+        with Fleet() as fleet:
             sim = fleet.sim(tokens_per_second=rate)
             hub, hub_process = fleet.hub()
             _, node_process = fleet.node(hub, sim, "bench-node")
@@ -108,8 +104,6 @@ def streaming(size: Size) -> dict:
                 "hub_cpu_percent": round(100 * (cpu_seconds(hub_process) - hub_cpu) / through.seconds, 1),
                 "node_cpu_percent": round(100 * (cpu_seconds(node_process) - node_cpu) / through.seconds, 1),
             }
-        finally:
-            fleet.stop()
     return results
 
 
@@ -168,8 +162,7 @@ def routing_decision_us(count: int, rounds: int = 200) -> float:
 def registry_scale(size: Size) -> dict:
     results: dict[str, dict] = {}
     for count in size.registry_sizes:
-        fleet = Fleet()
-        try:
+        with Fleet() as fleet:
             hub, hub_process = fleet.hub()
             first = asyncio.run(post_heartbeats(hub, count))
             again = asyncio.run(post_heartbeats(hub, count))  # a second round: every node known already
@@ -180,6 +173,4 @@ def registry_scale(size: Size) -> dict:
                 "routing_decision_us": round(routing_decision_us(count), 1),
                 "hub_rss_mb": round(hub_process.memory_info().rss / 2**20, 1),
             }
-        finally:
-            fleet.stop()
     return results
