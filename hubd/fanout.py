@@ -26,11 +26,11 @@ def online(app: web.Application, nodes: list[NodeRecord] | None = None) -> list[
 
 async def ask_nodes(
     app: web.Application, nodes: list[NodeRecord], method: str, path: str, payload: bytes | None = None
-) -> list[tuple[NodeRecord, int, bytes] | tuple[NodeRecord, None, str]]:
+) -> list[tuple[NodeRecord, int | None, bytes]]:
     """The same request to each node at once: (node, status, body), or (node, None, reason) when it failed."""
     headers = {"Content-Type": "application/json", **bearer(app[SETTINGS].cluster_token)}
 
-    async def ask(node: NodeRecord) -> tuple[NodeRecord, int, bytes] | tuple[NodeRecord, None, str]:
+    async def ask(node: NodeRecord) -> tuple[NodeRecord, int | None, bytes]:
         try:
             async with app[SESSION].request(
                 method, node.base_url + path, data=payload, headers=headers, timeout=FANOUT_TIMEOUT
@@ -38,7 +38,7 @@ async def ask_nodes(
                 return node, response.status, await response.read()
         except (aiohttp.ClientError, TimeoutError) as exc:
             log.debug("node %s did not answer %s: %s", node.node_id, path, describe(exc))
-            return node, None, describe(exc)
+            return node, None, describe(exc).encode()
 
     return list(await asyncio.gather(*(ask(node) for node in nodes)))
 

@@ -76,7 +76,10 @@ async def unload_everywhere(request: web.Request, model: str, payload: bytes) ->
     answers = await ask_nodes(request.app, holders, "POST", request.path, payload)
     done = [(node, body) for node, status, body in answers if status == 200]
     if not done:
-        errors = [{"node_id": n.node_id, "message": str(b)[:300], "status": s or 503} for n, s, b in answers]
+        errors = [
+            {"node_id": n.node_id, "message": b.decode(errors="replace")[:300], "status": s or 503}
+            for n, s, b in answers
+        ]
         raise AllNodesFailed(job_id, errors)
     headers = {"X-Job-Id": job_id, "X-Node-Id": ",".join(node.node_id for node, _ in done)}
     return web.Response(body=done[0][1], content_type="application/json", charset="utf-8", headers=headers)
