@@ -1,20 +1,36 @@
-"""Dispatch: send a job to the best node, fail over before the first byte, relay the answer as it comes."""
+"""Dispatch: send a job to the best node, fail over before the first byte, relay the answer as it comes.
+
+What a node's answer means (fail over or not, count against the node or not) is decided by its named reason
+and `shared.agent_contract.POLICY`; `classify` is the one place that turns an answer into a reason.
+"""
 
 from __future__ import annotations
 
-import json
 import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 
-from hubd.errors import AllNodesFailed, NoHealthyNodes
+from hubd.errors import AllNodesFailed, CallerError, NodeTimedOut, NoHealthyNodes
 from hubd.keys import COUNTERS, REGISTRY, SESSION, SETTINGS
 from hubd.registry import NodeRecord
+from shared import error_formats
+from shared.agent_contract import (
+    FRAMED_HEADER,
+    KEEPALIVE,
+    KEEPALIVE_HEADER,
+    POLICY,
+    REASON_HEADER,
+    Head,
+    Reason,
+    reason_for_plain_status,
+    reason_in,
+)
 from shared.auth import bearer
-from shared.relay import LineReader, UpstreamBroken, describe, error_in, relay
+from shared.relay import LineReader, UpstreamBroken, describe, relay
 
 log = logging.getLogger(__name__)
 
@@ -32,19 +48,35 @@ class Job:
 
 
 class NodeFailed(Exception):
-    """This node could not serve the job; the next candidate may."""
+    """This node did not serve the job, for a named reason; POLICY says what follows."""
 
-    def __init__(self, message: str, status: int, counts_against_node: bool = True) -> None:
+    def __init__(self, reason: Reason, message: str, status: int = 502) -> None:
         super().__init__(message)
+        self.reason = reason
         self.message = message
         self.status = status
-        self.counts_against_node = counts_against_node
+
+
+def broken(exc: UpstreamBroken, what: str) -> NodeFailed:
+    """A read that failed: silence past the timeout, or a dropped connection."""
+    if exc.timed_out:
+        return NodeFailed(Reason.TIMED_OUT, f"accepted the job, then was silent {what}: {exc}", 504)
+    return NodeFailed(Reason.DROPPED, f"closed the connection {what}: {exc}", 502)
 
 
 async def dispatch(request: web.Request, job: Job) -> web.StreamResponse:
+    return await counted(request, _dispatch(request, job))
+
+
+async def counted(request: web.Request, work: Awaitable[web.StreamResponse]) -> web.StreamResponse:
+    """Count a job that ended in the hub's own error as failed; a caller's mistake counts nowhere."""
     try:
-        return await _dispatch(request, job)
-    except (NoHealthyNodes, AllNodesFailed):
+        return await work
+    except NoHealthyNodes as exc:
+        if exc.known:  # the model is there, the nodes are not: an outage, not the caller's mistake
+            request.app[COUNTERS].failed += 1
+        raise
+    except (AllNodesFailed, NodeTimedOut):
         request.app[COUNTERS].failed += 1
         raise
 
@@ -57,14 +89,34 @@ async def _dispatch(request: web.Request, job: Job) -> web.StreamResponse:
             try:
                 return await _run_on(request, node, job)
             except NodeFailed as exc:
-                job.errors.append({"node_id": node.node_id, "message": exc.message, "status": exc.status})
-                if exc.counts_against_node:
+                policy = POLICY[exc.reason]
+                job.errors.append(
+                    {
+                        "node_id": node.node_id,
+                        "message": exc.message,
+                        "status": exc.status,
+                        "reason": exc.reason,
+                    }
+                )
+                if policy.counts_against_node:
                     registry.record_failure(node, exc.message)
-                log.warning(
-                    "job %s: node %s failed (%s); trying the next one", job.job_id, node.node_id, exc.message
+                if exc.reason is Reason.CALLER_ERROR or exc.reason is Reason.TOO_LARGE:
+                    raise CallerError(exc.message, exc.status, job.job_id, node.node_id) from None
+                if not policy.fails_over:
+                    log.warning("job %s: node %s %s", job.job_id, node.node_id, exc.message)
+                    raise NodeTimedOut(job.job_id, node.node_id, exc.message) from None
+                log.log(
+                    logging.WARNING if policy.counts_against_node else logging.INFO,
+                    "job %s: node %s did not serve it (%s: %s); trying the next one",
+                    job.job_id,
+                    node.node_id,
+                    exc.reason,
+                    exc.message,
                 )
     if not job.errors:
         raise NoHealthyNodes(job.job_id, job.model, known=bool(registry.holders(job.model)))
+    if all(e["reason"] is Reason.MODEL_MISSING for e in job.errors):
+        raise NoHealthyNodes(job.job_id, job.model, known=False)  # every list that had it was stale
     raise AllNodesFailed(job.job_id, job.errors)
 
 
@@ -73,55 +125,93 @@ async def _run_on(request: web.Request, node: NodeRecord, job: Job) -> web.Strea
     timeout = aiohttp.ClientTimeout(
         total=None, sock_connect=min(settings.request_timeout, 10.0), sock_read=settings.request_timeout
     )
-    headers = {"Content-Type": "application/json", "X-Job-Id": job.job_id, **bearer(settings.cluster_token)}
+    headers = {
+        "Content-Type": "application/json",
+        "X-Job-Id": job.job_id,
+        # Keep-alives four times per timeout: the timeout then bounds a silence, never a long answer.
+        KEEPALIVE_HEADER: f"{max(0.05, settings.request_timeout / 4):g}",
+        **bearer(settings.cluster_token),
+    }
     try:
         upstream = await request.app[SESSION].post(
             node.base_url + job.node_path, data=job.payload, headers=headers, timeout=timeout
         )
     except (aiohttp.ClientError, TimeoutError) as exc:
-        raise NodeFailed(describe(exc), 503) from exc
+        raise NodeFailed(Reason.UNREACHABLE, describe(exc), 503) from exc
     ours = {"X-Job-Id": job.job_id, "X-Node-Id": node.node_id}
     async with upstream:
-        if upstream.status >= 400:
-            body = await _read_body(upstream)
-            message = _error_message(body, upstream)
-            if upstream.status >= 500:
-                raise NodeFailed(message, upstream.status)
-            if upstream.status == 404 and "not found" in message and job.model in message:
-                # The node listed the model but no longer has it: its list is stale, not the node broken.
-                raise NodeFailed(message, 404, counts_against_node=False)
-            if upstream.status == 401:
-                raise NodeFailed("the node refused the hub's cluster token", 401)
-            return web.Response(body=body, status=upstream.status, headers=_passthrough(upstream, ours))
+        reader = LineReader(upstream.content)
+        head = await classify(upstream, reader)
+        if head.reason is not None:
+            raise NodeFailed(head.reason, await _error_message(reader, head.status), head.status)
+        answer_headers = {"Content-Type": head.content_type or "application/json", **ours}
         if not job.stream:
-            body = await _read_body(upstream)
+            try:
+                body = await reader.read_rest()
+            except UpstreamBroken as exc:
+                raise broken(exc, "while answering") from exc
             _finished(request, node, None)
-            return web.Response(body=body, status=upstream.status, headers=_passthrough(upstream, ours))
-        return await _relay(request, node, job, upstream, ours)
+            return web.Response(body=body, status=head.status, headers=answer_headers)
+        return await _relay(request, node, job, reader, head, answer_headers)
+
+
+async def classify(upstream: aiohttp.ClientResponse, reader: LineReader) -> Head:
+    """What the node answered: its status, type, and a reason when it did not serve the job.
+
+    A framed answer (the agent accepted the job) holds keep-alives and then the head line; any other
+    answer is judged by its `X-Agent-Reason`, or by its status when it names none.
+    """
+    if upstream.status == 200 and upstream.headers.get(FRAMED_HEADER):
+        try:
+            while (line := await reader.next_line()) == KEEPALIVE:
+                pass
+        except UpstreamBroken as exc:
+            raise broken(exc, "before answering") from exc
+        if not line:
+            raise NodeFailed(Reason.DROPPED, "closed the connection before answering")
+        try:
+            head = Head.parse(line)
+        except ValueError as exc:
+            raise NodeFailed(Reason.OLLAMA_FAILED, f"answered something unreadable: {exc}") from exc
+        if head.status >= 400 and head.reason is None:
+            return Head(head.status, head.content_type, reason_for_plain_status(head.status))
+        return head
+    reason = reason_in(upstream.headers.get(REASON_HEADER)) or reason_for_plain_status(upstream.status)
+    return Head(upstream.status, upstream.headers.get("Content-Type", "application/json"), reason)
+
+
+async def _error_message(reader: LineReader, status: int) -> str:
+    try:
+        body = await reader.read_rest()
+    except UpstreamBroken as exc:
+        return f"HTTP {status}, then the connection failed: {exc}"
+    text = body.decode(errors="replace").strip()
+    return error_formats.message_of(body) or text[:500] or f"HTTP {status}"
 
 
 async def _relay(
     request: web.Request,
     node: NodeRecord,
     job: Job,
-    upstream: aiohttp.ClientResponse,
-    ours: dict[str, str],
+    reader: LineReader,
+    head: Head,
+    headers: dict[str, str],
 ) -> web.StreamResponse:
-    reader = LineReader(upstream.content)
+    fmt = error_formats.for_stream(head.content_type)
     try:
         first = await reader.next_block()
     except UpstreamBroken as exc:
-        raise NodeFailed(f"failed before its first byte: {exc}", 502) from exc
+        raise broken(exc, "before its first token") from exc
     if not first:
-        raise NodeFailed("answered with an empty stream", 502)
-    if (message := error_in(first)) is not None and first.count(b"\n") <= 1:
-        raise NodeFailed(message, 502)
+        raise NodeFailed(Reason.DROPPED, "answered with an empty stream")
+    if (message := fmt.only_error(first)) is not None:
+        raise NodeFailed(Reason.OLLAMA_FAILED, message)
     outcome = await relay(
         request,
         reader,
         first,
-        upstream.status,
-        _passthrough(upstream, ours),
+        head.status,
+        headers,
         explain=lambda reason: f"node {node.node_id} failed mid-stream: {reason}",
     )
     if outcome.caller_gone:
@@ -130,7 +220,7 @@ async def _relay(
         log.warning("job %s: %s", job.job_id, outcome.broken)
         _finished(request, node, outcome.broken)
     else:
-        _finished(request, node, error_in(outcome.last))
+        _finished(request, node, fmt.error_at_end(outcome.last))
     return outcome.response
 
 
@@ -142,28 +232,3 @@ def _finished(request: web.Request, node: NodeRecord, failure: str | None) -> No
     else:
         request.app[REGISTRY].record_failure(node, failure)
         request.app[COUNTERS].failed += 1
-
-
-async def _read_body(upstream: aiohttp.ClientResponse) -> bytes:
-    try:
-        return await upstream.read()
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        raise NodeFailed(f"failed while answering: {describe(exc)}", 502) from exc
-
-
-def _error_message(body: bytes, upstream: aiohttp.ClientResponse) -> str:
-    try:
-        parsed = json.loads(body)
-    except ValueError:
-        parsed = None
-    if isinstance(parsed, dict) and isinstance(parsed.get("error"), str):
-        return parsed["error"]
-    if isinstance(parsed, dict) and isinstance(parsed.get("error"), dict):
-        return str(parsed["error"].get("message", parsed["error"]))
-    text = body.decode(errors="replace").strip()
-    return text[:500] or f"HTTP {upstream.status} {upstream.reason}"
-
-
-def _passthrough(upstream: aiohttp.ClientResponse, ours: dict[str, str]) -> dict[str, str]:
-    content_type = upstream.headers.get("Content-Type", "application/json")
-    return {"Content-Type": content_type, **ours}

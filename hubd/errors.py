@@ -8,6 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
+from shared import error_formats
 from shared.http import BadRequest
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,25 @@ class NoHealthyNodes(HubError):
         self.known = known  # False: no registered node has the model at all
 
 
+class CallerError(HubError):
+    """The node's Ollama rejected the request itself: its status and message go back to the caller."""
+
+    def __init__(self, message: str, status: int, job_id: str, node_id: str) -> None:
+        super().__init__(message, status=status, headers={"X-Job-Id": job_id, "X-Node-Id": node_id})
+
+
+class NodeTimedOut(HubError):
+    """A node accepted the job and then went silent: not run again elsewhere (it may still be running)."""
+
+    status = 504
+
+    def __init__(self, job_id: str, node_id: str, message: str) -> None:
+        super().__init__(
+            f"node {node_id} {message}; the job was not run again elsewhere",
+            headers={"X-Job-Id": job_id, "X-Node-Id": node_id},
+        )
+
+
 class ModelManagementPerNode(HubError):
     status = 501
 
@@ -56,27 +76,21 @@ class AllNodesFailed(HubError):
         super().__init__(detail, headers={"X-Job-Id": job_id})
 
 
-def api_family(request: web.Request) -> str:
+def api_family(request: web.Request) -> error_formats.Format:
     """Which error dialect a route speaks: Ollama's, OpenAI's, or the seed's `{"detail": ...}`."""
     if request.path.startswith("/api/"):
-        return "ollama"
+        return error_formats.Ollama
     if request.path.startswith("/v1/"):
-        return "openai"
-    return "seed"
+        return error_formats.OpenAI
+    return error_formats.Seed
 
 
 def error_response(
     request: web.Request, status: int, detail: Any, headers: dict[str, str] | None = None
 ) -> web.Response:
     family = api_family(request)
-    if family == "seed":
-        return web.json_response({"detail": detail}, status=status, headers=headers)
-    message = detail if isinstance(detail, str) else _flatten(detail)
-    if family == "ollama":
-        return web.json_response({"error": message}, status=status, headers=headers)
-    kind = "not_found_error" if status == 404 else "invalid_request_error" if status < 500 else "api_error"
-    body = {"error": {"message": message, "type": kind, "param": None, "code": None}}
-    return web.json_response(body, status=status, headers=headers)
+    message = detail if family is error_formats.Seed or isinstance(detail, str) else _flatten(detail)
+    return error_formats.response(family, status, message, headers)
 
 
 def _flatten(detail: Any) -> str:
@@ -100,9 +114,11 @@ async def error_bodies(request: web.Request, handler: Handler) -> web.StreamResp
     try:
         return await handler(request)
     except NoHealthyNodes as exc:
-        if not exc.known and api_family(request) != "seed":
-            return error_response(request, 404, model_not_found(request, exc.model), exc.headers)
-        if api_family(request) != "seed":
+        seed = api_family(request) is error_formats.Seed
+        if not exc.known:
+            detail = f"Model '{exc.model}' is not available on any node" if seed else None
+            return error_response(request, 404, detail or model_not_found(request, exc.model), exc.headers)
+        if not seed:
             detail = f"no healthy node has model '{exc.model}' right now"
             return error_response(request, 503, detail, exc.headers)
         return error_response(request, exc.status, exc.detail, exc.headers)

@@ -9,10 +9,11 @@ from typing import Any
 
 from aiohttp import web
 
-from hubd.dispatch import Job, dispatch
+from hubd.dispatch import Job, counted, dispatch
 from hubd.errors import AllNodesFailed, HubError, ModelManagementPerNode, NoHealthyNodes
 from hubd.fanout import ask_nodes, ask_online_nodes, online
-from hubd.keys import REGISTRY
+from hubd.keys import COUNTERS, REGISTRY
+from shared import error_formats
 from shared.http import BadRequest, read_json_object
 from shared.modelnames import canonical
 
@@ -66,8 +67,12 @@ def is_unload(path: str, body: dict[str, Any]) -> bool:
     return empty and zero and not isinstance(keep_alive, bool)
 
 
-async def unload_everywhere(request: web.Request, model: str, payload: bytes) -> web.Response:
+async def unload_everywhere(request: web.Request, model: str, payload: bytes) -> web.StreamResponse:
     """keep_alive lives on each node, so an unload goes to every online node that has the model."""
+    return await counted(request, _unload(request, model, payload))
+
+
+async def _unload(request: web.Request, model: str, payload: bytes) -> web.Response:
     registry = request.app[REGISTRY]
     job_id = str(uuid.uuid4())
     holders = online(request.app, registry.holders(model))
@@ -77,10 +82,15 @@ async def unload_everywhere(request: web.Request, model: str, payload: bytes) ->
     done = [(node, body) for node, status, body in answers if status == 200]
     if not done:
         errors = [
-            {"node_id": n.node_id, "message": b.decode(errors="replace")[:300], "status": s or 503}
+            {
+                "node_id": n.node_id,
+                "message": error_formats.message_of(b) or b.decode(errors="replace")[:300],
+                "status": s or 503,
+            }
             for n, s, b in answers
         ]
         raise AllNodesFailed(job_id, errors)
+    request.app[COUNTERS].served += 1
     headers = {"X-Job-Id": job_id, "X-Node-Id": ",".join(node.node_id for node, _ in done)}
     return web.Response(body=done[0][1], content_type="application/json", charset="utf-8", headers=headers)
 

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from hubd.ranking import rank_of
 from shared.modelnames import canonical
 from shared.wire import Heartbeat, NodeStatus, NodeView
 
@@ -35,7 +36,7 @@ class NodeRecord:
     probe_backoff: float = 0.0
     last_assigned: int = 0
     announced_offline: bool = field(default=False)
-    rank: tuple = ()  # its place in the ranking lists: (active jobs, cpu, failures, last assigned, node_id)
+    rank: tuple = ()  # its place in the ranking lists, from hubd.ranking
 
     @property
     def node_id(self) -> str:
@@ -105,13 +106,7 @@ class Registry:
         ]
 
     def _index(self, record: NodeRecord) -> None:
-        record.rank = (
-            record.active_jobs,
-            record.beat.load.cpu,
-            record.failure_count,
-            record.last_assigned,
-            record.node_id,
-        )
+        record.rank = rank_of(record)
         for key in record.model_keys:
             insort(self._by_model.setdefault(key, []), record.rank)
 
@@ -168,10 +163,10 @@ class Registry:
         return [self._nodes[rank[-1]] for rank in self._by_model.get(canonical(model), ())]
 
     def candidates(self, model: str) -> Iterator[NodeRecord]:
-        """Online nodes with the model, best first: fewest active jobs, lower CPU, fewer failures.
+        """Online nodes with the model, best first (see hubd.ranking).
 
-        The last key, least recently assigned, spreads work among otherwise equal nodes. The order is the one
-        at the call (a snapshot); the nodes are checked as they are taken, so taking the first is cheap.
+        The order is the one at the call (a snapshot); the nodes are checked as they are taken, so taking the
+        first is cheap.
         """
         for rank in tuple(self._by_model.get(canonical(model), ())):
             record = self._nodes.get(rank[-1])

@@ -12,8 +12,10 @@ from yarl import URL
 from noded import routes
 from noded.heartbeat import HubRefused, heartbeat_ctx, send_heartbeat
 from noded.keys import SESSION, SETTINGS, STATE, AgentState
+from noded.proxy import refusal
 from noded.pulls import pull_ctx
 from noded.settings import NodeSettings
+from shared.agent_contract import Reason
 from shared.http import BadRequest
 
 log = logging.getLogger("noded")
@@ -23,13 +25,13 @@ log = logging.getLogger("noded")
 async def error_bodies(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    """Errors as Ollama writes them, `{"error": ...}`, since the agent speaks for its Ollama."""
+    """Errors in the dialect of the route, since the agent speaks for its Ollama."""
     try:
         return await handler(request)
     except BadRequest as exc:
-        return web.json_response({"error": str(exc)}, status=exc.status)
+        return refusal(request.path, exc.status, Reason.CALLER_ERROR, str(exc))
     except web.HTTPRequestEntityTooLarge:
-        return web.json_response({"error": "request body too large"}, status=413)
+        return refusal(request.path, 413, Reason.TOO_LARGE, "request body too large")
 
 
 async def client_session_ctx(app: web.Application) -> AsyncIterator[None]:

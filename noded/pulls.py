@@ -11,6 +11,7 @@ from aiohttp import web
 
 from noded.keys import SESSION, SETTINGS, STATE
 from noded.ollama import refresh_ollama
+from shared.error_formats import Ollama
 from shared.lifecycle import background
 from shared.modelnames import canonical
 from shared.relay import describe
@@ -40,8 +41,8 @@ async def pull(app: web.Application, model: str) -> None:
                 if not line.strip():
                     continue
                 progress = json.loads(line)
-                if "error" in progress:
-                    raise PullFailed(progress["error"])
+                if (message := Ollama.message_in(progress)) is not None:
+                    raise PullFailed(message)
                 status = progress.get("status", "")
                 total, done = progress.get("total"), progress.get("completed", 0)
                 quarter = int(4 * done / total) if total else -1
@@ -76,8 +77,17 @@ async def pull_loop(app: web.Application) -> None:
                     failed = True
                     log.warning("pull of %s failed: %s; retrying in %.0f s", model, exc, retry)
                 else:
-                    log.info("pulled %s", model)
                     await refresh_ollama(app)
+                    if canonical(model) not in {canonical(m) for m in state.models}:
+                        # Pulling again at once would spin: wait as after a failed pull.
+                        failed = True
+                        log.warning(
+                            "pull of %s reported success, but Ollama does not list it; retrying in %.0f s",
+                            model,
+                            retry,
+                        )
+                        continue
+                    log.info("pulled %s", model)
                     state.wake.set()  # a heartbeat now, so the hub can route to the new model
         else:
             failed = True

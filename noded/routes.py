@@ -9,7 +9,8 @@ from aiohttp import web
 
 from noded.keys import SETTINGS, STATE
 from noded.ollama import ollama_json
-from noded.proxy import forward, ollama_error
+from noded.proxy import forward, forward_framed, refusal
+from shared.agent_contract import KEEPALIVE_HEADER, Reason
 from shared.auth import is_authorized
 from shared.relay import describe
 
@@ -17,11 +18,19 @@ log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 
-def check_token(request: web.Request) -> None:
-    if not is_authorized(request, request.app[SETTINGS].cluster_token):
-        raise web.HTTPUnauthorized(
-            text='{"error": "missing or wrong cluster token"}', content_type="application/json"
-        )
+def wrong_token(request: web.Request) -> web.Response | None:
+    if is_authorized(request, request.app[SETTINGS].cluster_token):
+        return None
+    return refusal(request.path, 401, Reason.UNAUTHORIZED, "missing or wrong cluster token")
+
+
+def keepalive_interval(request: web.Request) -> float | None:
+    """Seconds between keep-alives the hub asked for; None for a caller that did not ask (or asked oddly)."""
+    try:
+        every = float(request.headers.get(KEEPALIVE_HEADER, ""))
+    except ValueError:
+        return None
+    return min(every, 300.0) if every >= 0.05 else None
 
 
 @routes.get("/healthz")
@@ -45,15 +54,18 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def run_job(request: web.Request, ollama_path: str) -> web.StreamResponse:
-    check_token(request)
+    if refused := wrong_token(request):
+        return refused
     # Relayed as sent: the hub has validated it, and Ollama answers anything malformed itself.
     body = await request.read()
     state = request.app[STATE]
     if state.draining:
-        return ollama_error(503, "node is draining and takes no new jobs")
+        return refusal(request.path, 503, Reason.DRAINING, "node is draining and takes no new jobs")
     state.active_jobs += 1
     try:
         log.debug("job %s on %s", request.headers.get("X-Job-Id", "-"), ollama_path)
+        if (every := keepalive_interval(request)) is not None:
+            return await forward_framed(request, ollama_path, body, every)
         return await forward(request, ollama_path, body)
     finally:
         state.active_jobs -= 1
@@ -84,7 +96,8 @@ async def job_route(request: web.Request) -> web.StreamResponse:
 
 
 async def read_route(request: web.Request) -> web.StreamResponse:
-    check_token(request)
+    if refused := wrong_token(request):
+        return refused
     return await forward(request, request.path, None, method="GET")
 
 

@@ -8,19 +8,21 @@ object: it receives the lines that were complete, then one error line in the str
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import aiohttp
 from aiohttp import web
 
-NDJSON = "application/x-ndjson"
-SSE = "text/event-stream"
+from shared.error_formats import stream_tail
 
 
 class UpstreamBroken(Exception):
     """The upstream connection failed, timed out or closed early while its body was being read."""
+
+    def __init__(self, message: str, timed_out: bool = False) -> None:
+        super().__init__(message)
+        self.timed_out = timed_out  # silent for longer than the read timeout, rather than closed
 
 
 def describe(exc: BaseException) -> str:
@@ -40,53 +42,42 @@ class LineReader:
         self._content = content
         self._pending = b""
 
-    async def next_block(self) -> bytes:
-        """The next run of complete lines; b"" at the end of the body."""
-        while True:
-            try:
-                chunk = await self._content.readany()
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                raise UpstreamBroken(describe(exc)) from exc
+    async def _read(self) -> bytes:
+        try:
+            return await self._content.readany()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise UpstreamBroken(describe(exc), isinstance(exc, TimeoutError)) from exc
+
+    async def next_line(self) -> bytes:
+        """One line with its newline; what follows it stays for the next read. b"" at the end of the body."""
+        while (cut := self._pending.find(b"\n") + 1) == 0:
+            chunk = await self._read()
             if not chunk:
                 rest, self._pending = self._pending, b""
                 return rest
-            data = self._pending + chunk if self._pending else chunk
-            cut = data.rfind(b"\n") + 1
-            if cut == len(data):
-                self._pending = b""
-                return data
-            if cut:
-                self._pending = data[cut:]
-                return data[:cut]
-            self._pending = data
+            self._pending += chunk
+        line, self._pending = self._pending[:cut], self._pending[cut:]
+        return line
 
+    async def read_rest(self) -> bytes:
+        """Everything left of the body, whole."""
+        parts = [self._pending]
+        self._pending = b""
+        while chunk := await self._read():
+            parts.append(chunk)
+        return b"".join(parts)
 
-def error_in(block: bytes) -> str | None:
-    """The message of an `{"error": ...}` line ending this block, if it ends with one."""
-    last = block.rstrip(b"\n").rpartition(b"\n")[2]
-    if not last.startswith(b'{"error"'):
-        return None
-    try:
-        message = json.loads(last).get("error")
-    except (ValueError, AttributeError):
-        return None
-    return str(message) if message is not None else None
-
-
-def error_line(message: str) -> bytes:
-    """Ollama's way to end a broken NDJSON stream."""
-    return json.dumps({"error": message}).encode() + b"\n"
-
-
-def sse_error(message: str) -> bytes:
-    """The same for an OpenAI-style SSE stream: an error event, then [DONE]."""
-    event = {"error": {"message": message, "type": "api_error", "param": None, "code": None}}
-    return b"data: " + json.dumps(event).encode() + b"\n\ndata: [DONE]\n\n"
-
-
-def error_tail(content_type: str, message: str) -> bytes:
-    """The last words of a broken stream, in the stream's own format."""
-    return sse_error(message) if content_type.startswith(SSE) else error_line(message)
+    async def next_block(self) -> bytes:
+        """The next run of complete lines; b"" at the end of the body."""
+        while True:
+            if cut := self._pending.rfind(b"\n") + 1:
+                block, self._pending = self._pending[:cut], self._pending[cut:]
+                return block
+            chunk = await self._read()
+            if not chunk:
+                rest, self._pending = self._pending, b""
+                return rest
+            self._pending += chunk
 
 
 @dataclass
@@ -115,14 +106,29 @@ async def relay(
     response = web.StreamResponse(status=status, headers=headers)
     try:
         await response.prepare(request)
-        last = first
-        await response.write(first)
+    except ConnectionResetError:
+        return Relayed(response, caller_gone=True)
+    return await pump(response, reader, first, headers.get("Content-Type", ""), explain)
+
+
+async def pump(
+    response: web.StreamResponse,
+    reader: LineReader,
+    first: bytes,
+    content_type: str,
+    explain: Callable[[str], str],
+) -> Relayed:
+    """The loop of `relay`, into a response already sent; `content_type` picks the error tail's format."""
+    last = first
+    try:
+        if first:
+            await response.write(first)
         while block := await reader.next_block():
             await response.write(block)
             last = block
     except UpstreamBroken as exc:
         message = explain(str(exc))
-        await _close(response, error_tail(headers.get("Content-Type", ""), message))
+        await _close(response, stream_tail(content_type, message))
         return Relayed(response, broken=message)
     except ConnectionResetError:
         return Relayed(response, caller_gone=True)

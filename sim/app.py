@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from shared import error_formats
 from shared.http import BadRequest, read_json_object
 from sim import openai
 from sim.behaviour import Behaviour
@@ -29,15 +30,15 @@ async def ollama_errors(request: web.Request, handler: Handler) -> web.StreamRes
     except openai.OpenAIError as exc:
         return exc.response()
     except OllamaError as exc:
-        return web.json_response({"error": exc.message}, status=exc.status)
+        return error_formats.response(error_formats.Ollama, exc.status, exc.message)
     except BadRequest as exc:
-        return web.json_response({"error": str(exc)}, status=exc.status)
+        return error_formats.response(error_formats.Ollama, exc.status, str(exc))
     except web.HTTPNotFound:
         return web.Response(status=404, text="404 page not found")
     except web.HTTPMethodNotAllowed:
         return web.Response(status=405, text="405 method not allowed")
     except web.HTTPRequestEntityTooLarge as exc:
-        return web.json_response({"error": exc.text}, status=413)
+        return error_formats.response(error_formats.Ollama, 413, exc.text or "request body too large")
 
 
 async def sim_stats(request: web.Request) -> web.Response:
@@ -55,7 +56,15 @@ async def sim_config(request: web.Request) -> web.Response:
             behaviour.update(await read_json_object(request))
         except ValueError as exc:
             raise BadRequest(str(exc)) from None
-    fields = ("tokens_per_second", "default_tokens", "load_delay", "fail_rate", "hang_rate", "die_rate")
+    fields = (
+        "tokens_per_second",
+        "default_tokens",
+        "load_delay",
+        "fail_rate",
+        "hang_rate",
+        "die_rate",
+        "lost_pull_rate",
+    )
     return web.json_response({name: getattr(behaviour, name) for name in fields}, dumps=json.dumps)
 
 

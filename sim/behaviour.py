@@ -23,6 +23,7 @@ class Behaviour:
     fail_rate: float = 0.0  # share of requests answered 500
     hang_rate: float = 0.0  # share of requests that never answer
     die_rate: float = 0.0  # share of requests whose connection drops halfway through the answer
+    lost_pull_rate: float = 0.0  # share of pulls that report success but leave no model behind
     seed: int | None = None
     rng: random.Random = field(default_factory=random.Random, repr=False)
 
@@ -46,6 +47,7 @@ class Behaviour:
                 "fail_rate",
                 "hang_rate",
                 "die_rate",
+                "lost_pull_rate",
             }:
                 raise ValueError(f"unknown setting {name!r}")
             if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:

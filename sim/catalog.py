@@ -112,6 +112,9 @@ class Catalog:
     def find(self, name: str) -> SimModel | None:
         return self._models.get(canonical(name))
 
+    def remove(self, name: str) -> bool:
+        return self._models.pop(canonical(name), None) is not None
+
     def all(self) -> list[SimModel]:
         return sorted(self._models.values(), key=lambda m: m.modified_at, reverse=True)
 

@@ -64,6 +64,7 @@ class Stats:
     completed: int = 0
     cancelled: int = 0
     failed: int = 0  # injected 500s and dropped connections
+    pulls: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)

@@ -10,22 +10,23 @@ from typing import Any
 
 from aiohttp import web
 
+from shared import error_formats
 from shared.http import read_json_object
 from sim.engine import Engine, embedding
 from sim.keys import ENGINE
-from sim.routes import compact, reply
+from sim.routes import SimulatedCrash, compact, reply
 
 routes = web.RouteTableDef()
 _ids = itertools.count()
 
 
 class OpenAIError(Exception):
-    def __init__(self, status: int, message: str, kind: str = "invalid_request_error") -> None:
+    def __init__(self, status: int, message: str, kind: str | None = None) -> None:
         super().__init__(message)
         self.status, self.message, self.kind = status, message, kind
 
     def response(self) -> web.Response:
-        body = {"error": {"message": self.message, "type": self.kind, "param": None, "code": None}}
+        body = error_formats.OpenAI.body(self.message, self.status, self.kind)
         return web.json_response(body, status=self.status)
 
 
@@ -34,7 +35,7 @@ def find_model(engine: Engine, body: dict) -> str:
     if not isinstance(name, str) or not name:
         raise OpenAIError(400, "model is required")
     if engine.catalog.find(name) is None:
-        raise OpenAIError(404, f'model "{name}" not found, try pulling it first', "not_found_error")
+        raise OpenAIError(404, f'model "{name}" not found, try pulling it first')
     return name
 
 
@@ -65,10 +66,19 @@ async def completion(request: web.Request, chat: bool) -> web.StreamResponse:
     base = {"id": ident, "object": "", "created": created, "model": name, "system_fingerprint": "fp_ollama"}
     engine.stats.requests += 1
     engine.stats.in_flight += 1
+    fault = engine.behaviour.draw_fault()
     try:
+        if fault == "hang":
+            await engine.hang()
         await engine.load(engine.catalog.find(name), 300.0)
+        if fault == "fail":
+            engine.stats.failed += 1
+            raise OpenAIError(500, "an error was encountered while running the model (simulated)")
         if not body.get("stream"):
-            text = "".join([t async for t in engine.tokens(count, request, None)])
+            text = "".join([t async for t in engine.tokens(count, request, fault)])
+            if fault == "die":
+                engine.stats.failed += 1
+                raise SimulatedCrash
             choice: dict[str, Any] = {"index": 0, "finish_reason": finish}
             if chat:
                 choice["message"] = {"role": "assistant", "content": text}
@@ -90,8 +100,11 @@ async def completion(request: web.Request, chat: bool) -> web.StreamResponse:
                 choice = {"text": text or "", "index": 0, "finish_reason": finish_reason}
             return b"data: " + compact({**base, "object": kind, "choices": [choice]}) + b"\n\n"
 
-        async for token in engine.tokens(count, request, None):
+        async for token in engine.tokens(count, request, fault):
             await response.write(event(token, None))
+        if fault == "die":
+            engine.stats.failed += 1
+            raise SimulatedCrash
         await response.write(event(None if chat else "", finish))
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()

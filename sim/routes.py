@@ -286,7 +286,10 @@ async def pull(request: web.Request) -> web.StreamResponse:
     if not name or not _NAME.match(name):
         raise OllamaError(400, "invalid model name")
     stream = field(body, "stream", bool, "bool", True)
+    engine.stats.pulls += 1
     model = engine.catalog.add(name)
+    if engine.behaviour.rng.random() < engine.behaviour.lost_pull_rate:
+        engine.catalog.remove(name)
     total = model.size
     digest = "sha256:" + model.digest
     steps = [{"status": "pulling manifest"}]
@@ -308,3 +311,12 @@ async def pull(request: web.Request) -> web.StreamResponse:
         await response.write(compact(step) + b"\n")
     await response.write_eof()
     return response
+
+
+@routes.delete("/api/delete")
+async def delete(request: web.Request) -> web.Response:
+    body = await read_json_object(request)
+    name = field(body, "model", str, "string") or field(body, "name", str, "string") or ""
+    if not request.app[ENGINE].catalog.remove(name):
+        raise OllamaError(404, f"model '{name}' not found")
+    return web.Response()

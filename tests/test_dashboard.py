@@ -29,7 +29,9 @@ async def test_stats_summarises_the_fleet(fleet, http):
     async with http.post(hub.url + "/jobs", json={"model": "llama3", "prompt": "x", "stream": False}) as r:
         assert r.status == 200
     async with http.post(hub.url + "/jobs", json={"model": "absent", "prompt": "x"}) as r:
-        assert r.status == 503
+        assert r.status == 404  # a caller's mistake: counted nowhere
+    async with http.post(hub.url + "/jobs", json={"model": "mistral", "prompt": "x"}) as r:
+        assert r.status == 503  # an outage: only a draining node has it
     async with http.get(hub.url + "/stats") as r:
         stats = await r.json()
     assert stats["nodes"] == {"total": 2, "online": 1, "offline": 0, "degraded": 0, "draining": 1}

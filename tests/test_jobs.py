@@ -84,13 +84,22 @@ async def test_oversize_body_gets_413(fleet, http):
         assert r.status == 413 and (await r.json()) == {"detail": "request body is larger than 2048 bytes"}
 
 
-async def test_no_node_with_the_model_gives_the_seeds_503(fleet, http):
+async def test_a_model_no_node_has_is_a_404_naming_it_and_counts_nowhere(fleet, http):
     sim = await fleet.sim()
     hub = await fleet.hub()
     await fleet.node(hub, sim, "n1")
     status, headers, body = await post_job(http, hub, model="llama2", prompt="x")
-    assert status == 503 and json.loads(body) == {"detail": "No healthy nodes available for requested model"}
+    assert status == 404 and json.loads(body) == {"detail": "Model 'llama2' is not available on any node"}
     assert "X-Job-Id" in headers
+    for path, body in (
+        ("/api/generate", {"model": "llama2", "prompt": "x"}),
+        ("/v1/chat/completions", {"model": "llama2", "messages": []}),
+    ):
+        async with http.post(hub.url + path, json=body) as r:
+            assert r.status == 404
+    async with http.get(hub.url + "/stats") as r:
+        jobs = (await r.json())["jobs"]
+    assert (jobs["served"], jobs["failed"]) == (0, 0)
 
 
 async def test_all_nodes_failing_gives_the_seeds_503_with_every_error(fleet, http):
@@ -146,8 +155,13 @@ async def test_callers_mistakes_pass_through_without_failover(fleet, http):
     await fleet.node(hub, sim, "n1")
     status, headers, body = await post_job(http, hub, model="llama3", prompt="x", think="sideways")
     assert status == 400 and headers["X-Node-Id"] == "n1"
-    assert json.loads(body)["error"].startswith('invalid think value: "sideways"')
+    assert json.loads(body)["detail"].startswith('invalid think value: "sideways"')
+    async with http.post(hub.url + "/api/chat", json={"model": "llama3", "think": "sideways"}) as r:
+        assert r.status == 400 and (await r.json())["error"].startswith("invalid think value")
     assert hub.registry.get("n1").failure_count == 0
+    async with http.get(hub.url + "/stats") as r:
+        jobs = (await r.json())["jobs"]
+    assert (jobs["served"], jobs["failed"]) == (0, 0)  # a caller's mistake counts in neither
 
 
 async def test_degraded_after_consecutive_failures_then_back_after_a_probe(fleet, http):

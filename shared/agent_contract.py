@@ -1,0 +1,120 @@
+"""The contract between the hub and a node agent for one job: why a node did not serve it, and how the agent
+keeps a long job's connection alive.
+
+**Reasons.** Every answer the agent gives that is not a plain success carries a named `Reason` (in the
+`X-Agent-Reason` header, or in the head line below). The hub never guesses from a status code and a
+substring; `POLICY` says for each reason whether the job may go to another node and whether it counts
+against this one. Transport failures the hub sees itself (no connection, silence, a dropped connection)
+are reasons too, so one table decides every case.
+
+**Keep-alive framing.** Ollama sends nothing until a non-streamed answer is complete, and a streamed one
+only after the model is loaded, which can take minutes. So that the hub's timeout bounds silences rather
+than whole answers, the hub asks for keep-alives (`X-Connector-Keepalive: <seconds>`). An agent that
+accepts the job then answers 200 at once with `X-Connector-Framed: 1`, writes a bare newline every that
+many seconds while Ollama is silent, then one head line (`{"status", "content_type", "reason"}`), then
+Ollama's body as it comes. A caller that does not ask (curl, a seed hub) gets Ollama's answer as is.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from enum import StrEnum
+
+REASON_HEADER = "X-Agent-Reason"
+KEEPALIVE_HEADER = "X-Connector-Keepalive"
+FRAMED_HEADER = "X-Connector-Framed"
+
+
+class Reason(StrEnum):
+    # Said by the agent.
+    DRAINING = "draining"  # stopping: finishing its jobs, taking no new ones
+    UNAUTHORIZED = "unauthorized"  # the hub's CLUSTER_TOKEN is missing or wrong
+    TOO_LARGE = "too_large"  # the body is over the agent's limit
+    OLLAMA_DOWN = "ollama_down"  # Ollama refused the connection or did not answer
+    OLLAMA_BUSY = "ollama_busy"  # Ollama's queue is full (its 503 "server busy")
+    MODEL_MISSING = "model_missing"  # Ollama does not have the model (the node's list was stale)
+    OLLAMA_FAILED = "ollama_failed"  # Ollama answered 5xx, or its stream failed before its first token
+    CALLER_ERROR = "caller_error"  # Ollama rejected the request itself (4xx): the caller's to fix
+    # Seen by the hub.
+    UNREACHABLE = "unreachable"  # no connection, or no answer at all before the timeout
+    DROPPED = "dropped"  # the connection closed before the answer was complete
+    TIMED_OUT = "timed_out"  # the node accepted the job, then was silent for longer than the timeout
+
+
+@dataclass(frozen=True)
+class Policy:
+    fails_over: bool  # the next node may run the job (nothing has reached the caller, and it is safe)
+    counts_against_node: bool  # a failure in the node's streak (enough of them degrade it)
+
+
+POLICY: dict[Reason, Policy] = {
+    Reason.DRAINING: Policy(fails_over=True, counts_against_node=False),
+    Reason.UNAUTHORIZED: Policy(fails_over=True, counts_against_node=True),
+    Reason.TOO_LARGE: Policy(fails_over=False, counts_against_node=False),
+    Reason.OLLAMA_DOWN: Policy(fails_over=True, counts_against_node=True),
+    Reason.OLLAMA_BUSY: Policy(fails_over=True, counts_against_node=False),
+    Reason.MODEL_MISSING: Policy(fails_over=True, counts_against_node=False),
+    Reason.OLLAMA_FAILED: Policy(fails_over=True, counts_against_node=True),
+    Reason.CALLER_ERROR: Policy(fails_over=False, counts_against_node=False),
+    Reason.UNREACHABLE: Policy(fails_over=True, counts_against_node=True),
+    Reason.DROPPED: Policy(fails_over=True, counts_against_node=True),
+    # The node may still be running it: running it again elsewhere would cost the GPU time twice.
+    Reason.TIMED_OUT: Policy(fails_over=False, counts_against_node=True),
+}
+
+
+def reason_for_ollama_status(status: int) -> Reason | None:
+    """What an Ollama error status means for the hub; None for a success."""
+    if status < 400:
+        return None
+    if status == 404:  # on the inference routes Ollama answers 404 only for a model it does not have
+        return Reason.MODEL_MISSING
+    if status == 503:
+        return Reason.OLLAMA_BUSY
+    if status >= 500:
+        return Reason.OLLAMA_FAILED
+    return Reason.CALLER_ERROR
+
+
+def reason_in(value: str | None) -> Reason | None:
+    """A reason as sent; None when absent or unknown (an older agent, or something that is not one)."""
+    try:
+        return Reason(value) if value else None
+    except ValueError:
+        return None
+
+
+def reason_for_plain_status(status: int) -> Reason | None:
+    """For an answer without a named reason (not an agent of ours): judge by the status alone."""
+    if status < 400:
+        return None
+    if status == 401:
+        return Reason.UNAUTHORIZED
+    if status == 413:
+        return Reason.TOO_LARGE
+    return Reason.OLLAMA_FAILED if status >= 500 else Reason.CALLER_ERROR
+
+
+@dataclass(frozen=True)
+class Head:
+    """What Ollama answered, sent ahead of its body in a framed answer."""
+
+    status: int
+    content_type: str
+    reason: Reason | None = None
+
+    def line(self) -> bytes:
+        head = {"status": self.status, "content_type": self.content_type, "reason": self.reason}
+        return json.dumps(head).encode() + b"\n"
+
+    @classmethod
+    def parse(cls, line: bytes) -> Head:
+        """The head line; ValueError when it is not one."""
+        head = json.loads(line)
+        if not isinstance(head, dict) or not isinstance(head.get("status"), int):
+            raise ValueError(f"not a head line: {line[:100]!r}")
+        return cls(head["status"], str(head.get("content_type") or ""), reason_in(head.get("reason")))
+
+
+KEEPALIVE = b"\n"

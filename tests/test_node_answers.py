@@ -1,0 +1,177 @@
+"""What a node's answer means to the hub: the agent-to-hub contract, end to end on loopback sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+
+import pytest
+
+from tests.conftest import free_port, report_cpu, wait_until
+
+
+async def stats(http, hub) -> dict:
+    async with http.get(hub.url + "/stats") as r:
+        return (await r.json())["jobs"]
+
+
+async def test_a_long_non_streamed_job_runs_once_however_long_it_takes(fleet, http):
+    # A timeout of 0.5 s and answers of about a second: the timeout bounds silences, not answers.
+    hub = await fleet.hub(NODE_REQUEST_TIMEOUT="0.5")
+    sims = [await fleet.sim(tokens_per_second=10) for _ in range(2)]
+    for number, sim in enumerate(sims):
+        await fleet.node(hub, sim, f"n{number}")
+    async with http.post(
+        hub.url + "/jobs",
+        json={"model": "llama3", "prompt": "x", "stream": False, "options": {"num_predict": 10}},
+    ) as r:
+        assert r.status == 200 and (await r.json())["eval_count"] == 10
+    chat = {"model": "llama3", "messages": [{"role": "user", "content": "x"}], "max_tokens": 10}
+    async with http.post(hub.url + "/v1/chat/completions", json=chat) as r:
+        assert r.status == 200 and (await r.json())["usage"]["completion_tokens"] == 10
+    assert sum(sim.stats.requests for sim in sims) == 2
+    assert [hub.registry.get(f"n{n}").failure_count for n in range(2)] == [0, 0]
+    assert (await stats(http, hub))["served"] == 2
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "message_of"),
+    [
+        ("/jobs", {"model": "llama3", "prompt": "x", "stream": False}, lambda b: b["detail"]),
+        ("/v1/chat/completions", {"model": "llama3", "messages": []}, lambda b: b["error"]["message"]),
+    ],
+)
+async def test_a_node_silent_after_accepting_a_job_gets_a_504_and_the_job_is_not_run_again(
+    fleet, http, processes, path, body, message_of
+):
+    hub = await fleet.hub(NODE_REQUEST_TIMEOUT="1")
+    stuck_ollama = await fleet.sim(hang_rate=1.0)
+    other_ollama = await fleet.sim()
+    agent = processes.start(
+        "ollama-noded",
+        SERVER_URL=hub.url,
+        NODE_ID="stuck",
+        NODE_HOST="127.0.0.1",
+        NODE_PORT=str(free_port()),
+        OLLAMA_BASE_URL=stuck_ollama.url,
+        SKIP_MODEL_PULL="1",
+    )
+    await wait_until(lambda: hub.registry.get("stuck") is not None, what="the agent to register")
+    await report_cpu(http, hub, await fleet.node(hub, other_ollama, "other"), 0.9)
+    job = asyncio.create_task(http.post(hub.url + path, json=body))
+    await wait_until(lambda: stuck_ollama.stats.in_flight == 1, what="the job to reach Ollama")
+    agent.send_signal(signal.SIGSTOP)  # the agent falls silent, holding the job
+    try:
+        async with await job as r:
+            assert r.status == 504 and r.headers["X-Node-Id"] == "stuck"
+            assert "silent" in message_of(await r.json())
+    finally:
+        agent.send_signal(signal.SIGCONT)
+    assert other_ollama.stats.requests == 0
+    assert hub.registry.get("stuck").failure_count == 1
+    assert (await stats(http, hub))["failed"] == 1
+
+
+async def test_a_draining_nodes_refusal_fails_over_without_counting_against_it(fleet, http):
+    hub = await fleet.hub(NODE_MAX_FAILURES="2")
+    draining = await fleet.node(hub, await fleet.sim(), "draining")
+    await report_cpu(http, hub, await fleet.node(hub, await fleet.sim(), "other"), 0.9)
+    draining.state.draining = True  # the agent refuses before the hub has heard it is draining
+    for _ in range(4):
+        async with http.post(
+            hub.url + "/jobs", json={"model": "llama3", "prompt": "x", "stream": False}
+        ) as r:
+            assert r.status == 200 and r.headers["X-Node-Id"] == "other"
+    record = hub.registry.get("draining")
+    assert record.failure_count == 0 and hub.registry.status(record) == "online"
+    assert (await stats(http, hub)) == {"in_flight": 0, "served": 4, "failed": 0}
+
+
+async def test_a_model_the_node_no_longer_has_fails_over_without_counting_against_it(fleet, http):
+    hub = await fleet.hub()
+    stale = await fleet.sim()
+    await fleet.node(hub, stale, "stale")
+    await report_cpu(http, hub, await fleet.node(hub, await fleet.sim(), "other"), 0.9)
+    async with http.delete(stale.url + "/api/delete", json={"model": "llama3"}) as r:
+        assert r.status == 200  # deleted behind the agent's back: the hub's list is stale until a heartbeat
+    async with http.post(hub.url + "/api/chat", json={"model": "llama3", "messages": []}) as r:
+        assert r.status == 200 and r.headers["X-Node-Id"] == "other"
+    assert hub.registry.get("stale").failure_count == 0
+
+
+async def test_ollama_down_fails_over_and_counts_against_the_node(fleet, http):
+    hub = await fleet.hub()
+    down = await fleet.sim()
+    await fleet.node(hub, down, "down")
+    await report_cpu(http, hub, await fleet.node(hub, await fleet.sim(), "other"), 0.9)
+    await down.stop()
+    async with http.post(hub.url + "/jobs", json={"model": "llama3", "prompt": "x"}) as r:
+        assert r.status == 200 and r.headers["X-Node-Id"] == "other"
+    assert hub.registry.get("down").failure_count == 1
+
+
+async def test_an_openai_stream_broken_mid_way_ends_with_an_error_event_and_counts_as_failed(fleet, http):
+    hub = await fleet.hub()
+    dies = await fleet.node(hub, await fleet.sim(die_rate=1.0, tokens_per_second=200), "dies")
+    await report_cpu(http, hub, dies, 0.0)
+    await report_cpu(http, hub, await fleet.node(hub, await fleet.sim(), "good"), 0.9)
+    chat = {"model": "llama3", "messages": [], "max_tokens": 10, "stream": True}
+    async with http.post(hub.url + "/v1/chat/completions", json=chat) as r:
+        assert r.status == 200 and r.headers["X-Node-Id"] == "dies"
+        events = [line[6:] for line in (await r.read()).decode().splitlines() if line.startswith("data: ")]
+    chunks = [json.loads(e) for e in events[:-1]]
+    assert events[-1] == "[DONE]" and "failed mid-stream" in chunks[-1]["error"]["message"]
+    assert [c["choices"][0]["delta"]["content"] for c in chunks[:-1]][:2] == ["The", " sky"]
+    assert hub.registry.get("dies").failure_count == 1
+    assert (await stats(http, hub))["failed"] == 1
+
+
+async def test_an_openai_stream_that_fails_before_its_first_token_fails_over(fleet, http):
+    hub = await fleet.hub()
+    await report_cpu(http, hub, await fleet.node(hub, await fleet.sim(die_rate=1.0), "dies"), 0.0)
+    await report_cpu(http, hub, await fleet.node(hub, await fleet.sim(), "good"), 0.9)
+    chat = {"model": "llama3", "messages": [], "max_tokens": 1, "stream": True}
+    async with http.post(hub.url + "/v1/chat/completions", json=chat) as r:
+        body = await r.read()
+        assert r.status == 200 and r.headers["X-Node-Id"] == "good" and b"error" not in body
+    assert hub.registry.get("dies").failure_count == 1
+    assert (await stats(http, hub)) == {"in_flight": 0, "served": 1, "failed": 0}
+
+
+async def test_sequential_jobs_spread_over_idle_nodes(fleet, http):
+    hub = await fleet.hub()
+    for node_id, cpu in (("a", 0.03), ("b", 0.07)):  # idle, though never exactly equal
+        await report_cpu(http, hub, await fleet.node(hub, await fleet.sim(), node_id), cpu)
+    served_by = []
+    for _ in range(12):
+        async with http.post(
+            hub.url + "/jobs", json={"model": "llama3", "prompt": "x", "stream": False}
+        ) as r:
+            served_by.append(r.headers["X-Node-Id"])
+    assert served_by.count("a") == served_by.count("b") == 6
+
+
+async def test_an_unload_that_fails_everywhere_counts_as_failed(fleet, http):
+    hub = await fleet.hub()
+    sim = await fleet.sim()
+    await fleet.node(hub, sim, "n1")
+    async with http.post(hub.url + "/api/generate", json={"model": "llama3", "keep_alive": 0}) as r:
+        assert r.status == 200
+    await sim.stop()
+    async with http.post(hub.url + "/api/generate", json={"model": "llama3", "keep_alive": 0}) as r:
+        assert r.status == 503 and "not answering" in (await r.json())["error"]
+    assert (await stats(http, hub)) == {"in_flight": 0, "served": 1, "failed": 1}
+
+
+async def test_a_pull_that_reports_success_but_leaves_no_model_waits_before_pulling_again(
+    fleet, http, caplog
+):
+    sim = await fleet.sim(lost_pull_rate=1.0)
+    hub = await fleet.hub()
+    caplog.set_level(logging.WARNING, logger="noded.pulls")
+    await fleet.node(hub, sim, "n1", REQUIRED_MODELS="phi3", SKIP_MODEL_PULL="0")
+    await wait_until(lambda: "reported success" in caplog.text, what="the lost pull to be noticed")
+    async with http.get(sim.url + "/_sim/stats") as r:  # a round trip, in which a spinning loop would pull
+        assert (await r.json())["pulls"] == 1
