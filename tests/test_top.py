@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from textual.widgets import Input, Label, Select, Static
 
 from shared.wire import Heartbeat, Load
@@ -171,3 +172,86 @@ async def test_the_cursor_scrolls_the_table_and_enter_opens_the_row_under_it(fle
         assert isinstance(app.screen, DetailsScreen) and app.screen.node_id == selected
         await pilot.press("escape", "home")
         assert table.selected_node_id == "node-00" and table.scroll_offset.y == 0
+
+
+def live_poll_timers(app: OllamaTop) -> list:
+    return [t for t in app._timers if t.name == "next-poll" and t._task is not None and not t._task.done()]
+
+
+async def test_r_polls_now_without_adding_a_poll_loop(fleet, http):
+    hub = await fleet.hub()
+    await beat(http, hub, "alpha")
+    app = OllamaTop(
+        hub.url, interval=60
+    )  # no timer fires during the test: every poll is the initial one or r
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_until(lambda: app.polls == 1, what="the first poll")
+        for presses in range(1, 6):
+            await pilot.press("r")
+            await wait_until(lambda p=presses: app.polls == 1 + p, what=f"poll {1 + presses}")
+        await pilot.pause()
+        assert len(live_poll_timers(app)) == 1
+
+
+@pytest.mark.parametrize(
+    ("field", "typed"), [("temperature", "-"), ("temperature", "."), ("num_predict", "1e")]
+)
+async def test_a_bad_prompt_option_is_named_instead_of_crashing(fleet, http, field, typed):
+    hub = await fleet.hub()
+    sim = await fleet.sim()
+    await fleet.node(hub, sim, "n1")
+    app = OllamaTop(hub.url, interval=0.2)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_until(lambda: app.snapshot is not None, what="the first poll")
+        await pilot.press("p", *"why")
+        screen = app.screen
+        screen.query_one(f"#{field}", Input).value = typed
+        await pilot.press("enter")
+        status = str(screen.query_one("#prompt-status", Label).content)
+        assert f"{field}[/red]: Must be a valid" in status and app.is_running and sim.stats.requests == 0
+        screen.query_one(f"#{field}", Input).value = "1"
+        await pilot.press("enter")
+        await wait_until(
+            lambda: "done" in str(screen.query_one("#prompt-status", Label).content), what="done"
+        )
+
+
+async def test_an_unexpected_worker_error_shows_in_the_header(fleet, http):
+    hub = await fleet.hub()
+    app = OllamaTop(hub.url, interval=60)
+    async with app.run_test(size=(100, 30)):
+        await wait_until(lambda: app.polls == 1, what="the first poll")
+
+        async def fails() -> None:
+            raise RuntimeError("something nobody expected")
+
+        app.run_worker(fails(), name="probe", exit_on_error=False)
+        header = app.query_one("#header", Static)
+        await wait_until(lambda: "something nobody expected" in str(header.content), what="the error shown")
+        assert app.is_running
+
+
+async def test_the_help_screen_is_wide_enough_to_read(fleet):
+    hub = await fleet.hub()
+    app = OllamaTop(hub.url, interval=60)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("question_mark")
+        await pilot.pause()
+        panel = app.screen.query_one("#help-panel")
+        assert panel.size.width >= 60 and panel.size.height >= len(HelpScreen.KEYS)
+
+
+async def test_a_resize_changes_the_layout_at_once(fleet, http):
+    hub = await fleet.hub()
+    await beat(http, hub, "alpha")
+    app = OllamaTop(hub.url, interval=60)
+    async with app.run_test(size=(120, 30)) as pilot:
+        table = app.query_one(NodeTable)
+        await wait_until(lambda: table.row_count == 1, what="the row")
+        assert table.wide
+        await pilot.resize_terminal(80, 24)
+        await pilot.pause()
+        assert not table.wide and sum(width + 2 for _, width in table.columns()) <= 80
+        await pilot.resize_terminal(120, 30)
+        await pilot.pause()
+        assert table.wide

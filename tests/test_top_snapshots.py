@@ -75,6 +75,49 @@ async def rows_shown(pilot) -> None:
 
 @pytest.mark.parametrize("size", [(80, 24), (120, 40)])
 def test_main_screen(hub, snap_compare, size):
+    assert snap_compare(app_at_a_fixed_time(hub), terminal_size=size, run_before=rows_shown)
+
+
+def app_at_a_fixed_time(hub: str) -> OllamaTop:
     now = fixed_clock()
-    app = OllamaTop(hub, interval=60, clock=lambda: now)
-    assert snap_compare(app, terminal_size=size, run_before=rows_shown)
+    return OllamaTop(hub, interval=60, clock=lambda: now)
+
+
+def test_sort_arrow_moves_even_when_the_rows_do_not(hub, snap_compare):
+    async def sort_by_memory(pilot) -> None:
+        await rows_shown(pilot)
+        await pilot.press("s", "s", "s")  # node -> status -> cpu -> memory: the same order as cpu
+
+    assert snap_compare(app_at_a_fixed_time(hub), terminal_size=(120, 40), run_before=sort_by_memory)
+
+
+def test_shrinking_the_terminal_switches_to_the_narrow_layout_at_once(hub, snap_compare):
+    async def shrink(pilot) -> None:
+        await rows_shown(pilot)
+        await pilot.resize_terminal(80, 24)
+        await pilot.pause()
+
+    assert snap_compare(app_at_a_fixed_time(hub), terminal_size=(120, 40), run_before=shrink)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+def test_help_screen(hub, snap_compare, size):
+    assert snap_compare(app_at_a_fixed_time(hub), terminal_size=size, press=["question_mark"])
+
+
+def test_details_screen(hub, snap_compare):
+    async def open_details(pilot) -> None:
+        await rows_shown(pilot)
+        await pilot.press("enter")
+        await pilot.pause()
+
+    assert snap_compare(app_at_a_fixed_time(hub), terminal_size=(80, 24), run_before=open_details)
+
+
+def test_prompt_screen_names_a_bad_option(hub, snap_compare):
+    async def bad_temperature(pilot) -> None:
+        await rows_shown(pilot)
+        await pilot.press("p", *"why", "tab", "minus", "enter")
+        await pilot.pause()
+
+    assert snap_compare(app_at_a_fixed_time(hub), terminal_size=(80, 24), run_before=bad_temperature)

@@ -5,15 +5,18 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from textual import on, work
+from rich.markup import escape
+from textual import events, on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.reactive import reactive
+from textual.timer import Timer
 from textual.widgets import Footer, Input, Static
+from textual.worker import Worker, WorkerState
 
 from tui.client import FleetSnapshot, HubClient, HubUnreachable
 from tui.render import History
-from tui.screens import DetailsScreen, HelpScreen, PromptScreen
+from tui.screens import DetailsScreen, HelpScreen, ProblemReported, PromptScreen
 from tui.table import NodeTable
 
 
@@ -58,7 +61,9 @@ class OllamaTop(App[None]):
         self.history = History()
         self.clock = clock
         self.last_error = ""
+        self.problem = ""  # an unexpected error, shown in the header until the next good poll
         self.polls = 0
+        self.poll_timer: Timer | None = None  # the one pending poll; re-armed only when a poll ends
 
     def compose(self) -> ComposeResult:
         yield FleetHeader(id="header")
@@ -74,12 +79,13 @@ class OllamaTop(App[None]):
     async def on_unmount(self) -> None:
         await self.client.close()
 
-    def on_resize(self) -> None:
-        self.query_one(NodeTable).set_width_class(self.size.width)
+    def on_resize(self, event: events.Resize) -> None:
+        # The event's size, not self.size: the app's own is updated only after its handlers have run.
+        self.query_one(NodeTable).set_width_class(event.size.width)
 
     @work(exclusive=True, group="poll", exit_on_error=False)
     async def poll(self) -> None:
-        """One poll at a time: the next is armed only when this one has finished."""
+        """One poll at a time: the next is armed when this one ends, and not when it is cancelled."""
         try:
             snapshot = await self.client.fetch()
         except HubUnreachable as exc:
@@ -88,11 +94,30 @@ class OllamaTop(App[None]):
         else:
             self.history.record(snapshot.nodes)
             self.connected = True
+            self.problem = ""
             self.snapshot = snapshot
-        finally:
-            self.polls += 1
-            self.render_header()
-            self.set_timer(self.interval, self.poll, name="next-poll")
+        self.polls += 1
+        self.render_header()
+        self.arm_next_poll()
+
+    def arm_next_poll(self) -> None:
+        if self.poll_timer is not None:
+            self.poll_timer.stop()
+        self.poll_timer = self.set_timer(self.interval, self.poll, name="next-poll")
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.state is WorkerState.ERROR:
+            self.report(f"{event.worker.name} failed: {event.worker.error!r}")
+            if event.worker.group == "poll":
+                self.arm_next_poll()  # a poll that crashed must not stop the polling
+
+    @on(ProblemReported)
+    def problem_reported(self, event: ProblemReported) -> None:
+        self.report(event.text)
+
+    def report(self, text: str) -> None:
+        self.problem = text
+        self.render_header()
 
     def watch_snapshot(self, snapshot: FleetSnapshot | None) -> None:
         if snapshot is not None:
@@ -112,7 +137,7 @@ class OllamaTop(App[None]):
             state = "[b green]● connected[/]"
         else:
             since = f", data {self.clock() - snapshot.taken_at:.0f}s old" if snapshot else ""
-            state = f"[b red]○ unreachable, retrying[/] ({self.last_error}{since})"
+            state = f"[b red]○ unreachable, retrying[/] ({escape(self.last_error)}{since})"
         lines = [f"[b]ollama-top[/b] {self.hub_url} {state} · sort: {self.query_one(NodeTable).sort_label}"]
         if snapshot is not None:
             nodes, jobs = snapshot.stats["nodes"], snapshot.stats["jobs"]
@@ -123,6 +148,8 @@ class OllamaTop(App[None]):
                 f"{nodes['total']} nodes ({statuses or 'none'}) · {jobs['in_flight']} in flight · "
                 f"{jobs['served']} served, {jobs['failed']} failed · {len(snapshot.models_online())} models"
             )
+        if self.problem:
+            lines.append(f"[b red]{escape(self.problem)}[/]")
         header.show("\n".join(lines))
 
     def action_sort(self) -> None:
@@ -161,9 +188,13 @@ class OllamaTop(App[None]):
 
     def action_prompt(self) -> None:
         models = self.snapshot.models_online() if self.snapshot else []
-        self.push_screen(PromptScreen(models))
+        self.push_screen(PromptScreen(models, self.client))
 
     def action_poll_now(self) -> None:
+        """Poll now; the pending timer goes, and the poll arms the next one when it ends."""
+        if self.poll_timer is not None:
+            self.poll_timer.stop()
+            self.poll_timer = None
         self.poll()
 
     def action_help(self) -> None:

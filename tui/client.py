@@ -11,6 +11,7 @@ from typing import Any
 
 import aiohttp
 
+from shared.error_formats import Ollama
 from shared.relay import LineReader, UpstreamBroken
 
 POLL_TIMEOUT = aiohttp.ClientTimeout(total=5.0)
@@ -91,8 +92,8 @@ class HubClient:
                         if not raw.strip():
                             continue
                         chunk = json.loads(raw)
-                        if "error" in chunk:
-                            yield JobEvent(node_id=node_id, error=str(chunk["error"]))
+                        if (message := Ollama.message_in(chunk)) is not None:
+                            yield JobEvent(node_id=node_id, error=message)
                             return
                         final = chunk if chunk.get("done") else None
                         yield JobEvent(text=chunk.get("response", ""), node_id=node_id, final=final)

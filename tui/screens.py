@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+from rich.markup import escape
 from rich.pretty import Pretty
 from rich.table import Table
 from rich.text import Text
@@ -12,10 +13,13 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
 from textual.screen import ModalScreen, Screen
+from textual.validation import Integer, Number
 from textual.widgets import Footer, Input, Label, Select, Static
+from textual.worker import Worker, WorkerState
 
-from tui.client import FleetSnapshot
+from tui.client import FleetSnapshot, HubClient
 from tui.render import address, age, parse_time, spark, status_text
 
 if TYPE_CHECKING:
@@ -63,7 +67,7 @@ class DetailsScreen(Screen[None]):
             ("cpu / memory", Text(f"{node['load']['cpu'] * 100:.0f}% / {node['load']['memory'] * 100:.0f}%")),
             ("active jobs", Text(str(node["active_jobs"]))),
             ("failures", Text(str(node["failure_count"]))),
-            ("last seen", Text(f"{node['last_seen']} ({seen} ago)")),
+            ("last seen", Text(f"{seen} ago")),  # an age, not a timestamp: it reads at a glance
         ):
             fields.append(f"{name:<14}", style="bold").append_text(value).append("\n")
         self.query_one("#fields", Static).update(fields)
@@ -80,19 +84,29 @@ class DetailsScreen(Screen[None]):
         self.query_one("#metadata", Static).update(Pretty(node["metadata"]))
 
 
+class ProblemReported(Message):
+    """Something failed that nobody expected; the app shows it in its header."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+
 class PromptScreen(ModalScreen[None]):
     """Send a test prompt to POST /jobs and watch it stream."""
 
     BINDINGS = [Binding("escape", "cancel_or_close", "Cancel / close")]
+    # What each option accepts; the placeholder says it, and a wrong value is named before anything is sent.
+    OPTIONS = {
+        "temperature": ("temperature (0-2)", Number(minimum=0, maximum=2), float),
+        "num_predict": ("num_predict (tokens, -1: no limit)", Integer(minimum=-2), int),
+    }
 
-    def __init__(self, models: list[str]) -> None:
+    def __init__(self, models: list[str], client: HubClient) -> None:
         super().__init__()
         self.models = models
+        self.client = client
         self.running = False
-
-    @property
-    def top(self) -> OllamaTop:
-        return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
         with Vertical(id="prompt-panel"):
@@ -102,8 +116,8 @@ class PromptScreen(ModalScreen[None]):
             )
             yield Input(placeholder="Prompt", id="prompt")
             with Horizontal(id="prompt-options"):
-                yield Input(placeholder="temperature", id="temperature", type="number")
-                yield Input(placeholder="num_predict", id="num_predict", type="integer")
+                for name, (placeholder, validator, _) in self.OPTIONS.items():
+                    yield Input(placeholder=placeholder, id=name, validators=[validator], valid_empty=True)
             with VerticalScroll(id="answer-box"):
                 yield Static("", id="answer")
             yield Label("", id="prompt-status")
@@ -128,10 +142,16 @@ class PromptScreen(ModalScreen[None]):
             status.update("choose a model and type a prompt")
             return
         options: dict[str, Any] = {}
-        if temperature := self.query_one("#temperature", Input).value.strip():
-            options["temperature"] = float(temperature)
-        if num_predict := self.query_one("#num_predict", Input).value.strip():
-            options["num_predict"] = int(num_predict)
+        for name, (_, validator, convert) in self.OPTIONS.items():
+            box = self.query_one(f"#{name}", Input)
+            if not (value := box.value.strip()):
+                continue
+            result = validator.validate(value)
+            if not result.is_valid:
+                status.update(f"[red]{name}[/red]: {'; '.join(result.failure_descriptions)}")
+                box.focus()
+                return
+            options[name] = convert(value)
         body = {"model": model, "prompt": prompt, "stream": True, **({"options": options} if options else {})}
         self.stream(body)
 
@@ -143,9 +163,10 @@ class PromptScreen(ModalScreen[None]):
         answer.update("")
         status.update("waiting for the first token…")
         try:
-            async for event in self.top.client.run_prompt(body):
+            async for event in self.client.run_prompt(body):
                 if event.error is not None:
-                    status.update(f"[red]error[/red] from {event.node_id or 'the hub'}: {event.error}")
+                    where = escape(event.node_id or "the hub")
+                    status.update(f"[red]error[/red] from {where}: {escape(event.error)}")
                     return
                 text += event.text
                 count += 1 if event.text else 0
@@ -163,6 +184,13 @@ class PromptScreen(ModalScreen[None]):
                 )
         finally:
             self.running = False
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.state is WorkerState.ERROR:
+            self.query_one("#prompt-status", Label).update(
+                f"[red]failed[/red]: {escape(repr(event.worker.error))}"
+            )
+            self.post_message(ProblemReported(f"the prompt failed: {event.worker.error!r}"))
 
 
 class HelpScreen(ModalScreen[None]):

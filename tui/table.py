@@ -156,10 +156,16 @@ class NodeTable(ScrollView, can_focus=True):
             self._strips.clear()
             self._lines.clear()
             self.show(self._fleet, self._shown_at)
+            self._size_to_rows()
+            self.refresh()
+
+    def _size_to_rows(self) -> None:
+        self.virtual_size = Size(sum(w + 2 for _, w in self.columns()), len(self.order) + 1)
 
     def cycle_sort(self) -> str:
         self.sort_index = (self.sort_index + 1) % len(SORTS)
         self.show(self._fleet, self._shown_at)
+        self.refresh_line(self.scroll_offset.y)  # the header's arrow moves even when no row does
         return self.sort_label
 
     def set_filter(self, text: str) -> None:
@@ -206,8 +212,7 @@ class NodeTable(ScrollView, can_focus=True):
                 self.refresh_line(order.index(node_id) + 1)
             return
         self.order = order
-        width = sum(w + 2 for _, w in self.columns())
-        self.virtual_size = Size(width, len(self.order) + 1)
+        self._size_to_rows()
         self._lines.clear()  # rows moved: their stripes and cursor changed
         self.move_cursor(self.order.index(keep) if keep in self.order else self.cursor_row)
         self.refresh()
