@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import os
-import socket
-import subprocess
-import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,54 +26,17 @@ from shared.wire import Load
 from sim.app import create_app as create_sim
 from sim.behaviour import Behaviour
 from sim.keys import ENGINE
+from sim.processes import BIN, ProcessFleet, agent_env, free_port
+
+__all__ = ["BIN", "free_port"]
 
 MODELS = ["llama3", "mistral:7b", "nomic-embed-text"]
-BIN = Path(sys.executable).parent
 
 
-_handed_out: set[int] = set()
-
-
-def free_port() -> int:
-    """A port nothing listens on, never the same twice in a run (the kernel may offer one again at once)."""
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port not in _handed_out:
-            _handed_out.add(port)
-            return port
-
-
-class Processes:
+class Processes(ProcessFleet):
     """The console scripts as real processes; each one's log goes to a file, shown when a test fails."""
 
-    def __init__(self, logs: Path) -> None:
-        self.logs = logs
-        self.procs: list[subprocess.Popen] = []
-
-    def start(self, *argv: str, **env: str) -> subprocess.Popen:
-        log = (self.logs / f"{len(self.procs)}-{argv[0]}.log").open("wb")
-        proc = subprocess.Popen(
-            [str(BIN / argv[0]), *argv[1:]],
-            env={**os.environ, "LOG_LEVEL": "WARNING", **env},
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-        )
-        log.close()
-        self.procs.append(proc)
-        return proc
-
-    def stop_all(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    def show_logs(self) -> None:
         for log in sorted(self.logs.glob("*.log")):
             if text := log.read_text(errors="replace").strip():
                 print(f"--- {log.name}\n{text}")  # pytest shows this only for a failing test
@@ -92,10 +51,14 @@ async def answers(http: aiohttp.ClientSession, url: str) -> bool:
 
 
 @pytest.fixture
-def processes(tmp_path: Path) -> Iterator[Processes]:
-    procs = Processes(tmp_path)
-    yield procs
-    procs.stop_all()
+async def processes(tmp_path: Path) -> AsyncIterator[Processes]:
+    procs = Processes(logs=tmp_path)
+    try:
+        yield procs
+    finally:
+        # Waited for in a thread: an in-process hub must go on answering the agents' drain heartbeats.
+        await procs.astop()
+        procs.show_logs()
 
 
 async def wait_until(predicate: Callable[[], object], within: float = 10.0, what: str = "condition") -> None:
@@ -188,16 +151,8 @@ class Fleet:
         wait: bool = True,
         **env: str,
     ) -> Node:
-        environ = {
-            "SERVER_URL": hub if isinstance(hub, str) else hub.url,
-            "OLLAMA_BASE_URL": sim if isinstance(sim, str) else sim.url,
-            "NODE_ID": node_id,
-            "NODE_HOST": host,
-            "NODE_PORT": "0",
-            "HEARTBEAT_INTERVAL": "30",
-            "SKIP_MODEL_PULL": "1",
-            **env,
-        }
+        hub_url = hub if isinstance(hub, str) else hub.url
+        environ = agent_env(hub_url, sim if isinstance(sim, str) else sim.url, node_id, 0, host, **env)
         app = create_node(NodeSettings.from_env(environ))
         node = await self._start(Node, app, host, node_id=node_id)
         mark_listening(app, node.port)

@@ -9,6 +9,7 @@ import ollama
 import openai
 import pytest
 
+from sim.processes import agent_env
 from tests.conftest import free_port, report_cpu, wait_until
 
 
@@ -164,12 +165,7 @@ async def test_a_node_killed_mid_sse_stream_ends_with_an_error_event(fleet, http
     sim = await fleet.sim(tokens_per_second=50, default_tokens=50)
     agent = processes.start(
         "ollama-noded",
-        SERVER_URL=hub.url,
-        NODE_ID="n1",
-        NODE_HOST="127.0.0.1",
-        NODE_PORT=str(free_port()),
-        OLLAMA_BASE_URL=sim.url,
-        SKIP_MODEL_PULL="1",
+        **agent_env(hub.url, sim.url, "n1", free_port()),
     )
     await wait_until(lambda: hub.registry.get("n1") is not None, what="the agent to register")
     body = {"model": "llama3", "messages": [{"role": "user", "content": "x"}], "stream": True}
@@ -204,12 +200,7 @@ async def test_failover_when_a_node_agent_is_killed_before_the_first_byte(fleet,
     for name, sim in (("a", sim_a), ("b", sim_b)):
         agents[name] = processes.start(
             "ollama-noded",
-            SERVER_URL=hub.url,
-            NODE_ID=name,
-            NODE_HOST="127.0.0.1",
-            NODE_PORT=str(free_port()),
-            OLLAMA_BASE_URL=sim.url,
-            SKIP_MODEL_PULL="1",
+            **agent_env(hub.url, sim.url, name, free_port()),
         )
     await wait_until(lambda: hub.registry.get("a") and hub.registry.get("b"), within=20, what="both agents")
     await report_cpu(http, hub, "a", 0.0)  # "a" ranks first...

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 
+from sim.processes import agent_env
 from tests.conftest import free_port, wait_until
 
 
@@ -20,12 +21,7 @@ async def start_fleet(processes, hub_port: int) -> dict:
         )
         nodes[name] = processes.start(
             "ollama-noded",
-            SERVER_URL=hub_url,
-            NODE_ID=name,
-            NODE_HOST="127.0.0.1",
-            NODE_PORT=str(free_port()),
-            OLLAMA_BASE_URL=f"http://127.0.0.1:{sim_port}",
-            SKIP_MODEL_PULL="1",
+            **agent_env(hub_url, f"http://127.0.0.1:{sim_port}", name, free_port()),
         )
     return nodes
 

@@ -9,6 +9,7 @@ import signal
 
 import pytest
 
+from sim.processes import agent_env
 from tests.conftest import free_port, report_cpu, wait_until
 
 
@@ -51,12 +52,7 @@ async def test_a_node_silent_after_accepting_a_job_gets_a_504_and_the_job_is_not
     other_ollama = await fleet.sim()
     agent = processes.start(
         "ollama-noded",
-        SERVER_URL=hub.url,
-        NODE_ID="stuck",
-        NODE_HOST="127.0.0.1",
-        NODE_PORT=str(free_port()),
-        OLLAMA_BASE_URL=stuck_ollama.url,
-        SKIP_MODEL_PULL="1",
+        **agent_env(hub.url, stuck_ollama.url, "stuck", free_port()),
     )
     await wait_until(lambda: hub.registry.get("stuck") is not None, what="the agent to register")
     await report_cpu(http, hub, await fleet.node(hub, other_ollama, "other"), 0.9)

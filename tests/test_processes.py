@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 
+from sim.processes import agent_env
 from tests.conftest import BIN, answers, free_port, wait_until
 
 
@@ -23,11 +24,7 @@ async def test_seed_examples_and_a_node_killed_during_a_burst(processes, http):
         )
         nodes[name] = processes.start(
             "ollama-noded",
-            SERVER_URL=hub_url,
-            NODE_ID=name,
-            NODE_HOST="127.0.0.1",
-            NODE_PORT=str(node_port),
-            OLLAMA_BASE_URL=f"http://127.0.0.1:{sim_port}",
+            **agent_env(hub_url, f"http://127.0.0.1:{sim_port}", name, node_port),
         )
 
     async def registered() -> bool:
