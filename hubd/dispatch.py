@@ -162,6 +162,7 @@ async def classify(upstream: aiohttp.ClientResponse, reader: LineReader) -> Head
     answer is judged by its `X-Agent-Reason`, or by its status when it names none.
     """
     if upstream.status == 200 and upstream.headers.get(FRAMED_HEADER):
+        log.debug("job %s: accepted; waiting for its Ollama", upstream.request_info.headers.get("X-Job-Id"))
         try:
             while (line := await reader.next_line()) == KEEPALIVE:
                 pass

@@ -1,28 +1,22 @@
 """Relaying a request to the local Ollama and its answer back, streaming as it comes.
 
 Two ways to answer (see `shared.agent_contract`): plain, Ollama's answer as it is with a named reason on
-errors; or framed, for the hub, which asked for keep-alives so that a long job never looks like a dead node.
+errors; or, for the hub when Ollama is slow to answer, framed after keep-alives, so that a long job never
+looks like a dead node.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 
 import aiohttp
 from aiohttp import web
 
+from noded.keepalive import KeepAlive
 from noded.keys import SESSION, SETTINGS
 from shared import error_formats
-from shared.agent_contract import (
-    FRAMED_HEADER,
-    KEEPALIVE,
-    REASON_HEADER,
-    Head,
-    Reason,
-    reason_for_ollama_status,
-)
+from shared.agent_contract import REASON_HEADER, Head, Reason, reason_for_ollama_status
 from shared.error_formats import NDJSON, SSE
 from shared.relay import LineReader, Relayed, describe, pump, relay
 
@@ -90,85 +84,80 @@ async def forward(
     except OllamaUnreachable as exc:
         return refusal(path, 502, Reason.OLLAMA_DOWN, str(exc))
     async with upstream:
-        content_type = _content_type(upstream)
-        reason = reason_for_ollama_status(upstream.status)
-        if not _streams(upstream):
-            try:
-                body = await upstream.read()
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                return refusal(
-                    path, 502, Reason.OLLAMA_FAILED, f"Ollama failed while answering: {describe(exc)}"
-                )
-            headers = {"Content-Type": content_type, **({REASON_HEADER: reason} if reason else {})}
-            return web.Response(body=body, status=upstream.status, headers=headers)
-        outcome = await relay(
-            request,
-            LineReader(upstream.content),
-            b"",
-            upstream.status,
-            {"Content-Type": content_type},
-            explain=_explain,
-        )
-        _log_outcome(outcome, path)
-        return outcome.response
+        return await _plain(request, path, upstream)
 
 
-async def forward_framed(request: web.Request, path: str, payload: bytes, every: float) -> web.StreamResponse:
-    """Accept at once, keep the line alive while Ollama is silent, then its head line and its body."""
-    response = web.StreamResponse(
-        status=200, headers={FRAMED_HEADER: "1", "Content-Type": "application/octet-stream"}
-    )
-    pending = asyncio.ensure_future(_ask_ollama(request, path, payload, "POST"))
-    try:
-        await response.prepare(request)
-        while not (await asyncio.wait({pending}, timeout=every))[0]:
-            await response.write(KEEPALIVE)
-    except ConnectionResetError:
-        _abandon(pending)
-        return response
-    except BaseException:  # cancelled: the hub hung up
-        _abandon(pending)
-        raise
-    try:
-        upstream = pending.result()
-    except OllamaUnreachable as exc:
-        await _finish(response, Head(502, "application/json", Reason.OLLAMA_DOWN), _error_body(path, exc))
-        return response
-    async with upstream:
-        content_type = _content_type(upstream)
-        head = Head(upstream.status, content_type, reason_for_ollama_status(upstream.status))
-        if not _streams(upstream):
-            try:
-                body = await upstream.read()
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                failed = Head(502, "application/json", Reason.OLLAMA_FAILED)
-                message = f"Ollama failed while answering: {describe(exc)}"
-                await _finish(response, failed, _error_body(path, message))
-                return response
-            await _finish(response, head, body)
-            return response
+async def _plain(request: web.Request, path: str, upstream: aiohttp.ClientResponse) -> web.StreamResponse:
+    content_type = _content_type(upstream)
+    reason = reason_for_ollama_status(upstream.status)
+    if not _streams(upstream):
         try:
-            await response.write(head.line())
-        except ConnectionResetError:
-            return response
-        outcome = await pump(response, LineReader(upstream.content), b"", content_type, _explain)
-        _log_outcome(outcome, path)
+            body = await upstream.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            return refusal(path, 502, Reason.OLLAMA_FAILED, f"Ollama failed while answering: {describe(exc)}")
+        headers = {"Content-Type": content_type, **({REASON_HEADER: reason} if reason else {})}
+        return web.Response(body=body, status=upstream.status, headers=headers)
+    outcome = await relay(
+        request, LineReader(upstream.content), b"", upstream.status, {"Content-Type": content_type}, _explain
+    )
+    _log_outcome(outcome, path)
+    return outcome.response
+
+
+async def forward_for_hub(
+    request: web.Request, path: str, payload: bytes, every: float
+) -> web.StreamResponse:
+    """As `forward`, with keep-alives every `every` seconds while Ollama is silent (noded.keepalive)."""
+    keepalive = KeepAlive(request, every)
+    try:
+        upstream = await _ask_ollama(request, path, payload, "POST")
+    except OllamaUnreachable as exc:
+        if not await keepalive.stop():
+            return refusal(path, 502, Reason.OLLAMA_DOWN, str(exc))
+        down = Head(502, "application/json", Reason.OLLAMA_DOWN)
+        return await _finish(keepalive.response, down, _error(path, exc))  # type: ignore[arg-type]
+    except BaseException:  # cancelled: the hub hung up
+        keepalive.cancel()
+        raise
+    async with upstream:
+        try:
+            framed = await keepalive.stop()
+        except ConnectionResetError:  # the hub hung up
+            return keepalive.response  # type: ignore[return-value]
+        if not framed:
+            return await _plain(request, path, upstream)
+        return await _framed(keepalive.response, path, upstream)  # type: ignore[arg-type]
+
+
+async def _framed(
+    response: web.StreamResponse, path: str, upstream: aiohttp.ClientResponse
+) -> web.StreamResponse:
+    """Ollama's answer after the keep-alives: its head line, then its body as it comes."""
+    content_type = _content_type(upstream)
+    head = Head(upstream.status, content_type, reason_for_ollama_status(upstream.status))
+    if not _streams(upstream):
+        try:
+            body = await upstream.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            failed = Head(502, "application/json", Reason.OLLAMA_FAILED)
+            message = f"Ollama failed while answering: {describe(exc)}"
+            return await _finish(response, failed, _error(path, message))
+        return await _finish(response, head, body)
+    try:
+        await response.write(head.line())
+    except ConnectionResetError:
         return response
+    outcome = await pump(response, LineReader(upstream.content), b"", content_type, _explain)
+    _log_outcome(outcome, path)
+    return response
 
 
-def _error_body(path: str, message: object) -> bytes:
+def _error(path: str, message: object) -> bytes:
     return error_formats.response(error_format(path), 502, str(message)).body  # type: ignore[return-value]
 
 
-async def _finish(response: web.StreamResponse, head: Head, body: bytes) -> None:
+async def _finish(response: web.StreamResponse, head: Head, body: bytes) -> web.StreamResponse:
     with contextlib.suppress(ConnectionResetError):  # the hub may have hung up
         await response.write(head.line() + body)
         await response.write_eof()
-
-
-def _abandon(pending: asyncio.Future[aiohttp.ClientResponse]) -> None:
-    """Leaving before Ollama's answer is read: stop the request, or release the answer already in hand."""
-    if pending.cancel():
-        return
-    if not pending.cancelled() and pending.exception() is None:
-        pending.result().close()
+    return response

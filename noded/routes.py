@@ -9,7 +9,7 @@ from aiohttp import web
 
 from noded.keys import SETTINGS, STATE
 from noded.ollama import ollama_json
-from noded.proxy import forward, forward_framed, refusal
+from noded.proxy import forward, forward_for_hub, refusal
 from shared.agent_contract import KEEPALIVE_HEADER, Reason
 from shared.auth import is_authorized
 from shared.relay import describe
@@ -65,7 +65,7 @@ async def run_job(request: web.Request, ollama_path: str) -> web.StreamResponse:
     try:
         log.debug("job %s on %s", request.headers.get("X-Job-Id", "-"), ollama_path)
         if (every := keepalive_interval(request)) is not None:
-            return await forward_framed(request, ollama_path, body, every)
+            return await forward_for_hub(request, ollama_path, body, every)
         return await forward(request, ollama_path, body)
     finally:
         state.active_jobs -= 1

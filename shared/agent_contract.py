@@ -9,10 +9,11 @@ are reasons too, so one table decides every case.
 
 **Keep-alive framing.** Ollama sends nothing until a non-streamed answer is complete, and a streamed one
 only after the model is loaded, which can take minutes. So that the hub's timeout bounds silences rather
-than whole answers, the hub asks for keep-alives (`X-Connector-Keepalive: <seconds>`). An agent that
-accepts the job then answers 200 at once with `X-Connector-Framed: 1`, writes a bare newline every that
-many seconds while Ollama is silent, then one head line (`{"status", "content_type", "reason"}`), then
-Ollama's body as it comes. A caller that does not ask (curl, a seed hub) gets Ollama's answer as is.
+than whole answers, the hub asks for keep-alives (`X-Connector-Keepalive: <seconds>`). When Ollama answers
+quickly the agent answers plain, as to anyone; when Ollama is still silent after a second, the agent accepts
+the job: it answers 200 with `X-Connector-Framed: 1`, writes a bare newline every that many seconds while
+Ollama is silent, then one head line (`{"status", "content_type", "reason"}`), then Ollama's body as it
+comes. A caller that does not ask (curl, a seed hub) always gets Ollama's answer as is.
 """
 
 from __future__ import annotations

@@ -61,11 +61,12 @@ class LineReader:
 
     async def read_rest(self) -> bytes:
         """Everything left of the body, whole."""
-        parts = [self._pending]
-        self._pending = b""
-        while chunk := await self._read():
-            parts.append(chunk)
-        return b"".join(parts)
+        try:
+            rest = await self._content.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise UpstreamBroken(describe(exc), isinstance(exc, TimeoutError)) from exc
+        rest, self._pending = self._pending + rest, b""
+        return rest
 
     async def next_block(self) -> bytes:
         """The next run of complete lines; b"" at the end of the body."""

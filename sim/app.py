@@ -56,16 +56,7 @@ async def sim_config(request: web.Request) -> web.Response:
             behaviour.update(await read_json_object(request))
         except ValueError as exc:
             raise BadRequest(str(exc)) from None
-    fields = (
-        "tokens_per_second",
-        "default_tokens",
-        "load_delay",
-        "fail_rate",
-        "hang_rate",
-        "die_rate",
-        "lost_pull_rate",
-    )
-    return web.json_response({name: getattr(behaviour, name) for name in fields}, dumps=json.dumps)
+    return web.json_response(behaviour.knobs(), dumps=json.dumps)
 
 
 def create_app(

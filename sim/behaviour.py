@@ -38,17 +38,23 @@ class Behaviour:
             roll -= rate
         return None
 
+    # What GET and POST /_sim/config read and change.
+    KNOBS = (
+        "tokens_per_second",
+        "default_tokens",
+        "load_delay",
+        "fail_rate",
+        "hang_rate",
+        "die_rate",
+        "lost_pull_rate",
+    )
+
+    def knobs(self) -> dict[str, float]:
+        return {name: getattr(self, name) for name in self.KNOBS}
+
     def update(self, changes: dict) -> None:
         for name, value in changes.items():
-            if name not in {
-                "tokens_per_second",
-                "default_tokens",
-                "load_delay",
-                "fail_rate",
-                "hang_rate",
-                "die_rate",
-                "lost_pull_rate",
-            }:
+            if name not in self.KNOBS:
                 raise ValueError(f"unknown setting {name!r}")
             if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"{name} must be a non-negative number")

@@ -19,9 +19,9 @@ async def stats(http, hub) -> dict:
 
 
 async def test_a_long_non_streamed_job_runs_once_however_long_it_takes(fleet, http):
-    # A timeout of 0.5 s and answers of about a second: the timeout bounds silences, not answers.
+    # A timeout of 0.5 s, loads of a second, answers of a second: the timeout bounds silences, not answers.
     hub = await fleet.hub(NODE_REQUEST_TIMEOUT="0.5")
-    sims = [await fleet.sim(tokens_per_second=10) for _ in range(2)]
+    sims = [await fleet.sim(tokens_per_second=10, load_delay=1.0) for _ in range(2)]
     for number, sim in enumerate(sims):
         await fleet.node(hub, sim, f"n{number}")
     async with http.post(
@@ -32,9 +32,13 @@ async def test_a_long_non_streamed_job_runs_once_however_long_it_takes(fleet, ht
     chat = {"model": "llama3", "messages": [{"role": "user", "content": "x"}], "max_tokens": 10}
     async with http.post(hub.url + "/v1/chat/completions", json=chat) as r:
         assert r.status == 200 and (await r.json())["usage"]["completion_tokens"] == 10
-    assert sum(sim.stats.requests for sim in sims) == 2
+    stream = {"model": "mistral:7b", "prompt": "x", "options": {"num_predict": 3}}  # a stream after a load
+    async with http.post(hub.url + "/api/generate", json=stream) as r:
+        lines = [json.loads(line) for line in (await r.read()).splitlines()]
+        assert r.status == 200 and lines[-1]["done"] and len(lines) == 4
+    assert sum(sim.stats.requests for sim in sims) == 3
     assert [hub.registry.get(f"n{n}").failure_count for n in range(2)] == [0, 0]
-    assert (await stats(http, hub))["served"] == 2
+    assert (await stats(http, hub))["served"] == 3
 
 
 @pytest.mark.parametrize(
@@ -45,7 +49,7 @@ async def test_a_long_non_streamed_job_runs_once_however_long_it_takes(fleet, ht
     ],
 )
 async def test_a_node_silent_after_accepting_a_job_gets_a_504_and_the_job_is_not_run_again(
-    fleet, http, processes, path, body, message_of
+    fleet, http, processes, caplog, path, body, message_of
 ):
     hub = await fleet.hub(NODE_REQUEST_TIMEOUT="1")
     stuck_ollama = await fleet.sim(hang_rate=1.0)
@@ -56,8 +60,10 @@ async def test_a_node_silent_after_accepting_a_job_gets_a_504_and_the_job_is_not
     )
     await wait_until(lambda: hub.registry.get("stuck") is not None, what="the agent to register")
     await report_cpu(http, hub, await fleet.node(hub, other_ollama, "other"), 0.9)
+    caplog.set_level(logging.DEBUG, logger="hubd.dispatch")
     job = asyncio.create_task(http.post(hub.url + path, json=body))
-    await wait_until(lambda: stuck_ollama.stats.in_flight == 1, what="the job to reach Ollama")
+    await wait_until(lambda: "accepted; waiting for its Ollama" in caplog.text, what="the agent to accept")
+    assert stuck_ollama.stats.in_flight == 1
     agent.send_signal(signal.SIGSTOP)  # the agent falls silent, holding the job
     try:
         async with await job as r:
