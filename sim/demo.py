@@ -17,6 +17,7 @@ from sim.processes import BIN, ProcessFleet, answers
 HUB_PORT = 8000
 HUB = f"http://127.0.0.1:{HUB_PORT}"
 REAL_OLLAMA = "http://127.0.0.1:11434"
+HEARTBEAT = 5  # seconds; the production default is 30
 
 
 def main() -> None:
@@ -33,7 +34,13 @@ def main() -> None:
                 continue
             url, _ = fleet.sim(sim_port, "--tokens-per-second", "30")
             ollamas.append(url)
-        fleet.hub(HUB_PORT, CLUSTER_TOKEN=token)
+        # Timeouts scaled to the heartbeats, so a killed node is offline within seconds and gone soon after.
+        fleet.hub(
+            HUB_PORT,
+            CLUSTER_TOKEN=token,
+            HEARTBEAT_TTL_SECONDS=str(3 * HEARTBEAT),
+            HEARTBEAT_OFFLINE_SECONDS=str(6 * HEARTBEAT),
+        )
         for number, ollama in enumerate(ollamas, start=1):
             fleet.node(
                 HUB,
@@ -41,7 +48,7 @@ def main() -> None:
                 f"node-{number}",
                 port=HUB_PORT + number,
                 wait=False,
-                HEARTBEAT_INTERVAL="5",
+                HEARTBEAT_INTERVAL=str(HEARTBEAT),
                 CLUSTER_TOKEN=token,
             )
         if sys.stdin.isatty() and sys.stdout.isatty():
@@ -50,7 +57,8 @@ def main() -> None:
             return
         print(
             f"""
-ollama-connector demo: hub on {HUB}, nodes node-1 and node-2, heartbeats every 5 s.
+ollama-connector demo: hub on {HUB}, nodes node-1 and node-2, heartbeats every {HEARTBEAT} s
+(a silent node is offline after {3 * HEARTBEAT} s and removed after {6 * HEARTBEAT} s).
 Try, in another terminal:
   curl {HUB}/nodes
   curl {HUB}/jobs -d '{{"model": "llama3", "prompt": "Why is the sky blue?"}}'
