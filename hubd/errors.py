@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from shared import error_formats
-from shared.http import BadRequest
+from shared.bodies import BadRequest
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

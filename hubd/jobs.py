@@ -9,7 +9,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
 
 from hubd.dispatch import Job, dispatch
-from shared.http import parse_body_as, read_json_object
+from shared.bodies import parse_body_as, read_json_object
 
 routes = web.RouteTableDef()
 

@@ -2,20 +2,49 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
 from hubd.app import create_app
 from hubd.settings import HubSettings
-from shared.http import run, serve_until_signalled
+from shared.cli import can_listen, parse_command_line, report_checks
+from shared.daemon import run, serve_until_signalled
 from shared.logs import setup_logging
 
+PROGRAM = "ollama-hubd"
 
-def main() -> None:
-    settings = HubSettings.for_daemon("ollama-hubd")
+
+def checks(settings: HubSettings) -> Iterator[tuple[bool, str]]:
+    yield True, "settings are valid"
+    for host in settings.hosts:
+        yield can_listen(host, settings.port)
+    if settings.state_file:
+        folder = Path(settings.state_file).parent
+        yield os.access(folder, os.W_OK), f"HUB_STATE_FILE's folder {folder} is writable"
+    if settings.cluster_token is None:
+        yield True, "CLUSTER_TOKEN is not set: any machine that reaches the hub can register as a node"
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_command_line(
+        PROGRAM,
+        HubSettings,
+        "The hub: one endpoint for a fleet of Ollama machines.",
+        check="check the settings and that the hub could listen, then exit (0: ready to start)",
+        argv=argv,
+    )
+    settings = HubSettings.for_daemon(PROGRAM)
+    if args.check:
+        report_checks(PROGRAM, checks(settings))
     setup_logging(settings.log_level, settings.log_format)
     app = create_app(settings)
     run(
         serve_until_signalled(
-            app, settings.hosts, settings.port, name="ollama-hubd", drain_timeout=settings.drain_timeout
-        )
+            app, settings.hosts, settings.port, name=PROGRAM, drain_timeout=settings.drain_timeout
+        ),
+        program=PROGRAM,
+        listen_settings="HUB_HOST and HUB_PORT",
     )
 
 

@@ -9,7 +9,7 @@ from aiohttp import web
 from hubd.errors import HubError, Unauthorized
 from hubd.keys import REGISTRY, SETTINGS
 from shared.auth import is_authorized
-from shared.http import parse_body_as, read_json_object
+from shared.bodies import parse_body_as, read_json_object
 from shared.wire import Heartbeat
 
 routes = web.RouteTableDef()

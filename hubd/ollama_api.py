@@ -14,7 +14,7 @@ from hubd.errors import AllNodesFailed, HubError, ModelManagementPerNode, NoHeal
 from hubd.fanout import ask_nodes, ask_online_nodes, online
 from hubd.keys import COUNTERS, REGISTRY
 from shared import error_formats
-from shared.http import BadRequest, read_json_object
+from shared.bodies import BadRequest, read_json_object
 from shared.modelnames import canonical
 
 routes = web.RouteTableDef()

@@ -9,7 +9,7 @@ from aiohttp import web
 from hubd.dispatch import Job, dispatch
 from hubd.errors import HubError
 from hubd.ollama_api import merged_tags, sort_time
-from shared.http import BadRequest, read_json_object
+from shared.bodies import BadRequest, read_json_object
 from shared.modelnames import canonical
 
 routes = web.RouteTableDef()

@@ -29,7 +29,7 @@ class HubSettings(EnvSettings):
     max_failures: int = Field(3, alias="NODE_MAX_FAILURES", ge=1)
     """Consecutive failures that make a node degraded."""
     request_timeout: float = Field(120.0, alias="NODE_REQUEST_TIMEOUT", gt=0)
-    """Seconds the hub waits to connect to a node, and for each next byte of its answer."""
+    """Seconds a node may be silent: to connect, and between two bytes or keep-alives of its answer."""
     probe_interval: float = Field(30.0, alias="NODE_PROBE_INTERVAL", gt=0)
     """Seconds a degraded node rests before the hub probes its /healthz; doubles after each failed probe."""
     cluster_token: OptionalToken = Field(None, alias="CLUSTER_TOKEN")

@@ -16,7 +16,7 @@ from noded.proxy import refusal
 from noded.pulls import pull_ctx
 from noded.settings import NodeSettings
 from shared.agent_contract import Reason
-from shared.http import BadRequest
+from shared.bodies import BadRequest
 
 log = logging.getLogger("noded")
 

@@ -2,14 +2,54 @@
 
 from __future__ import annotations
 
+import json
+import urllib.request
+from collections.abc import Iterator
+
 from noded.app import create_app, drain, mark_listening
 from noded.settings import NodeSettings
-from shared.http import bound_port, run, serve_until_signalled
+from shared.cli import can_listen, parse_command_line, report_checks
+from shared.daemon import bound_port, run, serve_until_signalled
 from shared.logs import setup_logging
 
+PROGRAM = "ollama-noded"
 
-def main() -> None:
-    settings = NodeSettings.for_daemon("ollama-noded")
+
+def fetch_json(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return json.load(response)
+
+
+def checks(settings: NodeSettings) -> Iterator[tuple[bool, str]]:
+    yield True, "settings are valid"
+    for host in settings.hosts:
+        yield can_listen(host, settings.port)
+    try:
+        version = fetch_json(settings.ollama_url + "/api/version").get("version", "?")
+        models = fetch_json(settings.ollama_url + "/api/tags").get("models") or []
+    except (OSError, ValueError) as exc:
+        yield False, f"Ollama at {settings.ollama_url} (OLLAMA_BASE_URL) does not answer: {exc}"
+    else:
+        yield True, f"Ollama {version} answers at {settings.ollama_url} with {len(models)} model(s)"
+    try:
+        answer = fetch_json(settings.server_url + "/healthz")
+    except (OSError, ValueError) as exc:
+        yield False, f"the hub at {settings.server_url} (SERVER_URL) does not answer: {exc}"
+    else:
+        yield answer.get("status") == "ok", f"the hub answers at {settings.server_url}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_command_line(
+        PROGRAM,
+        NodeSettings,
+        "The node agent: registers this machine's Ollama with the hub and relays the hub's jobs to it.",
+        check="check the settings, that the agent could listen, and that Ollama and the hub answer; exit",
+        argv=argv,
+    )
+    settings = NodeSettings.for_daemon(PROGRAM)
+    if args.check:
+        report_checks(PROGRAM, checks(settings))
     setup_logging(settings.log_level, settings.log_format)
     app = create_app(settings)
     run(
@@ -17,11 +57,13 @@ def main() -> None:
             app,
             settings.hosts,
             settings.port,
-            name="ollama-noded",
+            name=PROGRAM,
             on_ready=lambda runner: mark_listening(app, bound_port(runner)),
             before_stop=lambda: drain(app),
             drain_timeout=settings.drain_timeout,
-        )
+        ),
+        program=PROGRAM,
+        listen_settings="NODE_HOST and NODE_PORT",
     )
 
 

@@ -41,7 +41,10 @@ SecretList = Annotated[list[SecretStr], BeforeValidator(_split_commas)]
 class EnvSettings(BaseModel):
     """Base for a daemon's settings: each field's alias is its environment variable."""
 
-    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="forbid")
+    # The docstring under each field is its description: --help prints it.
+    model_config = ConfigDict(
+        frozen=True, populate_by_name=True, extra="forbid", use_attribute_docstrings=True
+    )
 
     @classmethod
     def for_daemon(cls, program: str) -> Self:

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from shared import error_formats
-from shared.http import BadRequest, read_json_object
+from shared.bodies import BadRequest, read_json_object
 from sim import openai
 from sim.behaviour import Behaviour
 from sim.catalog import Catalog

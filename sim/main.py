@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from shared.http import run, serve_until_signalled
+from shared.daemon import run, serve_until_signalled
 from shared.logs import setup_logging
 from sim.app import create_app
 from sim.behaviour import Behaviour
@@ -59,7 +59,11 @@ def main(argv: list[str] | None = None) -> None:
     logging.getLogger("ollama-sim").info(
         "simulating Ollama %s with %s", args.ollama_version, ", ".join(models)
     )
-    run(serve_until_signalled(app, [args.host], args.port, name="ollama-sim", drain_timeout=5.0))
+    run(
+        serve_until_signalled(app, [args.host], args.port, name="ollama-sim", drain_timeout=5.0),
+        program="ollama-sim",
+        listen_settings="--host and --port",
+    )
 
 
 if __name__ == "__main__":

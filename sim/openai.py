@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from shared import error_formats
-from shared.http import read_json_object
+from shared.bodies import read_json_object
 from sim.engine import Engine, embedding
 from sim.keys import ENGINE
 from sim.routes import SimulatedCrash, compact, reply

@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from shared.http import read_json_object
+from shared.bodies import read_json_object
 from sim.behaviour import parse_keep_alive
 from sim.catalog import SimModel, now_rfc3339
 from sim.engine import Engine, embedding

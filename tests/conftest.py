@@ -21,7 +21,7 @@ from noded.app import create_app as create_node
 from noded.app import mark_listening
 from noded.keys import STATE, AgentState
 from noded.settings import NodeSettings
-from shared.http import bound_port, start_runner
+from shared.daemon import bound_port, start_runner
 from shared.wire import Load
 from sim.app import create_app as create_sim
 from sim.behaviour import Behaviour

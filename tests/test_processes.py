@@ -6,8 +6,13 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 
+import pytest
+
+from hubd.settings import HubSettings
+from noded.settings import NodeSettings
 from sim.processes import agent_env
 from tests.conftest import BIN, answers, free_port, wait_until
 
@@ -96,3 +101,59 @@ def test_bad_configuration_exits_with_a_message():
     assert result.returncode == 1
     assert "HUB_PORT='eighty': Input should be a valid integer" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+async def run_program(*argv: str, **env: str) -> tuple[int, str, str]:
+    """A console script to its end, without blocking the loop that serves the in-process fleet."""
+    proc = await asyncio.create_subprocess_exec(
+        str(BIN / argv[0]),
+        *argv[1:],
+        env={**os.environ, **env},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    return proc.returncode, out.decode(), err.decode()
+
+
+@pytest.mark.parametrize(
+    ("program", "settings"), [("ollama-hubd", HubSettings), ("ollama-noded", NodeSettings)]
+)
+async def test_help_lists_every_setting_and_starts_nothing(program, settings):
+    code, out, _ = await run_program(program, "--help")
+    assert code == 0 and f"usage: {program}" in out
+    for field in settings.model_fields.values():
+        assert f"\n  {field.alias} (default: " in out
+    assert "Port to listen on." in out or "Port the agent listens on." in out
+    code, out, _ = await run_program(program, "--version")
+    assert code == 0 and out.startswith(f"{program} 0.")
+    code, _, err = await run_program(program, "--bogus")
+    assert code == 2 and "unrecognized arguments: --bogus" in err
+
+
+async def test_the_agents_check_reaches_ollama_and_the_hub(fleet):
+    sim, hub = await fleet.sim(), await fleet.hub()
+    env = agent_env(hub.url, sim.url, "checked", free_port())
+    code, out, _ = await run_program("ollama-noded", "--check", **env)
+    assert code == 0, out
+    assert "ok    Ollama 0.33.0 answers" in out and "3 model(s)" in out and "ok    the hub answers" in out
+    await sim.stop()
+    code, out, _ = await run_program("ollama-noded", "--check", **env)
+    assert code == 1 and "FAIL  Ollama at" in out and "(OLLAMA_BASE_URL) does not answer" in out
+
+
+async def test_start_up_errors_are_one_line_naming_what_to_change():
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = str(held.getsockname()[1])
+        code, _, err = await run_program("ollama-hubd", HUB_HOST="127.0.0.1", HUB_PORT=port)
+        assert code == 1 and "Traceback" not in err
+        assert f"cannot listen on 127.0.0.1:{port}: the port is already in use" in err and "HUB_PORT" in err
+        code, out, _ = await run_program("ollama-hubd", "--check", HUB_HOST="127.0.0.1", HUB_PORT=port)
+        assert code == 1 and "FAIL  listen on 127.0.0.1" in out
+        code, _, err = await run_program("ollama-sim", "--port", port)
+        assert code == 1 and "Traceback" not in err and "--port" in err
+    code, _, err = await run_program("ollama-hubd", HUB_HOST="notahost.invalid", HUB_PORT="0")
+    assert code == 1 and "Traceback" not in err
+    assert "notahost.invalid" in err and "does not resolve" in err and "HUB_HOST" in err

@@ -12,7 +12,7 @@ import pytest
 
 from hubd.app import create_app
 from hubd.settings import HubSettings
-from shared.http import start_runner
+from shared.daemon import start_runner
 from shared.wire import Heartbeat, Load
 from tui.app import OllamaTop
 from tui.render import parse_time

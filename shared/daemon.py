@@ -1,43 +1,18 @@
-"""Small HTTP helpers shared by the daemons: reading JSON bodies and running an app."""
+"""Running a daemon: listen on every host, tell systemd, drain on a signal, and fail in one line."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import signal
+import sys
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel, ValidationError
 
+from shared.cli import CannotListen
 from shared.systemd import notify, watchdog
-
-M = TypeVar("M", bound=BaseModel)
-
-
-class BadRequest(Exception):
-    """The caller sent something unusable; the message says what."""
-
-    status = 400
-
-
-async def read_json_object(request: web.Request) -> dict[str, Any]:
-    """The request body as a JSON object, or BadRequest naming what is wrong with it.
-
-    An oversize body raises aiohttp's HTTPRequestEntityTooLarge (413) from `request.read()`.
-    """
-    raw = await request.read()
-    if not raw.strip():
-        raise BadRequest("missing request body")
-    try:
-        data = json.loads(raw)
-    except ValueError as exc:
-        raise BadRequest(f"request body is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise BadRequest(f"request body must be a JSON object, not {type(data).__name__}")
-    return data
 
 
 async def start_runner(app: web.Application, hosts: list[str], port: int, **kwargs: Any) -> web.AppRunner:
@@ -46,7 +21,10 @@ async def start_runner(app: web.Application, hosts: list[str], port: int, **kwar
     await runner.setup()
     try:
         for host in hosts:
-            await web.TCPSite(runner, host, port).start()
+            try:
+                await web.TCPSite(runner, host, port).start()
+            except OSError as exc:
+                raise CannotListen(host, port, exc) from None
     except BaseException:
         await runner.cleanup()
         raise
@@ -100,22 +78,18 @@ def _format_address(address: Any) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def parse_body_as(model: type[M], data: dict[str, Any]) -> M:
-    """Validate a decoded body; a BadRequest names each bad field: `field: problem`."""
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        detail = "; ".join(
-            f"{'.'.join(str(p) for p in error['loc']) or 'body'}: {error['msg']}" for error in exc.errors()
-        )
-        raise BadRequest(detail) from None
+def run(main: Awaitable[None], program: str, listen_settings: str) -> None:
+    """Run a daemon's main coroutine, on uvloop where it is installed: a faster loop for the same code.
 
-
-def run(main: Awaitable[None]) -> None:
-    """Run a daemon's main coroutine, on uvloop where it is installed: a faster loop for the same code."""
+    An address it cannot listen on ends it with one line that names the settings to change.
+    """
     try:
         import uvloop
     except ImportError:
-        asyncio.run(main)  # type: ignore[arg-type]
+        runner: Callable[[Any], None] = asyncio.run
     else:
-        uvloop.run(main)  # type: ignore[arg-type]
+        runner = uvloop.run
+    try:
+        runner(main)
+    except CannotListen as exc:
+        sys.exit(f"{program}: {exc}; see {listen_settings}")

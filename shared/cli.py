@@ -1,0 +1,101 @@
+"""The daemons' command lines: `--help` written from the settings models (so it cannot drift from them),
+`--version`, `--check`, and one-line errors for what stops a daemon from starting."""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import socket
+import sys
+import textwrap
+from collections.abc import Iterable
+from importlib.metadata import PackageNotFoundError, version
+
+from pydantic import SecretStr
+from pydantic_core import PydanticUndefined
+
+from shared.settings import EnvSettings
+
+
+def package_version() -> str:
+    try:
+        return version("ollama-connector")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def settings_help(settings: type[EnvSettings]) -> str:
+    """Every setting: its environment variable, its default and what it means, from the model itself."""
+    lines = ["settings (environment variables; an env file under systemd):"]
+    for name, field in settings.model_fields.items():
+        factory = field.default_factory
+        default = factory() if factory is not None else field.default  # type: ignore[call-arg]
+        if default is None or default is PydanticUndefined or default == []:
+            shown = "unset"
+        elif isinstance(default, list):
+            shown = ",".join(str(v) for v in default)
+        elif isinstance(default, bool):
+            shown = "1" if default else "0"
+        elif isinstance(default, SecretStr):
+            shown = "set"
+        else:
+            shown = f"{default:g}" if isinstance(default, float) else str(default)
+        lines.append(f"  {field.alias or name} (default: {shown})")
+        lines += textwrap.wrap(field.description or "", 76, initial_indent=" " * 6, subsequent_indent=" " * 6)
+    return "\n".join(lines)
+
+
+def parse_command_line(
+    program: str, settings: type[EnvSettings], summary: str, check: str, argv: list[str] | None = None
+) -> argparse.Namespace:
+    """`--help`, `--version` and `--check`; anything else is an error that names it (exit 2)."""
+    parser = argparse.ArgumentParser(
+        prog=program,
+        description=summary,
+        epilog=settings_help(settings),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
+    parser.add_argument("--check", action="store_true", help=check)
+    return parser.parse_args(argv)
+
+
+class CannotListen(Exception):
+    """A listening address the daemon cannot use; the message says which, and why, in words."""
+
+    def __init__(self, host: str, port: int, exc: OSError) -> None:
+        super().__init__(f"cannot listen on {host}:{port}: {why_not(exc)}")
+
+
+def why_not(exc: OSError) -> str:
+    if isinstance(exc, socket.gaierror):
+        return "the host name does not resolve"
+    reasons = {
+        errno.EADDRINUSE: "the port is already in use (is another copy running?)",
+        errno.EADDRNOTAVAIL: "this machine has no such address",
+        errno.EACCES: "permission denied (ports below 1024 need privileges)",
+    }
+    return reasons.get(exc.errno or 0, exc.strerror or str(exc))
+
+
+def report_checks(program: str, results: Iterable[tuple[bool, str]]) -> None:
+    """Print each check as `ok` or `FAIL` and exit: 0 when every one passed, 1 otherwise."""
+    failed = 0
+    for passed, text in results:
+        print(f"{'ok  ' if passed else 'FAIL'}  {text}")
+        failed += not passed
+    print(f"{program}: {'configuration ok' if not failed else f'{failed} check(s) failed'}")
+    sys.exit(1 if failed else 0)
+
+
+def can_listen(host: str, port: int) -> tuple[bool, str]:
+    """Whether the daemon could listen there now (bound and released at once)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, kind, proto, _, address = infos[0]
+        with socket.socket(family, kind, proto) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(address)
+    except OSError as exc:
+        return False, f"listen on {host}:{port}: {why_not(exc)}"
+    return True, f"can listen on {host}:{port}"
