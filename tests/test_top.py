@@ -8,7 +8,7 @@ import pytest
 from textual.widgets import Input, Label, Select, Static
 
 from shared.wire import Heartbeat, Load
-from tests.conftest import wait_until
+from tests.conftest import free_port, wait_until
 from tui.app import OllamaTop
 from tui.screens import DetailsScreen, HelpScreen, PromptScreen
 from tui.table import NodeTable
@@ -255,3 +255,31 @@ async def test_a_resize_changes_the_layout_at_once(fleet, http):
         await pilot.resize_terminal(120, 30)
         await pilot.pause()
         assert table.wide
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "says"),
+    [
+        ([], {"OLLAMA_TOP_INTERVAL": "abc"}, "OLLAMA_TOP_INTERVAL='abc' is not a number of seconds"),
+        (["--interval", "0"], {}, "--interval='0': polls must be at least 0.2 seconds apart"),
+        (["--interval", "nan"], {}, "--interval='nan': polls must be at least 0.2 seconds apart"),
+    ],
+)
+def test_a_bad_interval_is_one_line_naming_where_it_came_from(tmp_path, argv, env, says):
+    from tui.config import parser, resolve
+
+    with pytest.raises(SystemExit) as exit_:
+        resolve(parser().parse_args(argv), env, tmp_path / "none.toml")
+    assert str(exit_.value) == f"ollama-top: {says}"
+
+
+async def test_connection_errors_are_said_plainly(fleet):
+    sim = await fleet.sim()
+    for url, says in (
+        (sim.url, "this is an Ollama server (0.33.0), not a hub"),
+        (f"http://127.0.0.1:{free_port()}", "connection refused by 127.0.0.1:"),
+    ):
+        app = OllamaTop(url, interval=60)
+        async with app.run_test(size=(100, 30)):
+            await wait_until(lambda a=app: a.connected is False, what="the poll to fail")
+            assert says in str(app.query_one("#header", Static).content)

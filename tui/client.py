@@ -11,7 +11,7 @@ from typing import Any
 
 import aiohttp
 
-from shared.error_formats import Ollama
+from shared.error_formats import Ollama, message_of
 from shared.relay import LineReader, UpstreamBroken
 
 POLL_TIMEOUT = aiohttp.ClientTimeout(total=5.0)
@@ -64,15 +64,28 @@ class HubClient:
         async with self.session.get(self.base_url + path, timeout=POLL_TIMEOUT) as response:
             if response.status == 401:
                 raise HubUnreachable("the hub wants an API key: --api-key or OLLAMA_HUB_API_KEY")
+            if response.status == 404:
+                raise HubUnreachable(await self._not_a_hub())
             if response.status != 200:
-                raise HubUnreachable(f"{path}: HTTP {response.status}")
+                raise HubUnreachable(f"the hub answered {path} with HTTP {response.status}")
             return await response.json()
+
+    async def _not_a_hub(self) -> str:
+        """Name what answered instead of a hub: most often, an Ollama server's own port."""
+        try:
+            async with self.session.get(self.base_url + "/api/version", timeout=POLL_TIMEOUT) as response:
+                ollama = (await response.json()).get("version") if response.status == 200 else None
+        except (aiohttp.ClientError, TimeoutError, ValueError, AttributeError):
+            ollama = None
+        if ollama:
+            return f"this is an Ollama server ({ollama}), not a hub: point --hub at the hub's port"
+        return "this is not an ollama-connector hub (it has no /nodes)"
 
     async def fetch(self) -> FleetSnapshot:
         try:
             nodes, stats = await asyncio.gather(self._get("/nodes"), self._get("/stats"))
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            raise HubUnreachable(str(exc) or type(exc).__name__) from exc
+            raise HubUnreachable(plainly(exc)) from exc
         return FleetSnapshot({node["node_id"]: node for node in nodes}, stats)
 
     async def run_prompt(self, body: dict[str, Any]) -> AsyncIterator[JobEvent]:
@@ -83,7 +96,9 @@ class HubClient:
             ) as response:
                 node_id = response.headers.get("X-Node-Id")
                 if response.status != 200:
-                    yield JobEvent(node_id=node_id, error=f"HTTP {response.status}: {await response.text()}")
+                    body = await response.read()
+                    message = message_of(body) or body.decode(errors="replace").strip()
+                    yield JobEvent(node_id=node_id, error=f"HTTP {response.status}: {message}")
                     return
                 # Whole lines however long they are (the last one carries the context array).
                 reader = LineReader(response.content)
@@ -100,6 +115,23 @@ class HubClient:
         except UpstreamBroken as exc:
             yield JobEvent(error=f"the stream broke: {exc}")
         except (aiohttp.ClientError, TimeoutError) as exc:
-            yield JobEvent(error=f"hub unreachable: {exc or type(exc).__name__}")
+            yield JobEvent(error=f"the hub is unreachable: {plainly(exc)}")
         except ValueError as exc:
             yield JobEvent(error=f"the hub sent something that is not JSON: {exc}")
+
+
+def plainly(exc: BaseException) -> str:
+    """What went wrong, in words rather than aiohttp's repr."""
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return f"the host name {exc.host} does not resolve"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        if isinstance(exc.os_error, ConnectionRefusedError):
+            return f"connection refused by {exc.host}:{exc.port} (is the hub running there?)"
+        return f"cannot connect to {exc.host}:{exc.port}: {exc.os_error.strerror or exc.os_error}"
+    if isinstance(exc, TimeoutError):
+        return f"no answer within {POLL_TIMEOUT.total:g} s"
+    if isinstance(exc, aiohttp.ContentTypeError | ValueError):
+        return "the hub answered something that is not JSON"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "the hub closed the connection"
+    return str(exc) or type(exc).__name__

@@ -42,15 +42,31 @@ def resolve(
     environ = dict(os.environ) if environ is None else environ
     file = read_file(path or config_file())
     hub = args.hub or environ.get("OLLAMA_HUB_URL") or file.get("hub") or DEFAULT_HUB
-    interval = args.interval or float(
-        environ.get("OLLAMA_TOP_INTERVAL") or file.get("interval") or DEFAULT_INTERVAL
+    interval = first_interval(
+        ("--interval", args.interval),
+        ("OLLAMA_TOP_INTERVAL", environ.get("OLLAMA_TOP_INTERVAL")),
+        (f"interval in {path or config_file()}", file.get("interval")),
     )
     api_key = args.api_key or environ.get("OLLAMA_HUB_API_KEY") or file.get("api_key") or None
     if "://" not in hub:
         hub = "http://" + hub
-    if interval < 0.2:
-        raise SystemExit("ollama-top: --interval must be at least 0.2 seconds")
+
     return TopConfig(hub_url=hub.rstrip("/"), interval=interval, api_key=api_key)
+
+
+def first_interval(*sources: tuple[str, object]) -> float:
+    """The first interval given, checked (seconds, at least 0.2); an error names where it came from."""
+    for where, value in sources:
+        if value is None or value == "":
+            continue
+        try:
+            seconds = float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise SystemExit(f"ollama-top: {where}={value!r} is not a number of seconds") from None
+        if not seconds >= 0.2:  # also refuses nan
+            raise SystemExit(f"ollama-top: {where}={value!r}: polls must be at least 0.2 seconds apart")
+        return seconds
+    return DEFAULT_INTERVAL
 
 
 def parser() -> argparse.ArgumentParser:
@@ -58,6 +74,6 @@ def parser() -> argparse.ArgumentParser:
         prog="ollama-top", description="Watch an ollama-connector fleet from the terminal."
     )
     p.add_argument("--hub", help=f"hub URL (env OLLAMA_HUB_URL, config file, default {DEFAULT_HUB})")
-    p.add_argument("--interval", type=float, help=f"seconds between polls (default {DEFAULT_INTERVAL:g})")
+    p.add_argument("--interval", help=f"seconds between polls, at least 0.2 (default {DEFAULT_INTERVAL:g})")
     p.add_argument("--api-key", help="bearer token for the hub (env OLLAMA_HUB_API_KEY)")
     return p
