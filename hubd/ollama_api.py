@@ -150,11 +150,15 @@ async def version(request: web.Request) -> web.Response:
     return web.json_response({"version": min(versions, key=version_key) if versions else "0.0.0"})
 
 
+# The ollama command that does the same on a node.
+CLI_COMMAND = {"pull": "pull", "push": "push", "create": "create", "copy": "cp", "delete": "rm"}
+
+
 async def per_node_only(request: web.Request) -> web.Response:
     name = request.path.removeprefix("/api/")
     raise ModelManagementPerNode(
         f"/api/{name} is not available through the ollama-connector hub: models are managed on each node. "
-        f"Run `ollama {name}` on the node itself, or list the model in its REQUIRED_MODELS."
+        f"Run `ollama {CLI_COMMAND[name]}` on the node itself, or list the model in its REQUIRED_MODELS."
     )
 
 

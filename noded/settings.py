@@ -24,8 +24,8 @@ class NodeSettings(EnvSettings):
     """The local Ollama; keep it on loopback, the agent is the only way in."""
     heartbeat_interval: float = Field(30.0, alias="HEARTBEAT_INTERVAL", gt=0)
     """Seconds between heartbeats."""
-    required_models: CommaList = Field(["qwen2.5:7b"], alias="REQUIRED_MODELS")
-    """Models to pull at start when Ollama lacks them."""
+    required_models: CommaList = Field([], alias="REQUIRED_MODELS")
+    """Models to pull at start when Ollama lacks them, comma-separated; none unless listed (each is GBs)."""
     skip_model_pull: bool = Field(False, alias="SKIP_MODEL_PULL")
     """Set to 1 to pull nothing."""
     ipv4: OptionalStr = Field(None, alias="NODE_IPV4")

@@ -4,7 +4,8 @@
 #   install.sh hub  [options]               the hub, on one machine
 #   install.sh node --hub URL [options]     the agent, on every Ollama machine
 #
-# Safe to run again: it changes only what differs. See `install.sh --help`.
+# Safe to run again: it changes only what differs, and applies any option given again with another
+# value to the existing env file (keeping everything else in it). See `install.sh --help`.
 set -euo pipefail
 
 usage() {
@@ -14,6 +15,7 @@ usage: install.sh hub|node [options]
   --hub URL          node: the hub's URL (SERVER_URL), e.g. http://hub.lan:8000
   --token TOKEN      node: the hub's CLUSTER_TOKEN (printed by `install.sh hub`)
   --node-id ID       node: NODE_ID (default: the host name)
+  --models LIST      node: REQUIRED_MODELS, the models to pull when Ollama lacks them (default: none)
   --port PORT        the port to listen on (hub 8000, node 8001)
   --prefix DIR       where the virtualenv goes (default /opt/ollama-connector)
   --root DIR         install under DIR instead of / (like DESTDIR); nothing is started
@@ -31,7 +33,7 @@ EOF
 die() { echo "install.sh: $*" >&2; exit 2; }
 say() { echo "==> $*"; }
 
-role="" hub_url="" token="" node_id="" port="" prefix="/opt/ollama-connector" root="/"
+role="" hub_url="" token="" node_id="" models="" port="" prefix="/opt/ollama-connector" root="/"
 source_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)" python="python3"
 install_ollama=0 start=1 dry_run=0 uninstall=0 purge=0
 
@@ -41,6 +43,7 @@ while [ $# -gt 0 ]; do
     --hub) hub_url="${2:?--hub needs a URL}"; shift ;;
     --token) token="${2:?--token needs a value}"; shift ;;
     --node-id) node_id="${2:?--node-id needs a value}"; shift ;;
+    --models) models="${2:?--models needs a comma-separated list}"; shift ;;
     --port) port="${2:?--port needs a number}"; shift ;;
     --prefix) prefix="${2:?--prefix needs a directory}"; shift ;;
     --root) root="${2:?--root needs a directory}"; shift ;;
@@ -59,11 +62,24 @@ done
 
 [ -n "$role" ] || { usage >&2; die "say which to install: hub or node"; }
 [ "$purge" = 0 ] || [ "$uninstall" = 1 ] || die "--purge goes with --uninstall"
-[ "$role" = node ] || [ -z "$hub_url$token$node_id" ] || die "--hub, --token and --node-id are for a node"
-if [ "$role" = node ] && [ "$uninstall" = 0 ] && [ -z "$hub_url" ]; then
+[ "$role" = node ] || [ -z "$hub_url$token$node_id$models" ] || die "--hub, --token, --node-id and --models are for a node"
+env_path_early="${root%/}/etc/ollama-connector/$role.env"
+if [ "$role" = node ] && [ "$uninstall" = 0 ] && [ -z "$hub_url" ] && [ ! -f "$env_path_early" ]; then
   die "a node needs --hub URL (the hub's address, e.g. http://hub.lan:8000)"
 fi
+if [ -n "$hub_url" ] && ! "$python" -c '
+import sys, urllib.parse
+url = urllib.parse.urlsplit(sys.argv[1])
+bad = url.scheme not in ("http", "https") or not url.hostname or url.query or url.fragment or "|" in sys.argv[1]
+sys.exit(bool(bad))
+' "$hub_url" 2>/dev/null; then
+  die "--hub must be a URL with its scheme, like http://hub.lan:8000, not '$hub_url'"
+fi
+for value in "$token" "$node_id" "$models"; do
+  [[ "$value" != *[[:space:]\|\\]* ]] || die "a --token, --node-id or --models value holds a space, | or \\"
+done
 case "$port" in ''|*[!0-9]*) [ -z "$port" ] || die "--port takes a number, not '$port'" ;; esac
+port_given="$port"
 [ -n "$port" ] || port=$([ "$role" = hub ] && echo 8000 || echo 8001)
 root="${root%/}"
 live=0; [ -z "$root" ] && live=1  # installing onto this very system
@@ -155,25 +171,62 @@ install_venv() {
   fi
   act "$venv/bin/python" -m pip install --quiet --upgrade pip
   act "$venv/bin/python" -m pip install --quiet "$source_dir"
+  if [ "$live" = 0 ] && [ "$dry_run" = 0 ]; then
+    # Built under --root, the scripts name the staging path; they will run from $prefix.
+    grep -rlI -- "$venv" "$venv/bin" | while read -r script; do sed -i "s|$venv|$prefix|g" "$script"; done
+    echo "+ scripts in $venv/bin point at $prefix"
+  fi
 }
 
 new_token() { "$python" -c 'import secrets; print(secrets.token_urlsafe(32))'; }
 
-# The env file from the commented template, with the few values this install knows. Never overwritten.
-write_env() {
-  if [ -f "$env_path" ]; then
-    echo "unchanged: $env_path (kept as it is)"
-    return
-  fi
-  local content
-  content="$(cat "$source_dir/systemd/$role.env.example")"
-  if [ "$role" = hub ]; then
-    token="$(new_token)"
-    content="$(printf '%s\n' "$content" | sed "s|^CLUSTER_TOKEN=.*|CLUSTER_TOKEN=$token|; s|^#HUB_PORT=8000|HUB_PORT=$port|")"
+# VAR=VALUE in an env file's text: replaces the variable's line, or its commented default, or appends it.
+with_var() {
+  local content="$1" var="$2" value="$3"
+  if printf '%s\n' "$content" | grep -q "^$var="; then
+    printf '%s\n' "$content" | sed "s|^$var=.*|$var=$value|"
+  elif printf '%s\n' "$content" | grep -q "^#$var="; then
+    printf '%s\n' "$content" | sed "s|^#$var=.*|$var=$value|"
   else
-    content="$(printf '%s\n' "$content" | sed "s|^SERVER_URL=.*|SERVER_URL=$hub_url|; s|^CLUSTER_TOKEN=.*|CLUSTER_TOKEN=$token|; s|^#NODE_PORT=8001|NODE_PORT=$port|")"
-    [ -z "$node_id" ] || content="$(printf '%s\n' "$content" | sed "s|^#NODE_ID=.*|NODE_ID=$node_id|")"
+    printf '%s\n%s=%s\n' "$content" "$var" "$value"
   fi
+}
+
+# The value of VAR in an env file's text (empty when unset or commented out).
+var_in() { printf '%s\n' "$1" | sed -n "s|^$2=||p" | tail -n 1; }
+
+# The env file: from the commented template the first time; later runs keep it and apply only the options
+# given again with another value, saying which (a secret's value is never printed).
+write_env() {
+  local content fresh=0 pair var value old
+  if [ -f "$env_path" ]; then
+    content="$(cat "$env_path")"
+  else
+    content="$(cat "$source_dir/systemd/$role.env.example")"
+    fresh=1
+  fi
+  local -a wanted=()
+  if [ "$role" = hub ]; then
+    [ "$fresh" = 0 ] || wanted+=("CLUSTER_TOKEN=$(new_token)")
+    [ "$fresh" = 0 ] && [ -z "$port_given" ] || wanted+=("HUB_PORT=$port")
+  else
+    [ -z "$hub_url" ] || wanted+=("SERVER_URL=$hub_url")
+    [ -z "$token" ] && [ "$fresh" = 0 ] || wanted+=("CLUSTER_TOKEN=$token")
+    [ -z "$node_id" ] || wanted+=("NODE_ID=$node_id")
+    [ -z "$models" ] || wanted+=("REQUIRED_MODELS=$models")
+    [ "$fresh" = 0 ] && [ -z "$port_given" ] || wanted+=("NODE_PORT=$port")
+  fi
+  for pair in "${wanted[@]}"; do
+    var="${pair%%=*}" value="${pair#*=}"
+    old="$(var_in "$content" "$var")"
+    if [ "$fresh" = 0 ] && [ "$old" != "$value" ]; then
+      case "$var" in
+        CLUSTER_TOKEN) echo "changing $var in $env_path" ;;
+        *) echo "changing $var in $env_path: '$old' -> '$value'" ;;
+      esac
+    fi
+    content="$(with_var "$content" "$var" "$value")"
+  done
   put "$env_path" 600 "$content"
 }
 
@@ -240,8 +293,17 @@ print_next_steps() {
       echo "    $line"
     fi
   else
+    local env_text
+    env_text="$(cat "$env_path" 2>/dev/null || true)"
     echo "    curl http://localhost:$check_port/healthz"
-    echo "    curl $hub_url/nodes"
+    echo "    curl $(var_in "$env_text" SERVER_URL)/nodes"
+    echo
+    if [ -n "$(var_in "$env_text" REQUIRED_MODELS)" ]; then
+      say "models: the agent pulls $(var_in "$env_text" REQUIRED_MODELS) when its Ollama lacks them"
+    else
+      say "models: none will be pulled; the node serves what its Ollama has (ollama pull on this machine)"
+      echo "    to have the agent pull models: install.sh node --models qwen2.5:7b,llama3"
+    fi
   fi
 }
 

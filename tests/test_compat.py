@@ -108,14 +108,15 @@ async def test_model_known_but_no_healthy_node_is_503(fleet2, http):
 
 async def test_model_management_is_per_node(fleet2, http):
     hub = fleet2[0]
-    for method, path in (
-        ("POST", "/api/pull"),
-        ("POST", "/api/create"),
-        ("POST", "/api/copy"),
-        ("DELETE", "/api/delete"),
+    for method, path, command in (
+        ("POST", "/api/pull", "ollama pull"),
+        ("POST", "/api/create", "ollama create"),
+        ("POST", "/api/copy", "ollama cp"),
+        ("DELETE", "/api/delete", "ollama rm"),
     ):
         async with http.request(method, hub.url + path, json={"model": "llama3"}) as r:
-            assert r.status == 501 and "managed on each node" in (await r.json())["error"]
+            message = (await r.json())["error"]
+            assert r.status == 501 and "managed on each node" in message and f"`{command}`" in message
 
 
 async def test_version_and_root(fleet2, http):

@@ -161,7 +161,7 @@ def test_defaults_match_the_seed():
     assert (node.server_url, node.port, node.ollama_url, node.heartbeat_interval) == (
         "http://localhost:8000", 8001, "http://127.0.0.1:11434", 30,
     )  # fmt: skip
-    assert node.required_models == ["qwen2.5:7b"] and node.skip_model_pull is False
+    assert node.required_models == [] and node.skip_model_pull is False  # nothing is pulled unless asked
 
 
 async def test_agent_pulls_required_models_it_lacks(fleet):

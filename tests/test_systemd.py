@@ -200,3 +200,32 @@ def test_installer_uninstall_keeps_env_files_unless_purged(tmp_path):
     assert (root / "etc/ollama-connector/node.env").exists()
     run_installer("node", "--root", str(root), "--uninstall", "--purge")
     assert not (root / "etc/ollama-connector").exists()
+
+
+def test_installer_run_again_applies_a_corrected_value_and_keeps_the_rest(installed):
+    env_file = installed / "etc/ollama-connector/node.env"
+    out = run_installer("node", "--root", str(installed), "--hub", "http://hub2.lan:8000", "--token", "n3w")
+    assert "changing SERVER_URL in" in out and "'http://hub.lan:8000' -> 'http://hub2.lan:8000'" in out
+    assert "changing CLUSTER_TOKEN in" in out and "n3w" not in out  # a secret is never printed
+    env = env_file.read_text()
+    assert "SERVER_URL=http://hub2.lan:8000" in env and "CLUSTER_TOKEN=n3w" in env and "NODE_ID=n7" in env
+    assert "none will be pulled" in out
+    out = run_installer("node", "--root", str(installed), "--models", "llama3,phi3")
+    assert "REQUIRED_MODELS=llama3,phi3" in env_file.read_text() and "pulls llama3,phi3" in out
+    assert "nothing changed" in run_installer("node", "--root", str(installed), "--models", "llama3,phi3")
+
+
+def test_installer_refuses_a_hub_without_a_scheme(tmp_path):
+    result = subprocess.run(
+        ["bash", str(INSTALLER), "node", "--hub", "hub.lan:8000", "--root", str(tmp_path), "--dry-run"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2 and "--hub must be a URL with its scheme" in result.stderr
+
+
+def test_root_installs_run_from_their_prefix(installed):
+    for program in ("ollama-hubd", "ollama-noded", "ollama-top"):
+        first = (installed / "opt/ollama-connector/bin" / program).read_text().splitlines()[0]
+        assert first == "#!/opt/ollama-connector/bin/python", first
