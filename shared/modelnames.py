@@ -36,3 +36,13 @@ def display(name: str) -> str:
     if namespace != DEFAULT_NAMESPACE:
         return f"{namespace}/{rest}"
     return rest
+
+
+EMBEDDING_HINTS = ("embed", "minilm", "bge-")
+
+
+def likely_embedding(name: str) -> bool:
+    """Whether a model is, by its name, one that embeds rather than generates (nomic-embed-text, all-minilm,
+    bge-m3, mxbai-embed-large, …). Names are all the hub knows of a model without asking a node."""
+    model = canonical(name).rsplit("/", 1)[-1]
+    return any(hint in model for hint in EMBEDDING_HINTS)

@@ -283,3 +283,50 @@ async def test_connection_errors_are_said_plainly(fleet):
         async with app.run_test(size=(100, 30)):
             await wait_until(lambda a=app: a.connected is False, what="the poll to fail")
             assert says in str(app.query_one("#header", Static).content)
+
+
+async def test_filter_shows_in_the_header_says_when_nothing_matches_and_esc_clears_it(fleet, http):
+    hub = await fleet.hub()
+    for node_id in ("alpha", "bravo", "charlie"):
+        await beat(http, hub, node_id)
+    app = OllamaTop(hub.url, interval=60)
+    async with app.run_test(size=(100, 24)) as pilot:
+        table, header = app.query_one(NodeTable), app.query_one("#header", Static)
+        await wait_until(lambda: table.row_count == 3, what="three rows")
+        await pilot.press("j", "j", "k")  # j and k move like the arrows
+        assert table.selected_node_id == "bravo"
+        await pilot.press("slash", "a", "l", "enter")
+        assert row_ids(table) == ["alpha"] and "filter [b]al[/b]: 1 of 3" in str(header.content)
+        await pilot.press("slash", "z")
+        assert table.row_count == 0
+        assert "no node matches 'z'" in table.render_line(1).text  # / selects the old text: z replaces it
+        await pilot.press("enter")  # back on the table, the filter kept
+        assert app.focused is table and table.row_count == 0
+        await pilot.press("escape")  # Esc on the table clears it too
+        assert table.row_count == 3 and "filter" not in str(header.content)
+        assert not app.query_one("#filter", Input).display
+
+
+async def test_the_prompt_panel_offers_only_models_that_generate(fleet, http):
+    hub = await fleet.hub()
+    await fleet.node(hub, await fleet.sim(), "n1")  # llama3, mistral:7b and nomic-embed-text
+    app = OllamaTop(hub.url, interval=60)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_until(lambda: app.snapshot is not None, what="the first poll")
+        await pilot.press("p")
+        assert app.screen.models == ["llama3:latest", "mistral:7b"]
+
+
+async def test_details_show_metadata_as_aligned_fields_and_a_flat_chart_as_a_line(fleet, http):
+    hub = await fleet.hub()
+    await fleet.node(hub, await fleet.sim(), "n1")
+    app = OllamaTop(hub.url, interval=60)
+    async with app.run_test(size=(100, 40)) as pilot:
+        await wait_until(lambda: app.query_one(NodeTable).row_count == 1, what="the row")
+        await pilot.press("enter")
+        await pilot.pause()
+        metadata = app.screen.query_one("#metadata", Static).content.plain.splitlines()
+        rows = dict(line.split(None, 1) for line in metadata[1:])
+        assert metadata[0] == "Metadata:" and rows["ollama_version"] == "0.33.0" and "cpu_count" in rows
+        assert len({line.index(value) for line, value in zip(metadata[1:], rows.values(), strict=True)}) == 1
+        assert str(app.screen.query_one("#spark-jobs", Static).content) == "▁"  # no jobs: a flat line

@@ -15,7 +15,7 @@ from textual.widgets import Footer, Input, Static
 from textual.worker import Worker, WorkerState
 
 from tui.client import FleetSnapshot, HubClient, HubUnreachable
-from tui.render import History
+from tui.render import History, count
 from tui.screens import DetailsScreen, HelpScreen, ProblemReported, PromptScreen
 from tui.table import NodeTable
 
@@ -138,15 +138,21 @@ class OllamaTop(App[None]):
         else:
             since = f", data {self.clock() - snapshot.taken_at:.0f}s old" if snapshot else ""
             state = f"[b red]○ unreachable, retrying[/] ({escape(self.last_error)}{since})"
-        lines = [f"[b]ollama-top[/b] {self.hub_url} {state} · sort: {self.query_one(NodeTable).sort_label}"]
+        table = self.query_one(NodeTable)
+        lines = [f"[b]ollama-top[/b] {self.hub_url} {state} · sort: {table.sort_label}"]
+        if table.filter_text:
+            lines[0] += (
+                f" · filter [b]{escape(table.filter_text)}[/b]: {table.row_count} of {table.fleet_size}"
+            )
         if snapshot is not None:
             nodes, jobs = snapshot.stats["nodes"], snapshot.stats["jobs"]
             statuses = ", ".join(
                 f"{nodes[s]} {s}" for s in ("online", "degraded", "offline", "draining") if nodes[s]
             )
             lines.append(
-                f"{nodes['total']} nodes ({statuses or 'none'}) · {jobs['in_flight']} in flight · "
-                f"{jobs['served']} served, {jobs['failed']} failed · {len(snapshot.models_online())} models"
+                f"{count(nodes['total'], 'node')} ({statuses or 'none'}) · {jobs['in_flight']} in flight · "
+                f"{jobs['served']} served, {jobs['failed']} failed · "
+                f"{count(len(snapshot.models_online()), 'model')}"
             )
         if self.problem:
             lines.append(f"[b red]{escape(self.problem)}[/]")
@@ -165,6 +171,7 @@ class OllamaTop(App[None]):
     @on(Input.Changed, "#filter")
     def filter_changed(self, event: Input.Changed) -> None:
         self.query_one(NodeTable).set_filter(event.value)
+        self.render_header()
 
     @on(Input.Submitted, "#filter")
     def filter_done(self) -> None:
@@ -177,9 +184,11 @@ class OllamaTop(App[None]):
             box.disabled = True  # a hidden box must not take the focus back
         self.query_one(NodeTable).focus()
 
-    def on_key(self, event) -> None:
-        if event.key == "escape" and self.focused is self.query_one("#filter", Input):
-            event.stop()
+    def on_key(self, event: events.Key) -> None:
+        box = self.query_one("#filter", Input)
+        if event.key == "escape" and (self.focused is box or box.value):
+            event.stop()  # Esc clears the filter, from the box or from the table
+            box.value = ""
             self.leave_filter()
 
     @on(NodeTable.RowSelected)
@@ -187,7 +196,7 @@ class OllamaTop(App[None]):
         self.push_screen(DetailsScreen(event.node_id))
 
     def action_prompt(self) -> None:
-        models = self.snapshot.models_online() if self.snapshot else []
+        models = self.snapshot.models_that_generate() if self.snapshot else []
         self.push_screen(PromptScreen(models, self.client))
 
     def action_poll_now(self) -> None:

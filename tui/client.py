@@ -12,6 +12,7 @@ from typing import Any
 import aiohttp
 
 from shared.error_formats import Ollama, message_of
+from shared.modelnames import likely_embedding
 from shared.relay import LineReader, UpstreamBroken
 
 POLL_TIMEOUT = aiohttp.ClientTimeout(total=5.0)
@@ -32,6 +33,10 @@ class FleetSnapshot:
 
     def models_online(self) -> list[str]:
         return [name for name, where in self.stats.get("models", {}).items() if where.get("online")]
+
+    def models_that_generate(self) -> list[str]:
+        """What the prompt panel offers: online models, less those that only embed."""
+        return [name for name in self.models_online() if not likely_embedding(name)]
 
 
 @dataclass

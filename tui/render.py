@@ -47,18 +47,35 @@ def address(node: dict[str, Any]) -> str:
     return f"[{host}]:{node['port']}" if ":" in host else f"{host}:{node['port']}"
 
 
+def count(n: int, noun: str) -> str:
+    """`1 node`, `3 nodes`."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def short_model(name: str) -> str:
+    """A model as the table shows it: Ollama's default `:latest` tag left out."""
+    return name.removesuffix(":latest")
+
+
 def models_text(models: list[str], room: int) -> str:
-    """The count, then as many names as fit in `room` characters."""
-    shown = f"{len(models)}"
-    for name in models:
-        candidate = f"{shown} {name}" if shown == f"{len(models)}" else f"{shown},{name}"
-        if len(candidate) > room:
-            return shown + ("…" if len(shown) < room else "")
-        shown = candidate
-    return shown
+    """As many model names as fit in `room` characters, then `+N` for the rest; at least part of the first."""
+    if not models:
+        return "none"
+    shown: list[str] = []
+    for i, name in enumerate(models):
+        rest = len(models) - i - 1
+        more = f" +{rest}" if rest else ""
+        candidate = ",".join([*shown, short_model(name)])
+        if len(candidate + more) > room:
+            if shown:
+                return ",".join(shown) + f" +{len(models) - i}"
+            suffix = f" +{rest}" if rest else ""
+            return short_model(name)[: max(1, room - len(suffix) - 1)] + "…" + suffix
+        shown.append(short_model(name))
+    return ",".join(shown)
 
 
-LEVELS = " ▁▂▃▄▅▆▇█"
+LEVELS = "▁▂▃▄▅▆▇█"  # no blank level: a flat series at zero still draws a flat line
 
 
 def spark(values: list[float], width: int, top: float) -> str:

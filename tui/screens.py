@@ -6,7 +6,6 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
-from rich.pretty import Pretty
 from rich.table import Table
 from rich.text import Text
 from textual import on, work
@@ -20,7 +19,7 @@ from textual.widgets import Footer, Input, Label, Select, Static
 from textual.worker import Worker, WorkerState
 
 from tui.client import FleetSnapshot, HubClient
-from tui.render import address, age, parse_time, spark, status_text
+from tui.render import address, age, count, parse_time, spark, status_text
 
 if TYPE_CHECKING:
     from tui.app import OllamaTop
@@ -79,9 +78,31 @@ class DetailsScreen(Screen[None]):
             latest = series[-1] if series else 0.0
             shown = f"{latest:.0f}" if key == "jobs" else f"{latest * 100:.0f}%"
             label = {"cpu": "CPU", "memory": "Memory", "jobs": "Active jobs"}[key]
-            self.query_one(f"#label-{key}", Label).update(f"{label}: {shown} (last {len(series)} polls)")
+            polls = count(len(series), "poll")
+            self.query_one(f"#label-{key}", Label).update(f"{label}: {shown} (last {polls})")
         self.query_one("#models", Static).update("Models:\n  " + ("\n  ".join(node["models"]) or "none"))
-        self.query_one("#metadata", Static).update(Pretty(node["metadata"]))
+        self.query_one("#metadata", Static).update(fields_text("Metadata", node["metadata"]))
+
+
+def flat(mapping: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
+    """Nested fields as dotted names and their values, in order."""
+    rows: list[tuple[str, str]] = []
+    for key, value in mapping.items():
+        if isinstance(value, dict) and value:
+            rows += flat(value, f"{prefix}{key}.")
+        else:
+            rows.append((f"{prefix}{key}", "-" if value is None else str(value)))
+    return rows
+
+
+def fields_text(title: str, mapping: dict[str, Any]) -> Text:
+    """A titled block of `name  value` lines, the values aligned."""
+    rows = flat(mapping)
+    text = Text(f"{title}:\n", style="bold")
+    width = max((len(name) for name, _ in rows), default=0) + 2
+    for name, value in rows:
+        text.append(f"  {name:<{width}}", style="bold").append(value + "\n")
+    return text if rows else text.append("  none\n")
 
 
 class ProblemReported(Message):

@@ -38,7 +38,7 @@ COLUMNS = [
     Column("node", "Node", 12),
     Column("status", "Status", 8),
     Column("address", "Address", 18, wide_only=True),
-    Column("models", "Models", 8, wide_width=28),
+    Column("models", "Models", 13, wide_width=28),
     Column("cpu", "CPU", 9),
     Column("memory", "Mem", 9),
     Column("jobs", "Jobs", 4, right=True),
@@ -90,8 +90,8 @@ class NodeTable(ScrollView, can_focus=True):
     """Shows a FleetSnapshot's nodes, filtered and sorted, with a row cursor that stays on its node."""
 
     BINDINGS: ClassVar = [
-        Binding("up", "cursor(-1)", "Up", show=False),
-        Binding("down", "cursor(1)", "Down", show=False),
+        Binding("up,k", "cursor(-1)", "Up", show=False),
+        Binding("down,j", "cursor(1)", "Down", show=False),
         Binding("pageup", "page(-1)", "Page up", show=False),
         Binding("pagedown", "page(1)", "Page down", show=False),
         Binding("home", "cursor(-1000000)", "First", show=False),
@@ -139,6 +139,10 @@ class NodeTable(ScrollView, can_focus=True):
         return len(self.order)
 
     @property
+    def fleet_size(self) -> int:
+        return len(self._fleet)
+
+    @property
     def selected_node_id(self) -> str | None:
         return self.order[self.cursor_row] if 0 <= self.cursor_row < len(self.order) else None
 
@@ -176,7 +180,7 @@ class NodeTable(ScrollView, can_focus=True):
         self.cursor_row = max(0, min(row, len(self.order) - 1))
 
     def cells(self, node: dict[str, Any], now: float) -> dict[str, Parts]:
-        models_room = 28 if self.wide else 8
+        models_room = next(width for column, width in self.columns() if column.key == "models")
         failures = str(node["failure_count"])
         return {
             "node": [(node["node_id"], "")],
@@ -265,6 +269,9 @@ class NodeTable(ScrollView, can_focus=True):
             )
         index = y - 1 + scroll_y
         if index >= len(self.order):
+            if index == 0 and self.filter_text and self._fleet:
+                note = f" no node matches '{self.filter_text}' (Esc clears the filter)"
+                return Strip([Segment(note, self.rich_style + Style(italic=True))]).extend_cell_length(width)
             return Strip.blank(width, self.rich_style)
         node_id = self.order[index]
         kind = "cursor" if index == self.cursor_row else "odd" if index % 2 else "even"
