@@ -35,6 +35,9 @@ class NodeRecord:
     next_probe: float = 0.0
     probe_backoff: float = 0.0
     last_assigned: int = 0
+    served: int = 0  # jobs it answered to the end
+    last_error: str | None = None
+    last_error_at: float = 0.0  # wall clock
     announced_offline: bool = field(default=False)
     rank: tuple = ()  # its place in the ranking lists, from hubd.ranking
 
@@ -156,6 +159,14 @@ class Registry:
             "status": self.status(record, now),
             "active_jobs": record.active_jobs,
             "failure_count": record.failure_count,
+            # Beside the seed's fields: where the hub really dials it, what it served, and its last error.
+            "dial_address": record.base_url.removeprefix("http://"),
+            "served": record.served,
+            "last_error": (
+                {"message": record.last_error, "at": iso_utc(record.last_error_at)}
+                if record.last_error
+                else None
+            ),
         }
 
     def holders(self, model: str) -> list[NodeRecord]:
@@ -187,8 +198,10 @@ class Registry:
 
     def record_success(self, record: NodeRecord) -> None:
         record.consecutive_failures = 0
+        record.served += 1
 
     def record_failure(self, record: NodeRecord, reason: str) -> None:
+        record.last_error, record.last_error_at = reason[:500], time.time()
         record.failure_count += 1
         record.consecutive_failures += 1
         self._rerank(record)

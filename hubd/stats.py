@@ -7,6 +7,7 @@ import time
 from aiohttp import web
 
 from hubd.keys import COUNTERS, REGISTRY
+from shared.cli import package_version
 from shared.modelnames import display
 
 routes = web.RouteTableDef()
@@ -34,5 +35,6 @@ async def stats(request: web.Request) -> web.Response:
             "jobs": {"in_flight": in_flight, "served": counters.served, "failed": counters.failed},
             "models": {name: models[name] for name in sorted(models)},
             "uptime_seconds": round(now - counters.started_at, 1),
+            "version": package_version(),
         }
     )

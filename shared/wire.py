@@ -36,7 +36,7 @@ class Heartbeat(BaseModel):
 
 
 class NodeView(TypedDict):
-    """One node as `GET /nodes` shows it: the seed's shape, field for field."""
+    """One node as `GET /nodes` shows it: the seed's shape, field for field, and three fields beside them."""
 
     node_id: str
     ipv4: str | None
@@ -49,3 +49,6 @@ class NodeView(TypedDict):
     status: NodeStatus
     active_jobs: int
     failure_count: int
+    dial_address: str
+    served: int
+    last_error: dict[str, str] | None

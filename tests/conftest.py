@@ -31,6 +31,16 @@ from sim.processes import BIN, ProcessFleet, agent_env, free_port
 __all__ = ["BIN", "free_port"]
 
 MODELS = ["llama3", "mistral:7b", "nomic-embed-text"]
+# Pictures the tests take of what a person sees (the dashboard); listed at the end of the run.
+SCREENSHOTS = Path(__file__).parent / "screenshots"
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    shots = sorted(SCREENSHOTS.glob("*.png")) if SCREENSHOTS.exists() else []
+    if shots:
+        terminalreporter.section("screenshots")
+        for shot in shots:
+            terminalreporter.write_line(str(shot))
 
 
 class Processes(ProcessFleet):

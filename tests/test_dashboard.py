@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from shared.wire import Heartbeat, Load
+from tests.conftest import SCREENSHOTS, report_cpu
 
 
 async def beat(
@@ -66,32 +67,70 @@ CHROMIUM_FLAGS = (
 )
 
 
-async def page_after_its_refresh(url: str, profile: Path) -> str:
-    """The page's DOM once its script has run for five seconds of (virtual) time."""
+async def chromium(url: str, profile: Path, *args: str) -> bytes:
+    """Headless Chromium on `url`, after its script has run for five seconds of (virtual) time."""
     proc = await asyncio.create_subprocess_exec(
         CHROMIUM,
         *CHROMIUM_FLAGS,
         f"--user-data-dir={profile}",
         "--virtual-time-budget=5000",
-        "--dump-dom",
+        *args,
         url,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL,
     )
-    dom, _ = await asyncio.wait_for(proc.communicate(), timeout=60)
-    return dom.decode()
+    out, _ = await asyncio.wait_for(proc.communicate(), timeout=60)
+    return out
+
+
+async def page_after_its_refresh(url: str, profile: Path) -> str:
+    """The page's DOM once its script has run."""
+    return (await chromium(url, profile, "--dump-dom")).decode()
+
+
+async def screenshot(url: str, profile: Path, name: str, size: str = "1280,800") -> Path:
+    """A picture of the page, kept with the test run's screenshots (listed at the end of the run)."""
+    path = SCREENSHOTS / f"{name}.png"
+    path.parent.mkdir(exist_ok=True)
+    await chromium(url, profile, f"--screenshot={path}", f"--window-size={size}", "--hide-scrollbars")
+    assert path.stat().st_size > 0
+    return path
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (make test installs it)")
-async def test_dashboard_renders_the_fleet_in_headless_chromium(fleet, http, tmp_path):
+async def test_dashboard_tells_the_fleets_story_in_headless_chromium(fleet, http, tmp_path):
     hub = await fleet.hub()
-    await beat(http, hub, "alpha-node")
-    await beat(http, hub, "beta-node", status="draining")
-    page = await page_after_its_refresh(hub.url + "/", tmp_path)
-    assert 'data-node-id="alpha-node"' in page and 'data-node-id="beta-node"' in page
+    await fleet.node(hub, await fleet.sim(), "alpha-node")
+    broken = await fleet.sim()
+    await fleet.node(hub, broken, "gamma-node")
+    await beat(http, hub, "beta-node", status="draining", models=("mistral:latest",))
+    async with http.post(hub.url + "/jobs", json={"model": "llama3", "prompt": "x", "stream": False}) as r:
+        assert r.status == 200
+    await broken.stop()  # gamma's Ollama is gone: its next job fails over, and leaves its last error
+    await report_cpu(http, hub, "gamma-node", 0.0)
+    await report_cpu(http, hub, "alpha-node", 0.9)
+    async with http.post(hub.url + "/jobs", json={"model": "llama3", "prompt": "x", "stream": False}) as r:
+        assert r.status == 200 and r.headers["X-Node-Id"] == "alpha-node"
+    page = await page_after_its_refresh(hub.url + "/", tmp_path / "dom")
+    assert all(f'data-node-id="{n}"' in page for n in ("alpha-node", "beta-node", "gamma-node"))
     assert '<td class="status online">online</td>' in page
     assert '<td class="status draining">draining</td>' in page
-    assert "2 nodes: 1 online" in page
+    assert "3 nodes: 2 online" in page and "2 served, 0 failed" in page
+    assert f"<td>127.0.0.1:{hub.registry.get('alpha-node').base_url.rsplit(':', 1)[1]}</td>" in page
+    assert "is not answering" in page  # gamma's last error
+    assert 'data-model="mistral:latest"' in page and "beta-node (not online)" in page
+    assert (
+        "3 models online" in page
+    )  # llama3, mistral:7b and nomic-embed-text have an online node; mistral not
+    assert "hub 0." in page and "jobs per second" in page
+    await screenshot(hub.url + "/", tmp_path / "shot", "dashboard-1280")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (make test installs it)")
+async def test_one_node_reads_as_one_node(fleet, http, tmp_path):
+    hub = await fleet.hub()
+    await beat(http, hub, "only-node")
+    assert "1 node: 1 online" in await page_after_its_refresh(hub.url + "/", tmp_path)
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (make test installs it)")

@@ -43,6 +43,9 @@ def age(seconds: float) -> str:
 
 
 def address(node: dict[str, Any]) -> str:
+    """Where the hub dials the node (which the advertised addresses may not be)."""
+    if node.get("dial_address"):
+        return node["dial_address"]
     host = node.get("ipv4") or node.get("ipv6") or "?"
     return f"[{host}]:{node['port']}" if ":" in host else f"{host}:{node['port']}"
 

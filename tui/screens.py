@@ -61,11 +61,13 @@ class DetailsScreen(Screen[None]):
         for name, value in (
             ("node", Text(node["node_id"])),
             ("status", status_text(node["status"])),
-            ("address", Text(address(node))),
-            ("ipv4 / ipv6", Text(f"{node['ipv4'] or '-'} / {node['ipv6'] or '-'}")),
+            ("hub dials", Text(address(node))),
+            ("advertises", Text(f"{node['ipv4'] or '-'} / {node['ipv6'] or '-'}")),
             ("cpu / memory", Text(f"{node['load']['cpu'] * 100:.0f}% / {node['load']['memory'] * 100:.0f}%")),
             ("active jobs", Text(str(node["active_jobs"]))),
+            ("served", Text(str(node.get("served", 0)))),
             ("failures", Text(str(node["failure_count"]))),
+            ("last error", last_error(node, self.top.clock())),
             ("last seen", Text(f"{seen} ago")),  # an age, not a timestamp: it reads at a glance
         ):
             fields.append(f"{name:<14}", style="bold").append_text(value).append("\n")
@@ -82,6 +84,14 @@ class DetailsScreen(Screen[None]):
             self.query_one(f"#label-{key}", Label).update(f"{label}: {shown} (last {polls})")
         self.query_one("#models", Static).update("Models:\n  " + ("\n  ".join(node["models"]) or "none"))
         self.query_one("#metadata", Static).update(fields_text("Metadata", node["metadata"]))
+
+
+def last_error(node: dict[str, Any], now: float) -> Text:
+    error = node.get("last_error")
+    if not error:
+        return Text("none")
+    when = age(now - parse_time(error["at"]))
+    return Text(error["message"], style="red").append(f" ({when} ago)")
 
 
 def flat(mapping: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
