@@ -12,22 +12,29 @@ import subprocess
 import sys
 import time
 
+from shared.cli import can_listen
 from sim.processes import BIN, ProcessFleet, answers
 
 HUB_PORT = 8000
 HUB = f"http://127.0.0.1:{HUB_PORT}"
 REAL_OLLAMA = "http://127.0.0.1:11434"
 HEARTBEAT = 5  # seconds; the production default is 30
+SIM_PORTS = (11435, 11436)
+DEMO_PORTS = (*SIM_PORTS, HUB_PORT, HUB_PORT + 1, HUB_PORT + 2)
 
 
 def main() -> None:
+    busy = [port for port in DEMO_PORTS if not can_listen("127.0.0.1", port)[0]]
+    if busy:
+        ports = f"port {busy[0]} is" if len(busy) == 1 else f"ports {', '.join(map(str, busy))} are"
+        sys.exit(f"demo: {ports} already in use on 127.0.0.1 (is another demo running?)")
     token = secrets.token_urlsafe(24)  # the demo fleet is secured like a real one
     # Each process in a session of its own: Ctrl-C reaches only the demo, which then stops the fleet in order.
     fleet = ProcessFleet(own_session=True)
     failed = False
     try:
         ollamas = []
-        for number, sim_port in ((1, 11435), (2, 11436)):
+        for number, sim_port in enumerate(SIM_PORTS, start=1):
             if number == 1 and answers(REAL_OLLAMA + "/api/version"):
                 print(f"demo: a real Ollama answers at {REAL_OLLAMA}; node-1 uses it")
                 ollamas.append(REAL_OLLAMA)
