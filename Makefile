@@ -33,7 +33,7 @@ system-deps:
 	fi
 
 demo: $(VENV)/.installed
-	$(BIN)/python -m sim.demo
+	$(BIN)/python -m ollama_connector.sim.demo
 
 test: $(VENV)/.installed-test system-deps
 	$(BIN)/ruff check .

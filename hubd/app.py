@@ -7,16 +7,15 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp import web
-
-from hubd import dashboard, jobs, nodes, ollama_api, openai_api, stats
-from hubd.auth import api_keys
-from hubd.counters import JobCounters
-from hubd.errors import error_bodies
-from hubd.keys import COUNTERS, REGISTRY, SESSION, SETTINGS
-from hubd.persistence import persistence_ctx
-from hubd.registry import Registry
-from hubd.settings import HubSettings
-from hubd.upkeep import upkeep_ctx
+from ollama_connector.hubd import dashboard, jobs, nodes, ollama_api, openai_api, stats
+from ollama_connector.hubd.auth import api_keys
+from ollama_connector.hubd.counters import JobCounters
+from ollama_connector.hubd.errors import error_bodies
+from ollama_connector.hubd.keys import COUNTERS, REGISTRY, SESSION, SETTINGS
+from ollama_connector.hubd.persistence import persistence_ctx
+from ollama_connector.hubd.registry import Registry
+from ollama_connector.hubd.settings import HubSettings
+from ollama_connector.hubd.upkeep import upkeep_ctx
 
 log = logging.getLogger("hubd")
 

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from aiohttp import web
-
-from hubd.errors import Handler, Unauthorized
-from hubd.keys import SETTINGS
-from shared.auth import carries_one_of
+from ollama_connector.hubd.errors import Handler, Unauthorized
+from ollama_connector.hubd.keys import SETTINGS
+from ollama_connector.shared.auth import carries_one_of
 
 # What stays open with API_KEYS set: the agents' heartbeats (they carry CLUSTER_TOKEN), the health check,
 # and the plain `Ollama is running` / dashboard page (which holds no data; its script sends the key).

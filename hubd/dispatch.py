@@ -13,12 +13,11 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-
-from hubd.errors import AllNodesFailed, CallerError, NodeTimedOut, NoHealthyNodes
-from hubd.keys import COUNTERS, REGISTRY, SESSION, SETTINGS
-from hubd.registry import NodeRecord
-from shared import error_formats
-from shared.agent_contract import (
+from ollama_connector.hubd.errors import AllNodesFailed, CallerError, NodeTimedOut, NoHealthyNodes
+from ollama_connector.hubd.keys import COUNTERS, REGISTRY, SESSION, SETTINGS
+from ollama_connector.hubd.registry import NodeRecord
+from ollama_connector.shared import error_formats
+from ollama_connector.shared.agent_contract import (
     FRAMED_HEADER,
     KEEPALIVE,
     KEEPALIVE_HEADER,
@@ -29,8 +28,8 @@ from shared.agent_contract import (
     reason_for_plain_status,
     reason_in,
 )
-from shared.auth import bearer
-from shared.relay import LineReader, UpstreamBroken, describe, relay
+from ollama_connector.shared.auth import bearer
+from ollama_connector.shared.relay import LineReader, UpstreamBroken, describe, relay
 
 log = logging.getLogger(__name__)
 

@@ -7,9 +7,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
-
-from shared import error_formats
-from shared.bodies import BadRequest
+from ollama_connector.shared import error_formats
+from ollama_connector.shared.bodies import BadRequest
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

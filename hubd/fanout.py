@@ -9,11 +9,10 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-
-from hubd.keys import REGISTRY, SESSION, SETTINGS
-from hubd.registry import NodeRecord
-from shared.auth import bearer
-from shared.relay import describe
+from ollama_connector.hubd.keys import REGISTRY, SESSION, SETTINGS
+from ollama_connector.hubd.registry import NodeRecord
+from ollama_connector.shared.auth import bearer
+from ollama_connector.shared.relay import describe
 
 log = logging.getLogger(__name__)
 FANOUT_TIMEOUT = aiohttp.ClientTimeout(total=5.0)

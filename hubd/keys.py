@@ -1,10 +1,9 @@
 """Typed application state of the hub."""
 
 from aiohttp import ClientSession, web
-
-from hubd.counters import JobCounters
-from hubd.registry import Registry
-from hubd.settings import HubSettings
+from ollama_connector.hubd.counters import JobCounters
+from ollama_connector.hubd.registry import Registry
+from ollama_connector.hubd.settings import HubSettings
 
 SETTINGS = web.AppKey("settings", HubSettings)
 REGISTRY = web.AppKey("registry", Registry)

@@ -6,11 +6,11 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from hubd.app import create_app
-from hubd.settings import HubSettings
-from shared.cli import can_listen, parse_command_line, report_checks
-from shared.daemon import run, serve_until_signalled
-from shared.logs import setup_logging
+from ollama_connector.hubd.app import create_app
+from ollama_connector.hubd.settings import HubSettings
+from ollama_connector.shared.cli import can_listen, parse_command_line, report_checks
+from ollama_connector.shared.daemon import run, serve_until_signalled
+from ollama_connector.shared.logs import setup_logging
 
 PROGRAM = "ollama-hubd"
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 import time
 
 from aiohttp import web
-
-from hubd.errors import HubError, Unauthorized
-from hubd.keys import REGISTRY, SETTINGS
-from shared.auth import is_authorized
-from shared.bodies import parse_body_as, read_json_object
-from shared.wire import Heartbeat
+from ollama_connector.hubd.errors import HubError, Unauthorized
+from ollama_connector.hubd.keys import REGISTRY, SETTINGS
+from ollama_connector.shared.auth import is_authorized
+from ollama_connector.shared.bodies import parse_body_as, read_json_object
+from ollama_connector.shared.wire import Heartbeat
 
 routes = web.RouteTableDef()
 

@@ -8,14 +8,13 @@ from datetime import datetime
 from typing import Any
 
 from aiohttp import web
-
-from hubd.dispatch import Job, counted, dispatch
-from hubd.errors import AllNodesFailed, HubError, ModelManagementPerNode, NoHealthyNodes
-from hubd.fanout import ask_nodes, ask_online_nodes, online
-from hubd.keys import COUNTERS, REGISTRY
-from shared import error_formats
-from shared.bodies import BadRequest, read_json_object
-from shared.modelnames import canonical
+from ollama_connector.hubd.dispatch import Job, counted, dispatch
+from ollama_connector.hubd.errors import AllNodesFailed, HubError, ModelManagementPerNode, NoHealthyNodes
+from ollama_connector.hubd.fanout import ask_nodes, ask_online_nodes, online
+from ollama_connector.hubd.keys import COUNTERS, REGISTRY
+from ollama_connector.shared import error_formats
+from ollama_connector.shared.bodies import BadRequest, read_json_object
+from ollama_connector.shared.modelnames import canonical
 
 routes = web.RouteTableDef()
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 import uuid
 
 from aiohttp import web
-
-from hubd.dispatch import Job, dispatch
-from hubd.errors import HubError
-from hubd.ollama_api import merged_tags, sort_time
-from shared.bodies import BadRequest, read_json_object
-from shared.modelnames import canonical
+from ollama_connector.hubd.dispatch import Job, dispatch
+from ollama_connector.hubd.errors import HubError
+from ollama_connector.hubd.ollama_api import merged_tags, sort_time
+from ollama_connector.shared.bodies import BadRequest, read_json_object
+from ollama_connector.shared.modelnames import canonical
 
 routes = web.RouteTableDef()
 

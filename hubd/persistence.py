@@ -14,12 +14,11 @@ from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
 from aiohttp import web
+from ollama_connector.hubd.keys import REGISTRY, SETTINGS
+from ollama_connector.hubd.registry import Registry
+from ollama_connector.hubd.settings import HubSettings
+from ollama_connector.shared.wire import Heartbeat
 from pydantic import ValidationError
-
-from hubd.keys import REGISTRY, SETTINGS
-from hubd.registry import Registry
-from hubd.settings import HubSettings
-from shared.wire import Heartbeat
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from hubd.registry import NodeRecord
+    from ollama_connector.hubd.registry import NodeRecord
 
 CPU_STEPS = 4
 

@@ -11,9 +11,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from hubd.ranking import rank_of
-from shared.modelnames import canonical
-from shared.wire import Heartbeat, NodeStatus, NodeView
+from ollama_connector.hubd.ranking import rank_of
+from ollama_connector.shared.modelnames import canonical
+from ollama_connector.shared.wire import Heartbeat, NodeStatus, NodeView
 
 log = logging.getLogger(__name__)
 MAX_PROBE_BACKOFF = 300.0

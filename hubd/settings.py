@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field, model_validator
-
-from shared.settings import (
+from ollama_connector.shared.settings import (
     CommaList,
     EnvSettings,
     LogFormat,
@@ -13,6 +11,7 @@ from shared.settings import (
     OptionalToken,
     SecretList,
 )
+from pydantic import Field, model_validator
 
 
 class HubSettings(EnvSettings):

@@ -5,10 +5,9 @@ from __future__ import annotations
 import time
 
 from aiohttp import web
-
-from hubd.keys import COUNTERS, REGISTRY
-from shared.cli import package_version
-from shared.modelnames import display
+from ollama_connector.hubd.keys import COUNTERS, REGISTRY
+from ollama_connector.shared.cli import package_version
+from ollama_connector.shared.modelnames import display
 
 routes = web.RouteTableDef()
 

@@ -7,12 +7,11 @@ import logging
 
 import aiohttp
 from aiohttp import web
-
-from hubd.keys import REGISTRY, SESSION, SETTINGS
-from hubd.registry import NodeRecord
-from shared.auth import bearer
-from shared.lifecycle import background
-from shared.relay import describe
+from ollama_connector.hubd.keys import REGISTRY, SESSION, SETTINGS
+from ollama_connector.hubd.registry import NodeRecord
+from ollama_connector.shared.auth import bearer
+from ollama_connector.shared.lifecycle import background
+from ollama_connector.shared.relay import describe
 
 log = logging.getLogger(__name__)
 PROBE_TIMEOUT = aiohttp.ClientTimeout(total=5.0)

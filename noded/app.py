@@ -7,16 +7,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
 from aiohttp import web
+from ollama_connector.noded import routes
+from ollama_connector.noded.heartbeat import HubRefused, heartbeat_ctx, send_heartbeat
+from ollama_connector.noded.keys import SESSION, SETTINGS, STATE, AgentState
+from ollama_connector.noded.proxy import refusal
+from ollama_connector.noded.pulls import pull_ctx
+from ollama_connector.noded.settings import NodeSettings
+from ollama_connector.shared.agent_contract import Reason
+from ollama_connector.shared.bodies import BadRequest
 from yarl import URL
-
-from noded import routes
-from noded.heartbeat import HubRefused, heartbeat_ctx, send_heartbeat
-from noded.keys import SESSION, SETTINGS, STATE, AgentState
-from noded.proxy import refusal
-from noded.pulls import pull_ctx
-from noded.settings import NodeSettings
-from shared.agent_contract import Reason
-from shared.bodies import BadRequest
 
 log = logging.getLogger("noded")
 

@@ -9,14 +9,13 @@ import time
 
 import aiohttp
 from aiohttp import web
-
-from noded.keys import SESSION, SETTINGS, STATE
-from noded.ollama import refresh_ollama
-from noded.sysinfo import current_load, machine_metadata, primary_addresses
-from shared.auth import bearer
-from shared.lifecycle import background
-from shared.relay import describe
-from shared.wire import Heartbeat
+from ollama_connector.noded.keys import SESSION, SETTINGS, STATE
+from ollama_connector.noded.ollama import refresh_ollama
+from ollama_connector.noded.sysinfo import current_load, machine_metadata, primary_addresses
+from ollama_connector.shared.auth import bearer
+from ollama_connector.shared.lifecycle import background
+from ollama_connector.shared.relay import describe
+from ollama_connector.shared.wire import Heartbeat
 
 log = logging.getLogger(__name__)
 HEARTBEAT_TIMEOUT = aiohttp.ClientTimeout(total=10.0)

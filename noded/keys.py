@@ -6,8 +6,7 @@ import asyncio
 from dataclasses import dataclass, field
 
 from aiohttp import ClientSession, web
-
-from noded.settings import NodeSettings
+from ollama_connector.noded.settings import NodeSettings
 
 
 @dataclass

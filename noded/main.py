@@ -6,11 +6,11 @@ import json
 import urllib.request
 from collections.abc import Iterator
 
-from noded.app import create_app, drain, mark_listening
-from noded.settings import NodeSettings
-from shared.cli import can_listen, parse_command_line, report_checks
-from shared.daemon import bound_port, run, serve_until_signalled
-from shared.logs import setup_logging
+from ollama_connector.noded.app import create_app, drain, mark_listening
+from ollama_connector.noded.settings import NodeSettings
+from ollama_connector.shared.cli import can_listen, parse_command_line, report_checks
+from ollama_connector.shared.daemon import bound_port, run, serve_until_signalled
+from ollama_connector.shared.logs import setup_logging
 
 PROGRAM = "ollama-noded"
 

@@ -7,9 +7,8 @@ import logging
 
 import aiohttp
 from aiohttp import web
-
-from noded.keys import SESSION, SETTINGS, STATE
-from shared.relay import describe
+from ollama_connector.noded.keys import SESSION, SETTINGS, STATE
+from ollama_connector.shared.relay import describe
 
 log = logging.getLogger(__name__)
 OLLAMA_TIMEOUT = aiohttp.ClientTimeout(total=5.0)

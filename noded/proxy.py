@@ -12,13 +12,12 @@ import logging
 
 import aiohttp
 from aiohttp import web
-
-from noded.keepalive import KeepAlive
-from noded.keys import SESSION, SETTINGS
-from shared import error_formats
-from shared.agent_contract import REASON_HEADER, Head, Reason, reason_for_ollama_status
-from shared.error_formats import NDJSON, SSE
-from shared.relay import LineReader, Relayed, describe, pump, relay
+from ollama_connector.noded.keepalive import KeepAlive
+from ollama_connector.noded.keys import SESSION, SETTINGS
+from ollama_connector.shared import error_formats
+from ollama_connector.shared.agent_contract import REASON_HEADER, Head, Reason, reason_for_ollama_status
+from ollama_connector.shared.error_formats import NDJSON, SSE
+from ollama_connector.shared.relay import LineReader, Relayed, describe, pump, relay
 
 log = logging.getLogger(__name__)
 # No read timeout: a generation may run long, and the hub's own timeout and hang-ups end it.

@@ -8,13 +8,12 @@ import logging
 
 import aiohttp
 from aiohttp import web
-
-from noded.keys import SESSION, SETTINGS, STATE
-from noded.ollama import refresh_ollama
-from shared.error_formats import Ollama
-from shared.lifecycle import background
-from shared.modelnames import canonical
-from shared.relay import describe
+from ollama_connector.noded.keys import SESSION, SETTINGS, STATE
+from ollama_connector.noded.ollama import refresh_ollama
+from ollama_connector.shared.error_formats import Ollama
+from ollama_connector.shared.lifecycle import background
+from ollama_connector.shared.modelnames import canonical
+from ollama_connector.shared.relay import describe
 
 log = logging.getLogger(__name__)
 PULL_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10.0, sock_read=600.0)

@@ -6,13 +6,12 @@ import logging
 
 import aiohttp
 from aiohttp import web
-
-from noded.keys import SETTINGS, STATE
-from noded.ollama import ollama_json
-from noded.proxy import forward, forward_for_hub, refusal
-from shared.agent_contract import KEEPALIVE_HEADER, Reason
-from shared.auth import is_authorized
-from shared.relay import describe
+from ollama_connector.noded.keys import SETTINGS, STATE
+from ollama_connector.noded.ollama import ollama_json
+from ollama_connector.noded.proxy import forward, forward_for_hub, refusal
+from ollama_connector.shared.agent_contract import KEEPALIVE_HEADER, Reason
+from ollama_connector.shared.auth import is_authorized
+from ollama_connector.shared.relay import describe
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import socket
 
+from ollama_connector.shared.settings import (
+    CommaList,
+    EnvSettings,
+    HttpUrl,
+    LogFormat,
+    LogLevel,
+    OptionalStr,
+    OptionalToken,
+)
 from pydantic import Field
-
-from shared.settings import CommaList, EnvSettings, HttpUrl, LogFormat, LogLevel, OptionalStr, OptionalToken
 
 
 class NodeSettings(EnvSettings):

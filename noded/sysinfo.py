@@ -8,8 +8,7 @@ import platform
 import socket
 
 import psutil
-
-from shared.wire import Load
+from ollama_connector.shared.wire import Load
 
 
 def primary_addresses() -> tuple[str | None, str | None]:

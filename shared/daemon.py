@@ -10,9 +10,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
-
-from shared.cli import CannotListen
-from shared.systemd import notify, watchdog
+from ollama_connector.shared.cli import CannotListen
+from ollama_connector.shared.systemd import notify, watchdog
 
 
 async def start_runner(app: web.Application, hosts: list[str], port: int, **kwargs: Any) -> web.AppRunner:

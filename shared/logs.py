@@ -32,8 +32,15 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry)
 
 
+def short_names(record: logging.LogRecord) -> bool:
+    """`hubd.dispatch` rather than `ollama_connector.hubd.dispatch`: every logger here is ours."""
+    record.name = record.name.removeprefix("ollama_connector.")
+    return True
+
+
 def setup_logging(level: str, fmt: str = "text") -> None:
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(short_names)
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     elif os.environ.get("JOURNAL_STREAM"):

@@ -13,8 +13,7 @@ from dataclasses import dataclass
 
 import aiohttp
 from aiohttp import web
-
-from shared.error_formats import stream_tail
+from ollama_connector.shared.error_formats import stream_tail
 
 
 class UpstreamBroken(Exception):
@@ -26,7 +25,15 @@ class UpstreamBroken(Exception):
 
 
 def describe(exc: BaseException) -> str:
-    """A short, human-readable reason for a client-side failure."""
+    """A short reason for a client-side failure, in words rather than aiohttp's repr."""
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return f"the host name {exc.host} does not resolve"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        if isinstance(exc.os_error, ConnectionRefusedError):
+            return f"connection refused by {exc.host}:{exc.port}"
+        return f"cannot connect to {exc.host}:{exc.port}: {exc.os_error.strerror or exc.os_error}"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "the connection was closed"
     if isinstance(exc, TimeoutError):
         return "timed out"
     text = str(exc).strip()

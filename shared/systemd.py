@@ -11,7 +11,7 @@ import logging
 import os
 import socket
 
-from shared.lifecycle import running
+from ollama_connector.shared.lifecycle import running
 
 log = logging.getLogger(__name__)
 

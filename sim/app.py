@@ -6,15 +6,14 @@ import json
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
-
-from shared import error_formats
-from shared.bodies import BadRequest, read_json_object
-from sim import openai
-from sim.behaviour import Behaviour
-from sim.catalog import Catalog
-from sim.engine import Engine
-from sim.keys import ENGINE, VERSION
-from sim.routes import OllamaError, SimulatedCrash, routes
+from ollama_connector.shared import error_formats
+from ollama_connector.shared.bodies import BadRequest, read_json_object
+from ollama_connector.sim import openai
+from ollama_connector.sim.behaviour import Behaviour
+from ollama_connector.sim.catalog import Catalog
+from ollama_connector.sim.engine import Engine
+from ollama_connector.sim.keys import ENGINE, VERSION
+from ollama_connector.sim.routes import OllamaError, SimulatedCrash, routes
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

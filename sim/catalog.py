@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from shared.modelnames import canonical, display
+from ollama_connector.shared.modelnames import canonical, display
 
 
 def now_rfc3339() -> str:

@@ -12,8 +12,8 @@ import subprocess
 import sys
 import time
 
-from shared.cli import can_listen
-from sim.processes import BIN, ProcessFleet, answers
+from ollama_connector.shared.cli import can_listen
+from ollama_connector.sim.processes import BIN, ProcessFleet, answers
 
 HUB_PORT = 8000
 HUB = f"http://127.0.0.1:{HUB_PORT}"

@@ -12,9 +12,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from aiohttp import web
-
-from sim.behaviour import Behaviour, Fault
-from sim.catalog import Catalog, SimModel
+from ollama_connector.sim.behaviour import Behaviour, Fault
+from ollama_connector.sim.catalog import Catalog, SimModel
 
 WORDS = [
     "The",

@@ -1,8 +1,7 @@
 """Typed application state of the simulator."""
 
 from aiohttp import web
-
-from sim.engine import Engine
+from ollama_connector.sim.engine import Engine
 
 ENGINE = web.AppKey("engine", Engine)
 VERSION = web.AppKey("version", str)

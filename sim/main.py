@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import logging
 
-from shared.daemon import run, serve_until_signalled
-from shared.logs import setup_logging
-from sim.app import create_app
-from sim.behaviour import Behaviour
+from ollama_connector.shared.daemon import run, serve_until_signalled
+from ollama_connector.shared.logs import setup_logging
+from ollama_connector.sim.app import create_app
+from ollama_connector.sim.behaviour import Behaviour
 
 DEFAULT_MODELS = "llama3,mistral,qwen2.5:7b,nomic-embed-text"
 

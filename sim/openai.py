@@ -9,12 +9,11 @@ import time
 from typing import Any
 
 from aiohttp import web
-
-from shared import error_formats
-from shared.bodies import read_json_object
-from sim.engine import Engine, embedding
-from sim.keys import ENGINE
-from sim.routes import SimulatedCrash, compact, reply
+from ollama_connector.shared import error_formats
+from ollama_connector.shared.bodies import read_json_object
+from ollama_connector.sim.engine import Engine, embedding
+from ollama_connector.sim.keys import ENGINE
+from ollama_connector.sim.routes import SimulatedCrash, compact, reply
 
 routes = web.RouteTableDef()
 _ids = itertools.count()

@@ -10,12 +10,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
-
-from shared.bodies import read_json_object
-from sim.behaviour import parse_keep_alive
-from sim.catalog import SimModel, now_rfc3339
-from sim.engine import Engine, embedding
-from sim.keys import ENGINE, VERSION
+from ollama_connector.shared.bodies import read_json_object
+from ollama_connector.sim.behaviour import parse_keep_alive
+from ollama_connector.sim.catalog import SimModel, now_rfc3339
+from ollama_connector.sim.engine import Engine, embedding
+from ollama_connector.sim.keys import ENGINE, VERSION
 
 routes = web.RouteTableDef()
 _NAME = re.compile(

@@ -12,27 +12,31 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp import web
-
-from hubd.app import create_app as create_hub
-from hubd.keys import REGISTRY
-from hubd.registry import Registry
-from hubd.settings import HubSettings
-from noded.app import create_app as create_node
-from noded.app import mark_listening
-from noded.keys import STATE, AgentState
-from noded.settings import NodeSettings
-from shared.daemon import bound_port, start_runner
-from shared.wire import Load
-from sim.app import create_app as create_sim
-from sim.behaviour import Behaviour
-from sim.keys import ENGINE
-from sim.processes import BIN, ProcessFleet, agent_env, free_port
+from ollama_connector.hubd.app import create_app as create_hub
+from ollama_connector.hubd.keys import REGISTRY
+from ollama_connector.hubd.registry import Registry
+from ollama_connector.hubd.settings import HubSettings
+from ollama_connector.noded.app import create_app as create_node
+from ollama_connector.noded.app import mark_listening
+from ollama_connector.noded.keys import STATE, AgentState
+from ollama_connector.noded.settings import NodeSettings
+from ollama_connector.shared.daemon import bound_port, start_runner
+from ollama_connector.shared.wire import Load
+from ollama_connector.sim.app import create_app as create_sim
+from ollama_connector.sim.behaviour import Behaviour
+from ollama_connector.sim.keys import ENGINE
+from ollama_connector.sim.processes import BIN, ProcessFleet, agent_env, free_port
 
 __all__ = ["BIN", "free_port"]
 
 MODELS = ["llama3", "mistral:7b", "nomic-embed-text"]
 # Pictures the tests take of what a person sees (the dashboard); listed at the end of the run.
 SCREENSHOTS = Path(__file__).parent / "screenshots"
+
+
+def pytest_sessionstart(session) -> None:
+    for old in SCREENSHOTS.glob("*.png") if SCREENSHOTS.exists() else []:
+        old.unlink()  # only this run's pictures are listed
 
 
 def pytest_terminal_summary(terminalreporter) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import signal
 
-from sim.processes import agent_env
+from ollama_connector.sim.processes import agent_env
+
 from tests.conftest import free_port, wait_until
 
 

@@ -8,8 +8,8 @@ import logging
 import signal
 
 import pytest
+from ollama_connector.sim.processes import agent_env
 
-from sim.processes import agent_env
 from tests.conftest import free_port, report_cpu, wait_until
 
 
@@ -60,7 +60,7 @@ async def test_a_node_silent_after_accepting_a_job_gets_a_504_and_the_job_is_not
     )
     await wait_until(lambda: hub.registry.get("stuck") is not None, what="the agent to register")
     await report_cpu(http, hub, await fleet.node(hub, other_ollama, "other"), 0.9)
-    caplog.set_level(logging.DEBUG, logger="hubd.dispatch")
+    caplog.set_level(logging.DEBUG, logger="ollama_connector.hubd.dispatch")
     job = asyncio.create_task(http.post(hub.url + path, json=body))
     await wait_until(lambda: "accepted; waiting for its Ollama" in caplog.text, what="the agent to accept")
     assert stuck_ollama.stats.in_flight == 1
@@ -172,7 +172,7 @@ async def test_a_pull_that_reports_success_but_leaves_no_model_waits_before_pull
 ):
     sim = await fleet.sim(lost_pull_rate=1.0)
     hub = await fleet.hub()
-    caplog.set_level(logging.WARNING, logger="noded.pulls")
+    caplog.set_level(logging.WARNING, logger="ollama_connector.noded.pulls")
     await fleet.node(hub, sim, "n1", REQUIRED_MODELS="phi3", SKIP_MODEL_PULL="0")
     await wait_until(lambda: "reported success" in caplog.text, what="the lost pull to be noticed")
     async with http.get(sim.url + "/_sim/stats") as r:  # a round trip, in which a spinning loop would pull

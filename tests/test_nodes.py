@@ -7,12 +7,12 @@ import re
 
 import ollama
 import pytest
+from ollama_connector.hubd.settings import HubSettings
+from ollama_connector.noded.heartbeat import build_heartbeat
+from ollama_connector.noded.settings import NodeSettings
+from ollama_connector.shared.settings import ConfigError
+from ollama_connector.sim.keys import ENGINE
 
-from hubd.settings import HubSettings
-from noded.heartbeat import build_heartbeat
-from noded.settings import NodeSettings
-from shared.settings import ConfigError
-from sim.keys import ENGINE
 from tests.conftest import wait_until
 
 SEED_FIELDS = {

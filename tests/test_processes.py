@@ -10,10 +10,10 @@ import socket
 import subprocess
 
 import pytest
+from ollama_connector.hubd.settings import HubSettings
+from ollama_connector.noded.settings import NodeSettings
+from ollama_connector.sim.processes import agent_env
 
-from hubd.settings import HubSettings
-from noded.settings import NodeSettings
-from sim.processes import agent_env
 from tests.conftest import BIN, answers, free_port, wait_until
 
 

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
-
-from hubd.registry import Registry
-from shared.modelnames import canonical, display
-from shared.wire import Heartbeat, Load
+from ollama_connector.hubd.registry import Registry
+from ollama_connector.shared.modelnames import canonical, display
+from ollama_connector.shared.wire import Heartbeat, Load
 
 
 def beat(node_id: str, cpu: float, models=("llama3:latest",)) -> Heartbeat:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
+from ollama_connector.shared.wire import Heartbeat, Load
+from ollama_connector.tui.app import OllamaTop
+from ollama_connector.tui.screens import DetailsScreen, HelpScreen, PromptScreen
+from ollama_connector.tui.table import NodeTable
 from textual.widgets import Input, Label, Select, Static
 
-from shared.wire import Heartbeat, Load
 from tests.conftest import free_port, wait_until
-from tui.app import OllamaTop
-from tui.screens import DetailsScreen, HelpScreen, PromptScreen
-from tui.table import NodeTable
 
 
 async def beat(
@@ -130,7 +130,7 @@ async def test_a_dead_hub_shows_stale_data_then_recovers(fleet, http):
 
 
 def test_config_precedence(tmp_path):
-    from tui.config import parser, resolve
+    from ollama_connector.tui.config import parser, resolve
 
     file = tmp_path / "ollama-top.toml"
     file.write_text('hub = "http://from-file:8000"\ninterval = 5\n')
@@ -266,7 +266,7 @@ async def test_a_resize_changes_the_layout_at_once(fleet, http):
     ],
 )
 def test_a_bad_interval_is_one_line_naming_where_it_came_from(tmp_path, argv, env, says):
-    from tui.config import parser, resolve
+    from ollama_connector.tui.config import parser, resolve
 
     with pytest.raises(SystemExit) as exit_:
         resolve(parser().parse_args(argv), env, tmp_path / "none.toml")

@@ -9,14 +9,13 @@ import urllib.request
 from collections.abc import Iterator
 
 import pytest
-
-from hubd.app import create_app
-from hubd.settings import HubSettings
-from shared.daemon import start_runner
-from shared.wire import Heartbeat, Load
-from tui.app import OllamaTop
-from tui.render import parse_time
-from tui.table import NodeTable
+from ollama_connector.hubd.app import create_app
+from ollama_connector.hubd.settings import HubSettings
+from ollama_connector.shared.daemon import start_runner
+from ollama_connector.shared.wire import Heartbeat, Load
+from ollama_connector.tui.app import OllamaTop
+from ollama_connector.tui.render import parse_time
+from ollama_connector.tui.table import NodeTable
 
 # A fixed port, because the hub's URL is part of the picture.
 PORT = 29111  # below the ephemeral range (32768 and up), so no outgoing connection can hold it

@@ -10,10 +10,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
-
-from shared.error_formats import Ollama, message_of
-from shared.modelnames import likely_embedding
-from shared.relay import LineReader, UpstreamBroken
+from ollama_connector.shared.error_formats import Ollama, message_of
+from ollama_connector.shared.modelnames import likely_embedding
+from ollama_connector.shared.relay import LineReader, UpstreamBroken, describe
 
 POLL_TIMEOUT = aiohttp.ClientTimeout(total=5.0)
 PROMPT_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=5.0)
@@ -127,16 +126,10 @@ class HubClient:
 
 def plainly(exc: BaseException) -> str:
     """What went wrong, in words rather than aiohttp's repr."""
-    if isinstance(exc, aiohttp.ClientConnectorDNSError):
-        return f"the host name {exc.host} does not resolve"
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        if isinstance(exc.os_error, ConnectionRefusedError):
-            return f"connection refused by {exc.host}:{exc.port} (is the hub running there?)"
-        return f"cannot connect to {exc.host}:{exc.port}: {exc.os_error.strerror or exc.os_error}"
+    if isinstance(exc, aiohttp.ClientConnectorError) and isinstance(exc.os_error, ConnectionRefusedError):
+        return f"{describe(exc)} (is the hub running there?)"
     if isinstance(exc, TimeoutError):
         return f"no answer within {POLL_TIMEOUT.total:g} s"
     if isinstance(exc, aiohttp.ContentTypeError | ValueError):
         return "the hub answered something that is not JSON"
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return "the hub closed the connection"
-    return str(exc) or type(exc).__name__
+    return describe(exc)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from tui.app import OllamaTop
-from tui.config import parser, resolve
+from ollama_connector.tui.app import OllamaTop
+from ollama_connector.tui.config import parser, resolve
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -11,6 +11,16 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, ClassVar
 
+from ollama_connector.tui.render import (
+    STATUS_RANK,
+    STATUS_STYLE,
+    Parts,
+    address,
+    age,
+    bar,
+    models_text,
+    parse_time,
+)
 from rich.segment import Segment
 from rich.style import Style
 from textual import events
@@ -20,8 +30,6 @@ from textual.message import Message
 from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
-
-from tui.render import STATUS_RANK, STATUS_STYLE, Parts, address, age, bar, models_text, parse_time
 
 
 @dataclass(frozen=True)
