@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 import psutil
+
 from ollama_connector.sim.processes import BIN, ProcessFleet, free_port, wait_http
 
 __all__ = ["BIN", "Fleet"]

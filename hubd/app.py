@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp import web
+
 from ollama_connector.hubd import dashboard, jobs, nodes, ollama_api, openai_api, stats
 from ollama_connector.hubd.auth import api_keys
 from ollama_connector.hubd.counters import JobCounters

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from aiohttp import web
+
 from ollama_connector.hubd.errors import Handler, Unauthorized
 from ollama_connector.hubd.keys import SETTINGS
 from ollama_connector.shared.auth import carries_one_of

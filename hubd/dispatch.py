@@ -13,6 +13,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+
 from ollama_connector.hubd.errors import AllNodesFailed, CallerError, NodeTimedOut, NoHealthyNodes
 from ollama_connector.hubd.keys import COUNTERS, REGISTRY, SESSION, SETTINGS
 from ollama_connector.hubd.registry import NodeRecord

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+
 from ollama_connector.shared import error_formats
 from ollama_connector.shared.bodies import BadRequest
 

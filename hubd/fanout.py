@@ -9,6 +9,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+
 from ollama_connector.hubd.keys import REGISTRY, SESSION, SETTINGS
 from ollama_connector.hubd.registry import NodeRecord
 from ollama_connector.shared.auth import bearer

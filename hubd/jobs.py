@@ -6,9 +6,10 @@ import uuid
 from typing import Any
 
 from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
+
 from ollama_connector.hubd.dispatch import Job, dispatch
 from ollama_connector.shared.bodies import parse_body_as, read_json_object
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
 
 routes = web.RouteTableDef()
 

@@ -1,6 +1,7 @@
 """Typed application state of the hub."""
 
 from aiohttp import ClientSession, web
+
 from ollama_connector.hubd.counters import JobCounters
 from ollama_connector.hubd.registry import Registry
 from ollama_connector.hubd.settings import HubSettings

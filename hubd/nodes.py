@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from aiohttp import web
+
 from ollama_connector.hubd.errors import HubError, Unauthorized
 from ollama_connector.hubd.keys import REGISTRY, SETTINGS
 from ollama_connector.shared.auth import is_authorized

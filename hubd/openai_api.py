@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 from aiohttp import web
+
 from ollama_connector.hubd.dispatch import Job, dispatch
 from ollama_connector.hubd.errors import HubError
 from ollama_connector.hubd.ollama_api import merged_tags, sort_time

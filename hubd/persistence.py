@@ -14,11 +14,12 @@ from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
 from aiohttp import web
+from pydantic import ValidationError
+
 from ollama_connector.hubd.keys import REGISTRY, SETTINGS
 from ollama_connector.hubd.registry import Registry
 from ollama_connector.hubd.settings import HubSettings
 from ollama_connector.shared.wire import Heartbeat
-from pydantic import ValidationError
 
 log = logging.getLogger(__name__)
 

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from pydantic import Field, model_validator
+
 from ollama_connector.shared.settings import (
     CommaList,
     EnvSettings,
     LogFormat,
     LogLevel,
+    NetworkList,
     OptionalStr,
     OptionalToken,
     SecretList,
+    open_to_the_network,
 )
-from pydantic import Field, model_validator
 
 
 class HubSettings(EnvSettings):
@@ -41,6 +44,14 @@ class HubSettings(EnvSettings):
     """Where the registry is saved on stop and read at start; under systemd, STATE_DIRECTORY/registry.json."""
     drain_timeout: float = Field(60.0, alias="DRAIN_TIMEOUT_SECONDS", ge=0)
     """On SIGTERM, how long streams in flight may take to finish before the hub exits."""
+    allow_open_cluster: bool = Field(False, alias="ALLOW_OPEN_CLUSTER")
+    """1 lets the hub listen beyond loopback with no CLUSTER_TOKEN: any machine reaching it can register."""
+    node_networks: NetworkList = Field([], alias="NODE_NETWORKS")
+    """Networks (CIDRs, comma-separated) that node addresses must be in; unset: any address but the hub's."""
+    max_nodes: int = Field(1000, alias="MAX_NODES", ge=1)
+    """Registered nodes at most; a heartbeat from a new node past it is refused (403)."""
+    client_timeout: float = Field(30.0, alias="CLIENT_TIMEOUT", gt=0)
+    """Seconds a caller may take to send a request's headers, or its body, before the hub hangs up."""
     log_level: LogLevel = Field("INFO", alias="LOG_LEVEL")
     """Logging verbosity."""
     log_format: LogFormat = Field("text", alias="LOG_FORMAT")
@@ -50,4 +61,5 @@ class HubSettings(EnvSettings):
     def _removal_after_offline(self) -> HubSettings:
         if self.heartbeat_offline < self.heartbeat_ttl:
             raise ValueError("HEARTBEAT_OFFLINE_SECONDS must not be shorter than HEARTBEAT_TTL_SECONDS")
+        open_to_the_network(self.hosts, self.cluster_token, self.allow_open_cluster, "HUB_HOST")
         return self

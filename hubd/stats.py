@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from aiohttp import web
+
 from ollama_connector.hubd.keys import COUNTERS, REGISTRY
 from ollama_connector.shared.cli import package_version
 from ollama_connector.shared.modelnames import display

@@ -7,6 +7,7 @@ import logging
 
 import aiohttp
 from aiohttp import web
+
 from ollama_connector.hubd.keys import REGISTRY, SESSION, SETTINGS
 from ollama_connector.hubd.registry import NodeRecord
 from ollama_connector.shared.auth import bearer

@@ -7,6 +7,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
 from aiohttp import web
+from yarl import URL
+
 from ollama_connector.noded import routes
 from ollama_connector.noded.heartbeat import HubRefused, heartbeat_ctx, send_heartbeat
 from ollama_connector.noded.keys import SESSION, SETTINGS, STATE, AgentState
@@ -15,7 +17,6 @@ from ollama_connector.noded.pulls import pull_ctx
 from ollama_connector.noded.settings import NodeSettings
 from ollama_connector.shared.agent_contract import Reason
 from ollama_connector.shared.bodies import BadRequest
-from yarl import URL
 
 log = logging.getLogger("noded")
 

@@ -9,6 +9,7 @@ import time
 
 import aiohttp
 from aiohttp import web
+
 from ollama_connector.noded.keys import SESSION, SETTINGS, STATE
 from ollama_connector.noded.ollama import refresh_ollama
 from ollama_connector.noded.sysinfo import current_load, machine_metadata, primary_addresses

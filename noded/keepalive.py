@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 
 from aiohttp import web
+
 from ollama_connector.shared.agent_contract import FRAMED_HEADER, KEEPALIVE
 
 ACCEPT_AFTER = 1.0

@@ -6,6 +6,7 @@ import asyncio
 from dataclasses import dataclass, field
 
 from aiohttp import ClientSession, web
+
 from ollama_connector.noded.settings import NodeSettings
 
 

@@ -7,6 +7,7 @@ import logging
 
 import aiohttp
 from aiohttp import web
+
 from ollama_connector.noded.keys import SESSION, SETTINGS, STATE
 from ollama_connector.shared.relay import describe
 

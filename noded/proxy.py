@@ -12,6 +12,7 @@ import logging
 
 import aiohttp
 from aiohttp import web
+
 from ollama_connector.noded.keepalive import KeepAlive
 from ollama_connector.noded.keys import SESSION, SETTINGS
 from ollama_connector.shared import error_formats

@@ -8,6 +8,7 @@ import logging
 
 import aiohttp
 from aiohttp import web
+
 from ollama_connector.noded.keys import SESSION, SETTINGS, STATE
 from ollama_connector.noded.ollama import refresh_ollama
 from ollama_connector.shared.error_formats import Ollama

@@ -6,6 +6,7 @@ import logging
 
 import aiohttp
 from aiohttp import web
+
 from ollama_connector.noded.keys import SETTINGS, STATE
 from ollama_connector.noded.ollama import ollama_json
 from ollama_connector.noded.proxy import forward, forward_for_hub, refusal

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import socket
+from typing import Annotated
+
+from pydantic import BeforeValidator, Field, model_validator
 
 from ollama_connector.shared.settings import (
     CommaList,
@@ -10,10 +13,11 @@ from ollama_connector.shared.settings import (
     HttpUrl,
     LogFormat,
     LogLevel,
-    OptionalStr,
     OptionalToken,
+    blank_to_none,
+    open_to_the_network,
 )
-from pydantic import Field
+from ollama_connector.shared.wire import Host, IPv4, IPv6
 
 
 class NodeSettings(EnvSettings):
@@ -35,17 +39,24 @@ class NodeSettings(EnvSettings):
     """Models to pull at start when Ollama lacks them, comma-separated; none unless listed (each is GBs)."""
     skip_model_pull: bool = Field(False, alias="SKIP_MODEL_PULL")
     """Set to 1 to pull nothing."""
-    ipv4: OptionalStr = Field(None, alias="NODE_IPV4")
+    ipv4: Annotated[IPv4 | None, BeforeValidator(blank_to_none)] = Field(None, alias="NODE_IPV4")
     """IPv4 address to report; default: the machine's primary non-loopback one."""
-    ipv6: OptionalStr = Field(None, alias="NODE_IPV6")
+    ipv6: Annotated[IPv6 | None, BeforeValidator(blank_to_none)] = Field(None, alias="NODE_IPV6")
     """IPv6 address to report; default: the machine's primary global one."""
-    address: OptionalStr = Field(None, alias="NODE_ADDRESS")
-    """Address the hub should dial; default: the source address of the heartbeat as the hub sees it."""
+    address: Annotated[Host | None, BeforeValidator(blank_to_none)] = Field(None, alias="NODE_ADDRESS")
+    """Host the hub should dial (an address or DNS name, no port); default: the heartbeat's source address."""
     cluster_token: OptionalToken = Field(None, alias="CLUSTER_TOKEN")
     """Shared secret with the hub: sent on heartbeats, required on /execute."""
     drain_timeout: float = Field(60.0, alias="DRAIN_TIMEOUT_SECONDS", ge=0)
     """On SIGTERM, how long jobs in flight may take to finish before the agent exits."""
+    allow_open_cluster: bool = Field(False, alias="ALLOW_OPEN_CLUSTER")
+    """1 lets the agent listen beyond loopback with no CLUSTER_TOKEN: anyone who reaches it can use Ollama."""
     log_level: LogLevel = Field("INFO", alias="LOG_LEVEL")
     """Logging verbosity."""
     log_format: LogFormat = Field("text", alias="LOG_FORMAT")
     """`text`, or `json` for one JSON object per line."""
+
+    @model_validator(mode="after")
+    def _not_open_by_accident(self) -> NodeSettings:
+        open_to_the_network(self.hosts, self.cluster_token, self.allow_open_cluster, "NODE_HOST")
+        return self

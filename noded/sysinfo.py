@@ -8,6 +8,7 @@ import platform
 import socket
 
 import psutil
+
 from ollama_connector.shared.wire import Load
 
 

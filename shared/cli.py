@@ -11,9 +11,10 @@ import textwrap
 from collections.abc import Iterable
 from importlib.metadata import PackageNotFoundError, version
 
-from ollama_connector.shared.settings import EnvSettings
 from pydantic import SecretStr
 from pydantic_core import PydanticUndefined
+
+from ollama_connector.shared.settings import EnvSettings
 
 
 def package_version() -> str:

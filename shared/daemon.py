@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+
 from ollama_connector.shared.cli import CannotListen
 from ollama_connector.shared.systemd import notify, watchdog
 

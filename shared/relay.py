@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import aiohttp
 from aiohttp import web
+
 from ollama_connector.shared.error_formats import stream_tail
 
 

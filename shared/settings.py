@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import sys
 from collections.abc import Mapping
@@ -22,7 +23,7 @@ class ConfigError(ValueError):
     """A variable has a value the daemon cannot use; the message names it."""
 
 
-def _blank_to_none(value: object) -> object:
+def blank_to_none(value: object) -> object:
     return None if isinstance(value, str) and not value.strip() else value
 
 
@@ -32,10 +33,39 @@ def _split_commas(value: object) -> object:
     return value
 
 
-OptionalToken = Annotated[SecretStr | None, BeforeValidator(_blank_to_none)]
-OptionalStr = Annotated[str | None, BeforeValidator(_blank_to_none)]
+OptionalToken = Annotated[SecretStr | None, BeforeValidator(blank_to_none)]
+OptionalStr = Annotated[str | None, BeforeValidator(blank_to_none)]
 CommaList = Annotated[list[str], BeforeValidator(_split_commas)]
 SecretList = Annotated[list[SecretStr], BeforeValidator(_split_commas)]
+
+
+def _networks(value: list[str]) -> list[str]:
+    return [str(ipaddress.ip_network(v, strict=False)) for v in value]
+
+
+NetworkList = Annotated[list[str], BeforeValidator(_split_commas), AfterValidator(_networks)]
+"""CIDRs, comma-separated (`10.0.0.0/24, fd00::/64`)."""
+
+
+def is_loopback(host: str) -> bool:
+    """Whether listening on `host` keeps a daemon off the network."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def open_to_the_network(hosts: list[str], token: SecretStr | None, allowed: bool, who: str) -> None:
+    """Secure by default: no listening beyond loopback without CLUSTER_TOKEN, unless ALLOW_OPEN_CLUSTER=1."""
+    exposed = [h for h in hosts if not is_loopback(h)]
+    if token is None and exposed and not allowed:
+        raise ValueError(
+            f"CLUSTER_TOKEN is not set and {who} listens on {', '.join(exposed)}, beyond loopback: anyone"
+            " on the network could register a node and be sent prompts. Set CLUSTER_TOKEN (install.sh makes"
+            " one), or ALLOW_OPEN_CLUSTER=1 to run open on purpose"
+        )
 
 
 class EnvSettings(BaseModel):

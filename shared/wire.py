@@ -2,11 +2,74 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypedDict
+import ipaddress
+import json
+import re
+from typing import Annotated, Any, Literal, TypedDict
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    StringConstraints,
+    field_validator,
+)
 
 NodeStatus = Literal["online", "offline", "degraded", "draining"]
+
+# Bounds on what one heartbeat may carry: a real node is far inside them, a hostile one is refused (400).
+MAX_MODELS = 1000
+MAX_MODEL_NAME = 300
+MAX_METADATA_BYTES = 16 * 1024
+MAX_METADATA_DEPTH = 4
+_HOSTNAME = re.compile(r"(?=.{1,253}$)(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?")
+
+
+def _host(value: str) -> str:
+    """An IPv4 or IPv6 address, or a DNS name: nothing else (no port, user, path, query or fragment)."""
+    text = value.strip()
+    bare = text[1:-1] if text.startswith("[") and text.endswith("]") else text
+    try:
+        return str(ipaddress.ip_address(bare))
+    except ValueError:
+        pass
+    if _HOSTNAME.fullmatch(text):
+        return text.rstrip(".").lower()
+    raise ValueError(
+        "must be a host alone: an IPv4 or IPv6 address or a DNS name, with no port, user or path"
+    )
+
+
+def _ip(version: int):
+    def check(value: str) -> str:
+        address = ipaddress.ip_address(value.strip())
+        if address.version != version:
+            raise ValueError(f"must be an IPv{version} address")
+        return str(address)
+
+    return check
+
+
+Host = Annotated[str, AfterValidator(_host)]
+IPv4 = Annotated[str, AfterValidator(_ip(4))]
+IPv6 = Annotated[str, AfterValidator(_ip(6))]
+ModelName = Annotated[StrictStr, StringConstraints(min_length=1, max_length=MAX_MODEL_NAME)]
+# Shown in both UIs and the log: printable characters only.
+NodeId = Annotated[StrictStr, StringConstraints(min_length=1, max_length=253, pattern=r"^[^\x00-\x1f\x7f]+$")]
+
+
+def depth(value: Any) -> int:
+    """How deeply lists and objects nest in a decoded JSON value (a scalar is 0), without recursion."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level + 1)
+            stack.extend((child, level + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
 
 
 class Load(BaseModel):
@@ -21,18 +84,27 @@ class Heartbeat(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    node_id: StrictStr = Field(min_length=1, max_length=253)
-    ipv4: StrictStr | None = None
-    ipv6: StrictStr | None = None
+    node_id: NodeId
+    ipv4: IPv4 | None = None  # shown only; the hub never dials these
+    ipv6: IPv6 | None = None
     port: StrictInt = Field(ge=1, le=65535)
-    models: list[StrictStr] = Field(default_factory=list)
+    models: list[ModelName] = Field(default_factory=list, max_length=MAX_MODELS)
     metadata: dict[str, Any] = Field(default_factory=dict)
     load: Load = Field(default_factory=Load)
     active_jobs: StrictInt = Field(0, ge=0)
     # "draining" asks the hub to send nothing new; "online" is the normal state.
     status: Literal["online", "draining"] = "online"
-    # Where the hub should reach the agent; unset means the address the heartbeat came from.
-    address: StrictStr | None = None
+    # Where the hub should reach the agent (a host; the port is `port`); unset: the heartbeat's source.
+    address: Host | None = None
+
+    @field_validator("metadata")
+    @classmethod
+    def _small_metadata(cls, metadata: dict[str, Any]) -> dict[str, Any]:
+        if depth(metadata) > MAX_METADATA_DEPTH:
+            raise ValueError(f"nests deeper than {MAX_METADATA_DEPTH} levels")
+        if len(json.dumps(metadata)) > MAX_METADATA_BYTES:
+            raise ValueError(f"is larger than {MAX_METADATA_BYTES} bytes as JSON")
+        return metadata
 
 
 class NodeView(TypedDict):

@@ -6,6 +6,7 @@ import json
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+
 from ollama_connector.shared import error_formats
 from ollama_connector.shared.bodies import BadRequest, read_json_object
 from ollama_connector.sim import openai

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from aiohttp import web
+
 from ollama_connector.sim.behaviour import Behaviour, Fault
 from ollama_connector.sim.catalog import Catalog, SimModel
 

@@ -1,6 +1,7 @@
 """Typed application state of the simulator."""
 
 from aiohttp import web
+
 from ollama_connector.sim.engine import Engine
 
 ENGINE = web.AppKey("engine", Engine)

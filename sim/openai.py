@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 from aiohttp import web
+
 from ollama_connector.shared import error_formats
 from ollama_connector.shared.bodies import read_json_object
 from ollama_connector.sim.engine import Engine, embedding

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+
 from ollama_connector.shared.bodies import read_json_object
 from ollama_connector.sim.behaviour import parse_keep_alive
 from ollama_connector.sim.catalog import SimModel, now_rfc3339

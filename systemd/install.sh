@@ -64,8 +64,10 @@ done
 [ "$purge" = 0 ] || [ "$uninstall" = 1 ] || die "--purge goes with --uninstall"
 [ "$role" = node ] || [ -z "$hub_url$token$node_id$models" ] || die "--hub, --token, --node-id and --models are for a node"
 env_path_early="${root%/}/etc/ollama-connector/$role.env"
-if [ "$role" = node ] && [ "$uninstall" = 0 ] && [ -z "$hub_url" ] && [ ! -f "$env_path_early" ]; then
-  die "a node needs --hub URL (the hub's address, e.g. http://hub.lan:8000)"
+if [ "$role" = node ] && [ "$uninstall" = 0 ] && [ ! -f "$env_path_early" ]; then
+  [ -n "$hub_url" ] || die "a node needs --hub URL (the hub's address, e.g. http://hub.lan:8000)"
+  # The agent refuses to listen beyond loopback without the token: ask for it now, not at its first start.
+  [ -n "$token" ] || die "a node needs --token TOKEN: the CLUSTER_TOKEN that install.sh hub printed"
 fi
 if [ -n "$hub_url" ] && ! "$python" -c '
 import sys, urllib.parse

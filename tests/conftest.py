@@ -12,6 +12,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp import web
+
 from ollama_connector.hubd.app import create_app as create_hub
 from ollama_connector.hubd.keys import REGISTRY
 from ollama_connector.hubd.registry import Registry

@@ -8,8 +8,8 @@ import signal
 import ollama
 import openai
 import pytest
-from ollama_connector.sim.processes import agent_env
 
+from ollama_connector.sim.processes import agent_env
 from tests.conftest import free_port, report_cpu, wait_until
 
 

@@ -7,8 +7,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from ollama_connector.shared.wire import Heartbeat, Load
 
+from ollama_connector.shared.wire import Heartbeat, Load
 from tests.conftest import SCREENSHOTS, report_cpu
 
 

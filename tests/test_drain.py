@@ -6,7 +6,6 @@ import json
 import signal
 
 from ollama_connector.sim.processes import agent_env
-
 from tests.conftest import free_port, wait_until
 
 

@@ -7,12 +7,12 @@ import re
 
 import ollama
 import pytest
+
 from ollama_connector.hubd.settings import HubSettings
 from ollama_connector.noded.heartbeat import build_heartbeat
 from ollama_connector.noded.settings import NodeSettings
 from ollama_connector.shared.settings import ConfigError
 from ollama_connector.sim.keys import ENGINE
-
 from tests.conftest import wait_until
 
 SEED_FIELDS = {
@@ -155,8 +155,8 @@ def test_bad_configuration_names_the_variable(settings, environ, message):
 
 
 def test_defaults_match_the_seed():
-    hub = HubSettings.from_env({})
-    node = NodeSettings.from_env({})
+    hub = HubSettings.from_env({"CLUSTER_TOKEN": "t"})
+    node = NodeSettings.from_env({"CLUSTER_TOKEN": "t"})
     assert (hub.port, hub.heartbeat_ttl, hub.heartbeat_offline, hub.max_failures, hub.request_timeout) == (
         8000, 90, 180, 3, 120,
     )  # fmt: skip
@@ -226,3 +226,14 @@ async def test_a_damaged_saved_registry_is_ignored(fleet, http, tmp_path):
     assert len(hub.registry) == 0
     state.write_text('[{"heartbeat": {"node_id": "", "port": 1}, "base_url": "x", "last_seen": 0}, 7]')
     assert len((await fleet.hub(HUB_STATE_FILE=str(state))).registry) == 0
+
+
+@pytest.mark.parametrize(("settings", "host"), [(HubSettings, "HUB_HOST"), (NodeSettings, "NODE_HOST")])
+def test_no_token_beyond_loopback_only_when_the_operator_says_so(settings, host):
+    with pytest.raises(ConfigError, match=f"CLUSTER_TOKEN is not set and {host} listens on 0.0.0.0"):
+        settings.from_env({})
+    with pytest.raises(ConfigError, match="ALLOW_OPEN_CLUSTER=1"):
+        settings.from_env({host: "127.0.0.1,192.0.2.1"})
+    assert settings.from_env({host: "127.0.0.1,::1,localhost"}).cluster_token is None  # loopback: fine
+    assert settings.from_env({"ALLOW_OPEN_CLUSTER": "1"}).allow_open_cluster
+    assert settings.from_env({"CLUSTER_TOKEN": "secret"}).hosts == ["0.0.0.0"]

@@ -10,10 +10,10 @@ import socket
 import subprocess
 
 import pytest
+
 from ollama_connector.hubd.settings import HubSettings
 from ollama_connector.noded.settings import NodeSettings
 from ollama_connector.sim.processes import agent_env
-
 from tests.conftest import BIN, answers, free_port, wait_until
 
 
@@ -154,6 +154,8 @@ async def test_start_up_errors_are_one_line_naming_what_to_change():
         assert code == 1 and "FAIL  listen on 127.0.0.1" in out
         code, _, err = await run_program("ollama-sim", "--port", port)
         assert code == 1 and "Traceback" not in err and "--port" in err
-    code, _, err = await run_program("ollama-hubd", HUB_HOST="notahost.invalid", HUB_PORT="0")
+    code, _, err = await run_program(
+        "ollama-hubd", HUB_HOST="notahost.invalid", HUB_PORT="0", CLUSTER_TOKEN="t"
+    )
     assert code == 1 and "Traceback" not in err
     assert "notahost.invalid" in err and "does not resolve" in err and "HUB_HOST" in err

@@ -118,7 +118,9 @@ def test_installer_dry_run_touches_nothing(tmp_path):
     out = run_installer("hub", "--root", str(tmp_path / "root"), "--dry-run")
     assert "would: write" in out and "ollama-hubd.service" in out and "hub.env" in out
     assert not (tmp_path / "root").exists()
-    node = run_installer("node", "--hub", "http://hub:8000", "--root", str(tmp_path / "root"), "--dry-run")
+    node = run_installer(
+        "node", "--hub", "http://hub:8000", "--token", "t", "--root", str(tmp_path / "root"), "--dry-run"
+    )
     assert "node.env" in node and not (tmp_path / "root").exists()
 
 
@@ -186,7 +188,7 @@ def test_installer_uninstall_keeps_env_files_unless_purged(tmp_path):
     root = tmp_path / "root"
     (root / "etc/systemd/system").mkdir(parents=True)
     # A node install whose venv step is already done, to keep this test quick: copy nothing, only the files.
-    out = run_installer("node", "--root", str(root), "--hub", "http://hub:8000", "--dry-run")
+    out = run_installer("node", "--root", str(root), "--hub", "http://hub:8000", "--token", "t", "--dry-run")
     assert "would:" in out
     (root / "etc/systemd/system/ollama-noded.service").write_text(
         (REPO / "systemd/ollama-noded.service").read_text()
@@ -217,7 +219,18 @@ def test_installer_run_again_applies_a_corrected_value_and_keeps_the_rest(instal
 
 def test_installer_refuses_a_hub_without_a_scheme(tmp_path):
     result = subprocess.run(
-        ["bash", str(INSTALLER), "node", "--hub", "hub.lan:8000", "--root", str(tmp_path), "--dry-run"],
+        [
+            "bash",
+            str(INSTALLER),
+            "node",
+            "--hub",
+            "hub.lan:8000",
+            "--token",
+            "t",
+            "--root",
+            str(tmp_path),
+            "--dry-run",
+        ],
         capture_output=True,
         text=True,
         timeout=60,
@@ -229,3 +242,13 @@ def test_root_installs_run_from_their_prefix(installed):
     for program in ("ollama-hubd", "ollama-noded", "ollama-top"):
         first = (installed / "opt/ollama-connector/bin" / program).read_text().splitlines()[0]
         assert first == "#!/opt/ollama-connector/bin/python", first
+
+
+def test_installer_asks_a_new_node_for_its_token(tmp_path):
+    result = subprocess.run(
+        ["bash", str(INSTALLER), "node", "--hub", "http://hub:8000", "--root", str(tmp_path), "--dry-run"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2 and "a node needs --token" in result.stderr

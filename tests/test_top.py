@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from textual.widgets import Input, Label, Select, Static
+
 from ollama_connector.shared.wire import Heartbeat, Load
 from ollama_connector.tui.app import OllamaTop
 from ollama_connector.tui.screens import DetailsScreen, HelpScreen, PromptScreen
 from ollama_connector.tui.table import NodeTable
-from textual.widgets import Input, Label, Select, Static
-
 from tests.conftest import free_port, wait_until
 
 

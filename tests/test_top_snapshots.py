@@ -9,6 +9,7 @@ import urllib.request
 from collections.abc import Iterator
 
 import pytest
+
 from ollama_connector.hubd.app import create_app
 from ollama_connector.hubd.settings import HubSettings
 from ollama_connector.shared.daemon import start_runner

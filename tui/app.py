@@ -5,10 +5,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from ollama_connector.tui.client import FleetSnapshot, HubClient, HubUnreachable
-from ollama_connector.tui.render import History, count
-from ollama_connector.tui.screens import DetailsScreen, HelpScreen, ProblemReported, PromptScreen
-from ollama_connector.tui.table import NodeTable
 from rich.markup import escape
 from textual import events, on, work
 from textual.app import App, ComposeResult
@@ -17,6 +13,11 @@ from textual.reactive import reactive
 from textual.timer import Timer
 from textual.widgets import Footer, Input, Static
 from textual.worker import Worker, WorkerState
+
+from ollama_connector.tui.client import FleetSnapshot, HubClient, HubUnreachable
+from ollama_connector.tui.render import History, count
+from ollama_connector.tui.screens import DetailsScreen, HelpScreen, ProblemReported, PromptScreen
+from ollama_connector.tui.table import NodeTable
 
 
 class FleetHeader(Static):

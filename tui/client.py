@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+
 from ollama_connector.shared.error_formats import Ollama, message_of
 from ollama_connector.shared.modelnames import likely_embedding
 from ollama_connector.shared.relay import LineReader, UpstreamBroken, describe

@@ -5,8 +5,6 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from ollama_connector.tui.client import FleetSnapshot, HubClient
-from ollama_connector.tui.render import address, age, count, parse_time, spark, status_text
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
@@ -19,6 +17,9 @@ from textual.screen import ModalScreen, Screen
 from textual.validation import Integer, Number
 from textual.widgets import Footer, Input, Label, Select, Static
 from textual.worker import Worker, WorkerState
+
+from ollama_connector.tui.client import FleetSnapshot, HubClient
+from ollama_connector.tui.render import address, age, count, parse_time, spark, status_text
 
 if TYPE_CHECKING:
     from ollama_connector.tui.app import OllamaTop

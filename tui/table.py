@@ -11,6 +11,16 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, ClassVar
 
+from rich.segment import Segment
+from rich.style import Style
+from textual import events
+from textual.binding import Binding
+from textual.geometry import Size
+from textual.message import Message
+from textual.reactive import reactive
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+
 from ollama_connector.tui.render import (
     STATUS_RANK,
     STATUS_STYLE,
@@ -21,15 +31,6 @@ from ollama_connector.tui.render import (
     models_text,
     parse_time,
 )
-from rich.segment import Segment
-from rich.style import Style
-from textual import events
-from textual.binding import Binding
-from textual.geometry import Size
-from textual.message import Message
-from textual.reactive import reactive
-from textual.scroll_view import ScrollView
-from textual.strip import Strip
 
 
 @dataclass(frozen=True)
