@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp import web
 
 from ollama_connector.hubd import dashboard, jobs, nodes, ollama_api, openai_api, stats
+from ollama_connector.hubd.admission import no_loops
 from ollama_connector.hubd.auth import api_keys
 from ollama_connector.hubd.counters import JobCounters
 from ollama_connector.hubd.errors import error_bodies
-from ollama_connector.hubd.keys import COUNTERS, REGISTRY, SESSION, SETTINGS
+from ollama_connector.hubd.keys import COUNTERS, HOP_ID, REGISTRY, SESSION, SETTINGS
+from ollama_connector.hubd.limits import bounded_bodies
 from ollama_connector.hubd.persistence import persistence_ctx
 from ollama_connector.hubd.registry import Registry
 from ollama_connector.hubd.settings import HubSettings
@@ -32,8 +35,12 @@ async def client_session_ctx(app: web.Application) -> AsyncIterator[None]:
 def create_app(settings: HubSettings) -> web.Application:
     if settings.cluster_token is None:
         log.warning("CLUSTER_TOKEN is not set: any machine that reaches this hub can register as a node")
-    app = web.Application(middlewares=[error_bodies, api_keys], client_max_size=settings.max_body_bytes)
+    app = web.Application(
+        middlewares=[error_bodies, no_loops, api_keys, bounded_bodies],
+        client_max_size=settings.max_body_bytes,
+    )
     app[SETTINGS] = settings
+    app[HOP_ID] = uuid.uuid4().hex
     app[REGISTRY] = Registry(
         ttl=settings.heartbeat_ttl,
         remove_after=settings.heartbeat_offline,

@@ -14,6 +14,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from ollama_connector.hubd.admission import node_headers
 from ollama_connector.hubd.errors import AllNodesFailed, CallerError, NodeTimedOut, NoHealthyNodes
 from ollama_connector.hubd.keys import COUNTERS, REGISTRY, SESSION, SETTINGS
 from ollama_connector.hubd.registry import NodeRecord
@@ -29,7 +30,6 @@ from ollama_connector.shared.agent_contract import (
     reason_for_plain_status,
     reason_in,
 )
-from ollama_connector.shared.auth import bearer
 from ollama_connector.shared.relay import LineReader, UpstreamBroken, describe, relay
 
 log = logging.getLogger(__name__)
@@ -130,7 +130,7 @@ async def _run_on(request: web.Request, node: NodeRecord, job: Job) -> web.Strea
         "X-Job-Id": job.job_id,
         # Keep-alives four times per timeout: the timeout then bounds a silence, never a long answer.
         KEEPALIVE_HEADER: f"{max(0.05, settings.request_timeout / 4):g}",
-        **bearer(settings.cluster_token),
+        **node_headers(request.app),
     }
     try:
         upstream = await request.app[SESSION].post(

@@ -10,9 +10,9 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from ollama_connector.hubd.keys import REGISTRY, SESSION, SETTINGS
+from ollama_connector.hubd.admission import node_headers
+from ollama_connector.hubd.keys import REGISTRY, SESSION
 from ollama_connector.hubd.registry import NodeRecord
-from ollama_connector.shared.auth import bearer
 from ollama_connector.shared.relay import describe
 
 log = logging.getLogger(__name__)
@@ -28,7 +28,7 @@ async def ask_nodes(
     app: web.Application, nodes: list[NodeRecord], method: str, path: str, payload: bytes | None = None
 ) -> list[tuple[NodeRecord, int | None, bytes]]:
     """The same request to each node at once: (node, status, body), or (node, None, reason) when it failed."""
-    headers = {"Content-Type": "application/json", **bearer(app[SETTINGS].cluster_token)}
+    headers = {"Content-Type": "application/json", **node_headers(app)}
 
     async def ask(node: NodeRecord) -> tuple[NodeRecord, int | None, bytes]:
         try:

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
 
 from ollama_connector.hubd.dispatch import Job, dispatch
 from ollama_connector.shared.bodies import parse_body_as, read_json_object
+from ollama_connector.shared.wire import MAX_MODEL_NAME
 
 routes = web.RouteTableDef()
 
@@ -19,7 +20,7 @@ class JobRequest(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    model: StrictStr = Field(min_length=1)
+    model: StrictStr = Field(min_length=1, max_length=MAX_MODEL_NAME)
     prompt: StrictStr
     options: dict[str, Any] | None = None
     stream: StrictBool = True

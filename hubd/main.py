@@ -41,7 +41,13 @@ def main(argv: list[str] | None = None) -> None:
     app = create_app(settings)
     run(
         serve_until_signalled(
-            app, settings.hosts, settings.port, name=PROGRAM, drain_timeout=settings.drain_timeout
+            app,
+            settings.hosts,
+            settings.port,
+            name=PROGRAM,
+            drain_timeout=settings.drain_timeout,
+            # A connection that has not sent a whole request's headers by then is closed (so is an idle one).
+            keepalive_timeout=settings.client_timeout,
         ),
         program=PROGRAM,
         listen_settings="HUB_HOST and HUB_PORT",

@@ -6,6 +6,7 @@ import time
 
 from aiohttp import web
 
+from ollama_connector.hubd.admission import admit
 from ollama_connector.hubd.errors import HubError, Unauthorized
 from ollama_connector.hubd.keys import REGISTRY, SETTINGS
 from ollama_connector.shared.auth import is_authorized
@@ -13,6 +14,7 @@ from ollama_connector.shared.bodies import parse_body_as, read_json_object
 from ollama_connector.shared.wire import Heartbeat
 
 routes = web.RouteTableDef()
+HEARTBEAT_MAX_BYTES = 256 * 1024  # a thousand long model names and full metadata fit many times over
 
 
 @routes.get("/healthz")
@@ -24,10 +26,12 @@ async def healthz(request: web.Request) -> web.Response:
 async def heartbeat(request: web.Request) -> web.Response:
     if not is_authorized(request, request.app[SETTINGS].cluster_token):
         raise Unauthorized("missing or wrong cluster token (Authorization: Bearer <CLUSTER_TOKEN>)")
-    body = await read_json_object(request)
+    body = await read_json_object(request, max_bytes=HEARTBEAT_MAX_BYTES)
     beat = parse_body_as(Heartbeat, body)
     registry = request.app[REGISTRY]
-    record = registry.heartbeat(beat, request.remote or "127.0.0.1")
+    peer = request.remote or "127.0.0.1"
+    await admit(request, beat.node_id, beat.address or peer, beat.port)
+    record = registry.heartbeat(beat, peer)
     return web.json_response({"status": registry.status(record), "node_id": beat.node_id})
 
 

@@ -13,9 +13,11 @@ from ollama_connector.hubd.dispatch import Job, counted, dispatch
 from ollama_connector.hubd.errors import AllNodesFailed, HubError, ModelManagementPerNode, NoHealthyNodes
 from ollama_connector.hubd.fanout import ask_nodes, ask_online_nodes, online
 from ollama_connector.hubd.keys import COUNTERS, REGISTRY
+from ollama_connector.hubd.limits import check_model_name
 from ollama_connector.shared import error_formats
 from ollama_connector.shared.bodies import BadRequest, read_json_object
 from ollama_connector.shared.modelnames import canonical
+from ollama_connector.shared.wire import MAX_MODEL_NAME
 
 routes = web.RouteTableDef()
 
@@ -32,11 +34,25 @@ EMPTY_MODEL_IS_404 = {"/api/generate", "/api/embed"}
 ZERO_DURATION = re.compile(r"0+(\.0*)?(ns|us|µs|ms|s|m|h)?")
 
 
-def sort_time(value: str | None) -> float:
+def sort_time(value: object) -> float:
+    """A node's timestamp as a number to sort by; anything unreadable sorts first (0)."""
+    if not isinstance(value, str):
+        return 0.0
     try:
-        return datetime.fromisoformat((value or "").replace("Z", "+00:00")).timestamp()
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
     except ValueError:
         return 0.0
+
+
+def entries(answer: object) -> list[dict[str, Any]]:
+    """The `models` list of a node's /api/tags or /api/ps answer, less anything that is not an object."""
+    models = answer.get("models") if isinstance(answer, dict) else None
+    return [m for m in models if isinstance(m, dict)] if isinstance(models, list) else []
+
+
+def name_of(entry: dict[str, Any]) -> str | None:
+    name = entry.get("model") or entry.get("name")
+    return name if isinstance(name, str) else None
 
 
 async def relay_inference(request: web.Request) -> web.StreamResponse:
@@ -46,6 +62,8 @@ async def relay_inference(request: web.Request) -> web.StreamResponse:
         raise BadRequest(
             f"json: cannot unmarshal {type(model).__name__} into Go struct field .model of type string"
         )
+    if model:
+        check_model_name(model)
     if not model:
         if request.path in EMPTY_MODEL_IS_404:
             raise HubError("model '' not found", status=404)
@@ -103,9 +121,9 @@ async def merged_tags(app: web.Application) -> list[dict[str, Any]]:
     """One entry per model across online nodes (the newest copy), newest first, as Ollama lists them."""
     merged: dict[str, dict[str, Any]] = {}
     for _, answer in await ask_online_nodes(app, "/api/tags"):
-        for entry in answer.get("models") or []:
-            name = entry.get("model") or entry.get("name")
-            if not name:
+        for entry in entries(answer):
+            name = name_of(entry)
+            if not name or len(name) > MAX_MODEL_NAME:
                 continue
             key = canonical(name)
             if key not in merged or sort_time(entry.get("modified_at")) > sort_time(
@@ -125,17 +143,15 @@ async def ps(request: web.Request) -> web.Response:
     loaded = [
         {**entry, "node_id": node.node_id}
         for node, answer in await ask_online_nodes(request.app, "/api/ps")
-        for entry in answer.get("models") or []
+        for entry in entries(answer)
     ]
     loaded.sort(key=lambda e: sort_time(e.get("expires_at")), reverse=True)
     return web.json_response({"models": loaded})
 
 
 def version_key(version: str) -> tuple[int, ...]:
-    parts = []
-    for part in version.split("-")[0].split("."):
-        parts.append(int(part) if part.isdigit() else 0)
-    return tuple(parts)
+    """`0.5.1` as (0, 5, 1); a part that is not plain ASCII digits (`1.²`) counts as 0."""
+    return tuple(int(p) if p.isascii() and p.isdigit() else 0 for p in version.split("-")[0].split("."))
 
 
 @routes.get("/api/version")
@@ -143,9 +159,9 @@ async def version(request: web.Request) -> web.Response:
     """The lowest Ollama version in the fleet: what every node can be relied on to support."""
     registry = request.app[REGISTRY]
     versions = [
-        str(r.beat.metadata["ollama_version"])
+        r.beat.metadata["ollama_version"]
         for r in registry.all()
-        if r.beat.metadata.get("ollama_version")
+        if isinstance(r.beat.metadata.get("ollama_version"), str) and r.beat.metadata["ollama_version"]
     ]
     return web.json_response({"version": min(versions, key=version_key) if versions else "0.0.0"})
 

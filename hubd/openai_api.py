@@ -8,7 +8,8 @@ from aiohttp import web
 
 from ollama_connector.hubd.dispatch import Job, dispatch
 from ollama_connector.hubd.errors import HubError
-from ollama_connector.hubd.ollama_api import merged_tags, sort_time
+from ollama_connector.hubd.limits import check_model_name
+from ollama_connector.hubd.ollama_api import merged_tags, name_of, sort_time
 from ollama_connector.shared.bodies import BadRequest, read_json_object
 from ollama_connector.shared.modelnames import canonical
 
@@ -20,6 +21,7 @@ async def relay_openai(request: web.Request) -> web.StreamResponse:
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise BadRequest("model is required")
+    check_model_name(model)
     stream = body.get("stream") is True  # OpenAI's default is not to stream
     job = Job(str(uuid.uuid4()), model, request.path, await request.read(), stream)
     return await dispatch(request, job)
@@ -30,7 +32,7 @@ for path in ("/v1/chat/completions", "/v1/completions", "/v1/embeddings"):
 
 
 def model_object(entry: dict) -> dict:
-    name = entry.get("model") or entry.get("name")
+    name = name_of(entry) or ""
     namespace = name.split("/")[-2] if name.count("/") >= 1 else "library"
     return {
         "id": name,
@@ -51,6 +53,6 @@ async def models(request: web.Request) -> web.Response:
 async def one_model(request: web.Request) -> web.Response:
     wanted = canonical(request.match_info["model"])
     for entry in await merged_tags(request.app):
-        if canonical(entry.get("model") or entry.get("name") or "") == wanted:
+        if canonical(name_of(entry) or "") == wanted:
             return web.json_response(model_object(entry))
     raise HubError(f'model "{request.match_info["model"]}" not found', status=404)

@@ -70,6 +70,7 @@ class Registry:
         self._nodes: dict[str, NodeRecord] = {}
         self._by_model: dict[str, list[tuple]] = {}
         self._assignments = itertools.count(1)
+        self.full_announced = False  # MAX_NODES reached, and said so in the log
 
     def __len__(self) -> int:
         return len(self._nodes)

@@ -8,9 +8,9 @@ import logging
 import aiohttp
 from aiohttp import web
 
+from ollama_connector.hubd.admission import node_headers
 from ollama_connector.hubd.keys import REGISTRY, SESSION, SETTINGS
 from ollama_connector.hubd.registry import NodeRecord
-from ollama_connector.shared.auth import bearer
 from ollama_connector.shared.lifecycle import background
 from ollama_connector.shared.relay import describe
 
@@ -22,7 +22,7 @@ async def probe(app: web.Application, record: NodeRecord) -> None:
     """A degraded node comes back once its agent's /healthz says its Ollama answers."""
     try:
         async with app[SESSION].get(
-            record.base_url + "/healthz", headers=bearer(app[SETTINGS].cluster_token), timeout=PROBE_TIMEOUT
+            record.base_url + "/healthz", headers=node_headers(app), timeout=PROBE_TIMEOUT
         ) as response:
             healthy, detail = response.status == 200, f"HTTP {response.status}"
     except (aiohttp.ClientError, TimeoutError) as exc:

@@ -16,7 +16,13 @@ from aiohttp import web
 from ollama_connector.noded.keepalive import KeepAlive
 from ollama_connector.noded.keys import SESSION, SETTINGS
 from ollama_connector.shared import error_formats
-from ollama_connector.shared.agent_contract import REASON_HEADER, Head, Reason, reason_for_ollama_status
+from ollama_connector.shared.agent_contract import (
+    HOP_HEADER,
+    REASON_HEADER,
+    Head,
+    Reason,
+    reason_for_ollama_status,
+)
 from ollama_connector.shared.error_formats import NDJSON, SSE
 from ollama_connector.shared.relay import LineReader, Relayed, describe, pump, relay
 
@@ -49,11 +55,17 @@ async def _ask_ollama(
             method,
             settings.ollama_url + path,
             data=payload,
-            headers={"Content-Type": "application/json"},
+            # The hub's hop mark goes on: if this "Ollama" is in truth the hub, the loop ends there.
+            headers={"Content-Type": "application/json", **hop_mark(request)},
             timeout=OLLAMA_STREAM_TIMEOUT,
         )
     except (aiohttp.ClientError, TimeoutError) as exc:
         raise OllamaUnreachable(f"Ollama at {settings.ollama_url} is not answering: {describe(exc)}") from exc
+
+
+def hop_mark(request: web.Request) -> dict[str, str]:
+    hops = request.headers.getall(HOP_HEADER, ())
+    return {HOP_HEADER: ", ".join(hops)} if hops else {}
 
 
 def _content_type(upstream: aiohttp.ClientResponse) -> str:

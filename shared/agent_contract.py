@@ -25,6 +25,7 @@ from enum import StrEnum
 REASON_HEADER = "X-Agent-Reason"
 KEEPALIVE_HEADER = "X-Connector-Keepalive"
 FRAMED_HEADER = "X-Connector-Framed"
+HOP_HEADER = "X-Connector-Hop"  # the hub's mark; agents pass it on to Ollama, so a loop comes back marked
 
 
 class Reason(StrEnum):

@@ -8,7 +8,12 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from ollama_connector.shared.wire import depth
+
 M = TypeVar("M", bound=BaseModel)
+
+
+MAX_JSON_DEPTH = 64  # far past any real request (a JSON schema in `format` included), far below the parser's
 
 
 class BadRequest(Exception):
@@ -16,21 +21,34 @@ class BadRequest(Exception):
 
     status = 400
 
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
 
-async def read_json_object(request: web.Request) -> dict[str, Any]:
+
+async def read_json_object(request: web.Request, max_bytes: int | None = None) -> dict[str, Any]:
     """The request body as a JSON object, or BadRequest naming what is wrong with it.
 
-    An oversize body raises aiohttp's HTTPRequestEntityTooLarge (413) from `request.read()`.
+    An oversize body raises aiohttp's HTTPRequestEntityTooLarge (413) from `request.read()`; `max_bytes` is a
+    tighter bound for one route (413 too).
     """
+    if max_bytes is not None and (request.content_length or 0) > max_bytes:
+        raise BadRequest(f"request body is larger than {max_bytes} bytes", status=413)
     raw = await request.read()
+    if max_bytes is not None and len(raw) > max_bytes:
+        raise BadRequest(f"request body is larger than {max_bytes} bytes", status=413)
     if not raw.strip():
         raise BadRequest("missing request body")
     try:
         data = json.loads(raw)
+    except RecursionError:
+        raise BadRequest(f"request body nests deeper than {MAX_JSON_DEPTH} levels") from None
     except ValueError as exc:
         raise BadRequest(f"request body is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise BadRequest(f"request body must be a JSON object, not {type(data).__name__}")
+    if depth(data) > MAX_JSON_DEPTH:
+        raise BadRequest(f"request body nests deeper than {MAX_JSON_DEPTH} levels")
     return data
 
 

@@ -45,6 +45,7 @@ async def serve_until_signalled(
     on_ready: Callable[[web.AppRunner], None] | None = None,
     before_stop: Callable[[], Awaitable[None]] | None = None,
     drain_timeout: float = 60.0,
+    **runner_options: Any,
 ) -> None:
     """Serve until SIGINT or SIGTERM, telling systemd when ready and when stopping.
 
@@ -56,7 +57,7 @@ async def serve_until_signalled(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    runner = await start_runner(app, hosts, port, shutdown_timeout=drain_timeout)
+    runner = await start_runner(app, hosts, port, shutdown_timeout=drain_timeout, **runner_options)
     try:
         async with watchdog():
             log.info("listening on %s", ", ".join(_format_address(a) for a in runner.addresses))

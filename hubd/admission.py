@@ -1,0 +1,114 @@
+"""Which heartbeats become nodes, and which requests the hub serves: the hub dials only agents.
+
+- A node's address is a host (the wire model says so), and it may not be the hub itself: not one of this
+  machine's addresses (or loopback, or a name resolving to one) on the hub's own port.
+- With NODE_NETWORKS set, every address a node's host resolves to must be inside them.
+- At most MAX_NODES nodes; a new one past that is refused, and logged once until there is room again.
+- Every request the hub sends carries its hop id (`X-Connector-Hop`), which agents pass on to Ollama; a
+  request that comes back with it is refused with 508, so no configuration can make a request loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import socket
+import time
+from functools import cache
+
+import psutil
+from aiohttp import web
+
+from ollama_connector.hubd.errors import Handler, HubError, error_response
+from ollama_connector.hubd.keys import HOP_ID, REGISTRY, SETTINGS
+from ollama_connector.shared.agent_contract import HOP_HEADER
+from ollama_connector.shared.auth import bearer
+
+log = logging.getLogger(__name__)
+RESOLVE_TIMEOUT = 2.0
+IP = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class Refused(HubError):
+    status = 403
+
+
+def _local_addresses(minute: int) -> frozenset[IP]:
+    addresses = set()
+    for entries in psutil.net_if_addrs().values():
+        for entry in entries:
+            if entry.family in (socket.AF_INET, socket.AF_INET6):
+                try:
+                    addresses.add(ipaddress.ip_address(entry.address.split("%")[0]))
+                except ValueError:
+                    continue
+    return frozenset(addresses)
+
+
+_local_cached = cache(_local_addresses)
+
+
+def local_addresses() -> frozenset[IP]:
+    """This machine's addresses, read again at most once a minute."""
+    return _local_cached(int(time.monotonic() // 60))
+
+
+async def resolve(host: str, port: int) -> list[IP]:
+    try:
+        return [ipaddress.ip_address(host)]
+    except ValueError:
+        pass
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout(RESOLVE_TIMEOUT):
+            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, TimeoutError):
+        raise HubError(f"address {host!r} does not resolve", status=400) from None
+    return sorted({ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos}, key=str)
+
+
+async def admit(request: web.Request, node_id: str, host: str, port: int) -> None:
+    """Raise HubError (400 or 403, naming why) unless a node at host:port may be registered."""
+    settings, registry = request.app[SETTINGS], request.app[REGISTRY]
+    addresses = await resolve(host, port)
+    sockname = request.transport.get_extra_info("sockname") if request.transport else None
+    own_port = sockname[1] if sockname else settings.port
+    if port == own_port and any(
+        ip.is_loopback or ip.is_unspecified or ip in local_addresses() for ip in addresses
+    ):
+        raise HubError(f"{host}:{port} is this hub's own address: a node must be an agent", status=400)
+    if settings.node_networks:
+        networks = [ipaddress.ip_network(n) for n in settings.node_networks]
+        outside = [str(ip) for ip in addresses if not any(ip in net for net in networks)]
+        if outside:
+            raise Refused(f"address {', '.join(outside)} is outside NODE_NETWORKS")
+    if registry.get(node_id) is None and len(registry) >= settings.max_nodes:
+        if not registry.full_announced:
+            registry.full_announced = True
+            log.warning(
+                "registry full (MAX_NODES=%d): refusing new nodes, first %s", settings.max_nodes, node_id
+            )
+        raise Refused(f"the hub has MAX_NODES={settings.max_nodes} nodes and takes no new one")
+    registry.full_announced = False
+
+
+def node_headers(app: web.Application) -> dict[str, str]:
+    """What every request from the hub to a node carries: the cluster token, and the hub's hop id."""
+    return {HOP_HEADER: app[HOP_ID], **bearer(app[SETTINGS].cluster_token)}
+
+
+_last_loop_warning = 0.0
+
+
+@web.middleware
+async def no_loops(request: web.Request, handler: Handler) -> web.StreamResponse:
+    global _last_loop_warning
+    if request.app[HOP_ID] in request.headers.getall(HOP_HEADER, ()):
+        if time.monotonic() - _last_loop_warning > 60:  # a warning a minute, however fast the loop spins
+            _last_loop_warning = time.monotonic()
+            log.warning(
+                "refused %s %s: it came back to this hub, so a node leads here", request.method, request.path
+            )
+        return error_response(request, 508, "this request has already passed through this hub: a loop")
+    return await handler(request)

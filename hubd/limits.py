@@ -1,0 +1,31 @@
+"""Limits on what callers may cost the hub: time to send a body (headers: the runner's keep-alive timeout)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+from ollama_connector.hubd.errors import Handler, error_response
+from ollama_connector.hubd.keys import SETTINGS
+from ollama_connector.shared.bodies import BadRequest
+from ollama_connector.shared.wire import MAX_MODEL_NAME
+
+
+@web.middleware
+async def bounded_bodies(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Read a body within CLIENT_TIMEOUT, so a client trickling bytes cannot hold a connection for ever."""
+    if request.body_exists:
+        timeout = request.app[SETTINGS].client_timeout
+        try:
+            async with asyncio.timeout(timeout):
+                await request.read()  # kept by aiohttp: the handler's own read returns it at once
+        except TimeoutError:
+            return error_response(request, 408, f"the request body did not arrive within {timeout:g} s")
+    return await handler(request)
+
+
+def check_model_name(model: str) -> str:
+    if len(model) > MAX_MODEL_NAME:
+        raise BadRequest(f"model name is longer than {MAX_MODEL_NAME} characters")
+    return model
