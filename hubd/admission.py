@@ -36,7 +36,12 @@ class Refused(HubError):
 
 def _local_addresses(minute: int) -> frozenset[IP]:
     addresses = set()
-    for entries in psutil.net_if_addrs().values():
+    try:
+        interfaces = psutil.net_if_addrs()
+    except OSError as exc:  # a sandbox without netlink: loopback and the hub's own addresses still count
+        log.warning("cannot read this machine's addresses: %s", exc)
+        interfaces = {}
+    for entries in interfaces.values():
         for entry in entries:
             if entry.family in (socket.AF_INET, socket.AF_INET6):
                 try:

@@ -56,3 +56,9 @@ def create_app(settings: HubSettings) -> web.Application:
     app.add_routes(ollama_api.routes)
     app.add_routes(openai_api.routes)
     return app
+
+
+def runner_options(settings: HubSettings) -> dict[str, float]:
+    """How the hub's runner treats connections: one that has not sent a whole request's headers within
+    CLIENT_TIMEOUT (or sits idle that long) is closed, so slow clients cannot hold connections for ever."""
+    return {"keepalive_timeout": settings.client_timeout}

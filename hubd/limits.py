@@ -21,7 +21,9 @@ async def bounded_bodies(request: web.Request, handler: Handler) -> web.StreamRe
             async with asyncio.timeout(timeout):
                 await request.read()  # kept by aiohttp: the handler's own read returns it at once
         except TimeoutError:
-            return error_response(request, 408, f"the request body did not arrive within {timeout:g} s")
+            response = error_response(request, 408, f"the request body did not arrive within {timeout:g} s")
+            response.force_close()  # the rest of the body may still trickle in: no reading it
+            return response
     return await handler(request)
 
 

@@ -6,7 +6,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from ollama_connector.hubd.app import create_app
+from ollama_connector.hubd.app import create_app, runner_options
 from ollama_connector.hubd.settings import HubSettings
 from ollama_connector.shared.cli import can_listen, parse_command_line, report_checks
 from ollama_connector.shared.daemon import run, serve_until_signalled
@@ -46,8 +46,7 @@ def main(argv: list[str] | None = None) -> None:
             settings.port,
             name=PROGRAM,
             drain_timeout=settings.drain_timeout,
-            # A connection that has not sent a whole request's headers by then is closed (so is an idle one).
-            keepalive_timeout=settings.client_timeout,
+            **runner_options(settings),
         ),
         program=PROGRAM,
         listen_settings="HUB_HOST and HUB_PORT",

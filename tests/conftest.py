@@ -14,6 +14,7 @@ import pytest
 from aiohttp import web
 
 from ollama_connector.hubd.app import create_app as create_hub
+from ollama_connector.hubd.app import runner_options
 from ollama_connector.hubd.keys import REGISTRY
 from ollama_connector.hubd.registry import Registry
 from ollama_connector.hubd.settings import HubSettings
@@ -143,8 +144,11 @@ class Fleet:
     def __init__(self) -> None:
         self.running: list[Running] = []
 
-    async def _start(self, cls, app: web.Application, host: str, port: int = 0, **extra) -> Running:
-        runner = await start_runner(app, [host], port)
+    async def _start(
+        self, cls, app: web.Application, host: str, port: int = 0, node_id: str = "", **options
+    ) -> Running:
+        runner = await start_runner(app, [host], port, **options)
+        extra = {"node_id": node_id} if node_id else {}
         started = cls(app, runner, host, bound_port(runner), **extra)
         self.running.append(started)
         return started
@@ -155,7 +159,7 @@ class Fleet:
 
     async def hub(self, host: str = "127.0.0.1", **env: str) -> Hub:
         settings = HubSettings.from_env({"HUB_HOST": host, "HUB_PORT": "0", **env})
-        return await self._start(Hub, create_hub(settings), host, settings.port)
+        return await self._start(Hub, create_hub(settings), host, settings.port, **runner_options(settings))
 
     async def node(
         self,

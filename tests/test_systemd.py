@@ -252,3 +252,19 @@ def test_installer_asks_a_new_node_for_its_token(tmp_path):
         timeout=60,
     )
     assert result.returncode == 2 and "a node needs --token" in result.stderr
+
+
+@pytest.mark.skipif(
+    shutil.which("systemd-analyze") is None, reason="needs systemd-analyze (make test installs it)"
+)
+@pytest.mark.parametrize("unit", ["ollama-hubd.service", "ollama-noded.service"])
+def test_units_keep_a_low_exposure_score(installed, unit):
+    result = subprocess.run(
+        ["systemd-analyze", "security", "--offline=yes", f"--root={installed}", "--no-pager", unit],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    [line] = [line for line in result.stdout.splitlines() if "Overall exposure" in line]
+    score = line.split(":")[1].split()[0]
+    assert float(score) <= 1.5, result.stdout  # 1.3 for both when written; 10 is an unhardened service
