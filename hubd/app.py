@@ -9,14 +9,16 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
-from ollama_connector.hubd import dashboard, jobs, nodes, ollama_api, openai_api, stats
+from ollama_connector.hubd import dashboard, jobs, nodes, ollama_api, openai_api, openapi, stats
 from ollama_connector.hubd.admission import no_loops
 from ollama_connector.hubd.auth import api_keys
+from ollama_connector.hubd.buckets import Buckets
 from ollama_connector.hubd.counters import JobCounters
 from ollama_connector.hubd.errors import error_bodies
-from ollama_connector.hubd.keys import COUNTERS, HOP_ID, REGISTRY, SESSION, SETTINGS
+from ollama_connector.hubd.keys import BUCKETS, COUNTERS, HOP_ID, REGISTRY, SESSION, SETTINGS
 from ollama_connector.hubd.limits import bounded_bodies
 from ollama_connector.hubd.persistence import persistence_ctx
+from ollama_connector.hubd.ratelimit import add_rate_headers, rate_limits
 from ollama_connector.hubd.registry import Registry
 from ollama_connector.hubd.settings import HubSettings
 from ollama_connector.hubd.upkeep import upkeep_ctx
@@ -36,7 +38,7 @@ def create_app(settings: HubSettings) -> web.Application:
     if settings.cluster_token is None:
         log.warning("CLUSTER_TOKEN is not set: any machine that reaches this hub can register as a node")
     app = web.Application(
-        middlewares=[error_bodies, no_loops, api_keys, bounded_bodies],
+        middlewares=[error_bodies, no_loops, api_keys, rate_limits, bounded_bodies],
         client_max_size=settings.max_body_bytes,
     )
     app[SETTINGS] = settings
@@ -48,6 +50,9 @@ def create_app(settings: HubSettings) -> web.Application:
         probe_interval=settings.probe_interval,
     )
     app[COUNTERS] = JobCounters()
+    if settings.rate_limit:
+        app[BUCKETS] = Buckets(settings.rate_limit, settings.rate_limit_burst or settings.rate_limit)
+        app.on_response_prepare.append(add_rate_headers)
     app.cleanup_ctx.extend([client_session_ctx, persistence_ctx, upkeep_ctx])
     app.add_routes(nodes.routes)
     app.add_routes(jobs.routes)
@@ -55,6 +60,7 @@ def create_app(settings: HubSettings) -> web.Application:
     app.add_routes(dashboard.routes)
     app.add_routes(ollama_api.routes)
     app.add_routes(openai_api.routes)
+    app.add_routes(openapi.routes)
     return app
 
 

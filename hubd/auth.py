@@ -9,8 +9,9 @@ from ollama_connector.hubd.keys import SETTINGS
 from ollama_connector.shared.auth import carries_one_of
 
 # What stays open with API_KEYS set: the agents' heartbeats (they carry CLUSTER_TOKEN), the health check,
-# and the plain `Ollama is running` / dashboard page (which holds no data; its script sends the key).
-OPEN_PATHS = {"/healthz", "/nodes/heartbeat", "/"}
+# the plain `Ollama is running` / dashboard page (which holds no data; its script sends the key), and the
+# API's description.
+OPEN_PATHS = {"/healthz", "/nodes/heartbeat", "/", "/openapi.json"}
 
 
 @web.middleware

@@ -12,4 +12,5 @@ class JobCounters:
 
     served: int = 0
     failed: int = 0
+    running: int = 0  # jobs the hub is working on now, for MAX_CONCURRENT_JOBS
     started_at: float = field(default_factory=time.monotonic)

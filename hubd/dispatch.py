@@ -7,7 +7,7 @@ and `shared.agent_contract.POLICY`; `classify` is the one place that turns an an
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,7 +15,7 @@ import aiohttp
 from aiohttp import web
 
 from ollama_connector.hubd.admission import node_headers
-from ollama_connector.hubd.errors import AllNodesFailed, CallerError, NodeTimedOut, NoHealthyNodes
+from ollama_connector.hubd.errors import AllNodesFailed, CallerError, HubError, NodeTimedOut, NoHealthyNodes
 from ollama_connector.hubd.keys import COUNTERS, REGISTRY, SESSION, SETTINGS
 from ollama_connector.hubd.registry import NodeRecord
 from ollama_connector.shared import error_formats
@@ -68,8 +68,18 @@ async def dispatch(request: web.Request, job: Job) -> web.StreamResponse:
     return await counted(request, _dispatch(request, job))
 
 
-async def counted(request: web.Request, work: Awaitable[web.StreamResponse]) -> web.StreamResponse:
-    """Count a job that ended in the hub's own error as failed; a caller's mistake counts nowhere."""
+async def counted(request: web.Request, work: Coroutine[Any, Any, web.StreamResponse]) -> web.StreamResponse:
+    """Run a job within MAX_CONCURRENT_JOBS; count one that ended in the hub's own error as failed (a caller's
+    mistake counts nowhere)."""
+    counters, limit = request.app[COUNTERS], request.app[SETTINGS].max_concurrent_jobs
+    if counters.running >= limit:
+        work.close()
+        raise HubError(
+            f"the hub is running MAX_CONCURRENT_JOBS={limit} jobs; retry shortly",
+            status=503,
+            headers={"Retry-After": "1"},
+        )
+    counters.running += 1
     try:
         return await work
     except NoHealthyNodes as exc:
@@ -79,6 +89,8 @@ async def counted(request: web.Request, work: Awaitable[web.StreamResponse]) -> 
     except (AllNodesFailed, NodeTimedOut):
         request.app[COUNTERS].failed += 1
         raise
+    finally:
+        counters.running -= 1
 
 
 async def _dispatch(request: web.Request, job: Job) -> web.StreamResponse:

@@ -42,7 +42,8 @@ async def list_nodes(request: web.Request) -> web.Response:
     return web.json_response([registry.view(r, now) for r in registry.all()])
 
 
-@routes.get("/nodes/{node_id}")
+# Not /nodes/heartbeat: that path is for POST only (a node named "heartbeat" is read in GET /nodes).
+@routes.get(r"/nodes/{node_id:(?!heartbeat$)[^/]+}")
 async def get_node(request: web.Request) -> web.Response:
     registry = request.app[REGISTRY]
     record = registry.get(request.match_info["node_id"])

@@ -50,6 +50,12 @@ class HubSettings(EnvSettings):
     """Networks (CIDRs, comma-separated) that node addresses must be in; unset: any address but the hub's."""
     max_nodes: int = Field(1000, alias="MAX_NODES", ge=1)
     """Registered nodes at most; a heartbeat from a new node past it is refused (403)."""
+    rate_limit: int = Field(0, alias="RATE_LIMIT", ge=0)
+    """Requests a minute per API key (per client address without API_KEYS); 0: no limit."""
+    rate_limit_burst: int = Field(0, alias="RATE_LIMIT_BURST", ge=0)
+    """Requests a caller may send at once before RATE_LIMIT applies; 0: a minute's worth (RATE_LIMIT)."""
+    max_concurrent_jobs: int = Field(512, alias="MAX_CONCURRENT_JOBS", ge=1)
+    """Jobs the hub runs at once, over all callers; past it a job gets 503 with Retry-After."""
     client_timeout: float = Field(30.0, alias="CLIENT_TIMEOUT", gt=0)
     """Seconds a caller may take to send a request's headers, or its body, before the hub hangs up."""
     log_level: LogLevel = Field("INFO", alias="LOG_LEVEL")

@@ -5,18 +5,20 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-from typing import Annotated, Any, Literal, TypedDict
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
-    StrictInt,
     StrictStr,
     StringConstraints,
+    WithJsonSchema,
     field_validator,
 )
+from typing_extensions import TypedDict  # pydantic reads these only from typing_extensions before 3.12
 
 NodeStatus = Literal["online", "offline", "degraded", "draining"]
 
@@ -53,9 +55,28 @@ def _ip(version: int):
     return check
 
 
-Host = Annotated[str, AfterValidator(_host)]
-IPv4 = Annotated[str, AfterValidator(_ip(4))]
-IPv6 = Annotated[str, AfterValidator(_ip(6))]
+def _json_integer(value: object) -> object:
+    """JSON Schema's integer: 3 and 3.0, but not true or "3"."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("must be an integer")
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _json_number(value: object) -> object:
+    """JSON's number, not true or "0.5"."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("must be a number")
+    return value
+
+
+JsonInt = Annotated[int, BeforeValidator(_json_integer)]
+JsonNumber = Annotated[float, BeforeValidator(_json_number)]
+_HOST_SCHEMA = {"type": "string", "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}, {"format": "hostname"}]}
+Host = Annotated[str, AfterValidator(_host), WithJsonSchema(_HOST_SCHEMA)]
+IPv4 = Annotated[str, AfterValidator(_ip(4)), WithJsonSchema({"type": "string", "format": "ipv4"})]
+IPv6 = Annotated[str, AfterValidator(_ip(6)), WithJsonSchema({"type": "string", "format": "ipv6"})]
 ModelName = Annotated[StrictStr, StringConstraints(min_length=1, max_length=MAX_MODEL_NAME)]
 # Shown in both UIs and the log: printable characters only.
 NodeId = Annotated[StrictStr, StringConstraints(min_length=1, max_length=253, pattern=r"^[^\x00-\x1f\x7f]+$")]
@@ -75,8 +96,8 @@ def depth(value: Any) -> int:
 class Load(BaseModel):
     """Machine load as fractions from 0 to 1."""
 
-    cpu: float = Field(0.0, ge=0.0, le=1.0)
-    memory: float = Field(0.0, ge=0.0, le=1.0)
+    cpu: JsonNumber = Field(0.0, ge=0.0, le=1.0)
+    memory: JsonNumber = Field(0.0, ge=0.0, le=1.0)
 
 
 class Heartbeat(BaseModel):
@@ -87,11 +108,11 @@ class Heartbeat(BaseModel):
     node_id: NodeId
     ipv4: IPv4 | None = None  # shown only; the hub never dials these
     ipv6: IPv6 | None = None
-    port: StrictInt = Field(ge=1, le=65535)
+    port: JsonInt = Field(ge=1, le=65535)
     models: list[ModelName] = Field(default_factory=list, max_length=MAX_MODELS)
     metadata: dict[str, Any] = Field(default_factory=dict)
     load: Load = Field(default_factory=Load)
-    active_jobs: StrictInt = Field(0, ge=0)
+    active_jobs: JsonInt = Field(0, ge=0)
     # "draining" asks the hub to send nothing new; "online" is the normal state.
     status: Literal["online", "draining"] = "online"
     # Where the hub should reach the agent (a host; the port is `port`); unset: the heartbeat's source.

@@ -172,3 +172,40 @@ async def test_the_hub_still_serves_after_all_that(fleet, http):
         assert r.status == 200
     async with http.get(hub.url + "/api/tags") as r:
         assert r.status == 200 and (await r.json())["models"]
+
+
+async def test_rate_limits_per_key_in_each_routes_format(fleet, http):
+    hub = await fleet.hub(RATE_LIMIT="60", RATE_LIMIT_BURST="2", API_KEYS="k1,k2")
+    await fleet.node(hub, await fleet.sim(), "n1")  # heartbeats are never limited
+    k1, k2 = ({"Authorization": f"Bearer {k}"} for k in ("k1", "k2"))
+    for _ in range(2):
+        async with http.get(hub.url + "/stats", headers=k1) as r:
+            assert r.status == 200 and r.headers["X-RateLimit-Limit"] == "60"
+    for path, message_of in (
+        ("/stats", lambda b: b["detail"]),
+        ("/api/tags", lambda b: b["error"]),
+        ("/v1/models", lambda b: b["error"]["message"]),
+    ):
+        async with http.get(hub.url + path, headers=k1) as r:
+            assert r.status == 429 and r.headers["Retry-After"] == "1"
+            assert r.headers["X-RateLimit-Remaining"] == "0" and int(r.headers["X-RateLimit-Reset"]) >= 1
+            assert message_of(await r.json()).startswith("rate limit: 60 requests a minute")
+    async with http.post(hub.url + "/jobs", headers=k2, json={"model": "llama3", "prompt": "x"}) as r:
+        assert r.status == 200 and r.headers["X-RateLimit-Remaining"] == "1"  # streamed, and still told
+        await r.read()
+    async with http.get(hub.url + "/healthz") as r:
+        assert r.status == 200 and "X-RateLimit-Limit" not in r.headers
+
+
+async def test_the_hub_caps_the_jobs_it_runs_at_once(fleet, http):
+    hub = await fleet.hub(MAX_CONCURRENT_JOBS="1")
+    await fleet.node(hub, await fleet.sim(tokens_per_second=20), "n1")
+    async with http.post(hub.url + "/jobs", json={"model": "llama3", "prompt": "x"}) as held:
+        await held.content.readline()
+        async with http.post(hub.url + "/api/chat", json={"model": "llama3", "messages": []}) as r:
+            assert r.status == 503 and r.headers["Retry-After"] == "1"
+            assert "MAX_CONCURRENT_JOBS=1" in (await r.json())["error"]
+        await held.read()
+    chat = {"model": "llama3", "messages": [], "stream": False}
+    async with http.post(hub.url + "/api/chat", json=chat) as r:
+        assert r.status == 200
