@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -22,13 +23,17 @@ from ollama_connector.hubd.ratelimit import add_rate_headers, rate_limits
 from ollama_connector.hubd.registry import Registry
 from ollama_connector.hubd.settings import HubSettings
 from ollama_connector.hubd.upkeep import upkeep_ctx
+from ollama_connector.shared.tls import client_context, server_context
 
 log = logging.getLogger("hubd")
 
 
 async def client_session_ctx(app: web.Application) -> AsyncIterator[None]:
     # One pool for every call to every node; no per-host cap, since each stream holds a connection.
-    connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=30)
+    # Agents that serve HTTPS are verified against NODE_CA_FILE (or the system's CAs when it is unset).
+    connector = aiohttp.TCPConnector(
+        limit=0, limit_per_host=0, keepalive_timeout=30, ssl=client_context(app[SETTINGS].node_ca_file)
+    )
     async with aiohttp.ClientSession(connector=connector, auto_decompress=False) as session:
         app[SESSION] = session
         yield
@@ -64,7 +69,10 @@ def create_app(settings: HubSettings) -> web.Application:
     return app
 
 
-def runner_options(settings: HubSettings) -> dict[str, float]:
-    """How the hub's runner treats connections: one that has not sent a whole request's headers within
-    CLIENT_TIMEOUT (or sits idle that long) is closed, so slow clients cannot hold connections for ever."""
-    return {"keepalive_timeout": settings.client_timeout}
+def runner_options(settings: HubSettings) -> dict[str, Any]:
+    """How the hub serves: HTTPS when HUB_TLS_CERT is set; and a connection that has not sent a whole
+    request's headers within CLIENT_TIMEOUT (or sits idle that long) is closed, so no slow client holds it."""
+    return {
+        "keepalive_timeout": settings.client_timeout,
+        "ssl_context": server_context(settings.tls_cert, settings.tls_key),
+    }

@@ -46,8 +46,9 @@ class NodeRecord:
         return self.beat.node_id
 
 
-def node_url(host: str, port: int) -> str:
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+def node_url(host: str, port: int, tls: bool = False) -> str:
+    scheme = "https" if tls else "http"
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
 
 
 def iso_utc(timestamp: float) -> str:
@@ -77,7 +78,7 @@ class Registry:
 
     def heartbeat(self, beat: Heartbeat, peer: str) -> NodeRecord:
         """Register or refresh a node; the hub will dial `beat.address`, or else the heartbeat's source."""
-        return self._upsert(beat, node_url(beat.address or peer, beat.port), time.time())
+        return self._upsert(beat, node_url(beat.address or peer, beat.port, beat.tls), time.time())
 
     def restore(self, beat: Heartbeat, base_url: str, seen_at: float) -> NodeRecord | None:
         """Bring back a node saved by a previous run, as of its last heartbeat (`seen_at`, wall clock)."""
@@ -161,7 +162,7 @@ class Registry:
             "active_jobs": record.active_jobs,
             "failure_count": record.failure_count,
             # Beside the seed's fields: where the hub really dials it, what it served, and its last error.
-            "dial_address": record.base_url.removeprefix("http://"),
+            "dial_address": record.base_url.split("://", 1)[1],
             "served": record.served,
             "last_error": (
                 {"message": record.last_error, "at": iso_utc(record.last_error_at)}

@@ -58,6 +58,12 @@ class HubSettings(EnvSettings):
     """Jobs the hub runs at once, over all callers; past it a job gets 503 with Retry-After."""
     client_timeout: float = Field(30.0, alias="CLIENT_TIMEOUT", gt=0)
     """Seconds a caller may take to send a request's headers, or its body, before the hub hangs up."""
+    tls_cert: OptionalStr = Field(None, alias="HUB_TLS_CERT")
+    """A PEM certificate (chain): the hub then serves HTTPS only (with HUB_TLS_KEY, or one file with both)."""
+    tls_key: OptionalStr = Field(None, alias="HUB_TLS_KEY")
+    """The PEM private key of HUB_TLS_CERT."""
+    node_ca_file: OptionalStr = Field(None, alias="NODE_CA_FILE")
+    """The CA that signed the agents' certificates; the hub trusts only it for agents that serve HTTPS."""
     log_level: LogLevel = Field("INFO", alias="LOG_LEVEL")
     """Logging verbosity."""
     log_format: LogFormat = Field("text", alias="LOG_FORMAT")

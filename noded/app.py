@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -17,6 +18,7 @@ from ollama_connector.noded.pulls import pull_ctx
 from ollama_connector.noded.settings import NodeSettings
 from ollama_connector.shared.agent_contract import Reason
 from ollama_connector.shared.bodies import BadRequest
+from ollama_connector.shared.tls import client_context, server_context
 
 log = logging.getLogger("noded")
 
@@ -35,9 +37,9 @@ async def error_bodies(
 
 
 async def client_session_ctx(app: web.Application) -> AsyncIterator[None]:
-    async with aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=0, limit_per_host=0), auto_decompress=False
-    ) as session:
+    # An https:// hub is verified against HUB_CA_FILE (or the system's CAs when it is unset).
+    connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ssl=client_context(app[SETTINGS].hub_ca_file))
+    async with aiohttp.ClientSession(connector=connector, auto_decompress=False) as session:
         app[SESSION] = session
         yield
 
@@ -68,6 +70,11 @@ async def drain(app: web.Application) -> None:
         await send_heartbeat(app)
     except (aiohttp.ClientError, TimeoutError, HubRefused) as exc:
         log.warning("could not tell the hub we are draining: %s", exc)
+
+
+def runner_options(settings: NodeSettings) -> dict[str, Any]:
+    """HTTPS when NODE_TLS_CERT is set."""
+    return {"ssl_context": server_context(settings.tls_cert, settings.tls_key)}
 
 
 def mark_listening(app: web.Application, port: int) -> None:

@@ -41,6 +41,7 @@ def build_heartbeat(app: web.Application) -> Heartbeat:
         active_jobs=state.active_jobs,
         status="draining" if state.draining else "online",
         address=settings.address,
+        tls=settings.tls_cert is not None,
     )
 
 

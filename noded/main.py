@@ -6,7 +6,7 @@ import json
 import urllib.request
 from collections.abc import Iterator
 
-from ollama_connector.noded.app import create_app, drain, mark_listening
+from ollama_connector.noded.app import create_app, drain, mark_listening, runner_options
 from ollama_connector.noded.settings import NodeSettings
 from ollama_connector.shared.cli import can_listen, parse_command_line, report_checks
 from ollama_connector.shared.daemon import bound_port, run, serve_until_signalled
@@ -61,6 +61,7 @@ def main(argv: list[str] | None = None) -> None:
             on_ready=lambda runner: mark_listening(app, bound_port(runner)),
             before_stop=lambda: drain(app),
             drain_timeout=settings.drain_timeout,
+            **runner_options(settings),
         ),
         program=PROGRAM,
         listen_settings="NODE_HOST and NODE_PORT",

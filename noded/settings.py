@@ -13,6 +13,7 @@ from ollama_connector.shared.settings import (
     HttpUrl,
     LogFormat,
     LogLevel,
+    OptionalStr,
     OptionalToken,
     blank_to_none,
     open_to_the_network,
@@ -49,6 +50,12 @@ class NodeSettings(EnvSettings):
     """Shared secret with the hub: sent on heartbeats, required on /execute."""
     drain_timeout: float = Field(60.0, alias="DRAIN_TIMEOUT_SECONDS", ge=0)
     """On SIGTERM, how long jobs in flight may take to finish before the agent exits."""
+    tls_cert: OptionalStr = Field(None, alias="NODE_TLS_CERT")
+    """A PEM certificate (chain) file: the agent then serves HTTPS only, and tells the hub so."""
+    tls_key: OptionalStr = Field(None, alias="NODE_TLS_KEY")
+    """The PEM private key of NODE_TLS_CERT."""
+    hub_ca_file: OptionalStr = Field(None, alias="HUB_CA_FILE")
+    """The CA that signed the hub's certificate, for an https:// SERVER_URL; unset: the system's CAs."""
     allow_open_cluster: bool = Field(False, alias="ALLOW_OPEN_CLUSTER")
     """1 lets the agent listen beyond loopback with no CLUSTER_TOKEN: anyone who reaches it can use Ollama."""
     log_level: LogLevel = Field("INFO", alias="LOG_LEVEL")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import ssl
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -15,14 +16,21 @@ from ollama_connector.shared.cli import CannotListen
 from ollama_connector.shared.systemd import notify, watchdog
 
 
-async def start_runner(app: web.Application, hosts: list[str], port: int, **kwargs: Any) -> web.AppRunner:
-    """Start the app on every host; `handler_cancellation` so a caller's hang-up cancels its handler."""
+async def start_runner(
+    app: web.Application,
+    hosts: list[str],
+    port: int,
+    ssl_context: ssl.SSLContext | None = None,
+    **kwargs: Any,
+) -> web.AppRunner:
+    """Start the app on every host (HTTPS with `ssl_context`); `handler_cancellation` so a caller's hang-up
+    cancels its handler."""
     runner = web.AppRunner(app, handler_cancellation=True, **kwargs)
     await runner.setup()
     try:
         for host in hosts:
             try:
-                await web.TCPSite(runner, host, port).start()
+                await web.TCPSite(runner, host, port, ssl_context=ssl_context).start()
             except OSError as exc:
                 raise CannotListen(host, port, exc) from None
     except BaseException:

@@ -20,6 +20,7 @@ from ollama_connector.hubd.registry import Registry
 from ollama_connector.hubd.settings import HubSettings
 from ollama_connector.noded.app import create_app as create_node
 from ollama_connector.noded.app import mark_listening
+from ollama_connector.noded.app import runner_options as node_runner_options
 from ollama_connector.noded.keys import STATE, AgentState
 from ollama_connector.noded.settings import NodeSettings
 from ollama_connector.shared.daemon import bound_port, start_runner
@@ -100,11 +101,12 @@ class Running:
     runner: web.AppRunner
     host: str
     port: int
+    tls: bool = False
 
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
 
     async def stop(self) -> None:
         if self.runner.server is not None:
@@ -149,7 +151,7 @@ class Fleet:
     ) -> Running:
         runner = await start_runner(app, [host], port, **options)
         extra = {"node_id": node_id} if node_id else {}
-        started = cls(app, runner, host, bound_port(runner), **extra)
+        started = cls(app, runner, host, bound_port(runner), options.get("ssl_context") is not None, **extra)
         self.running.append(started)
         return started
 
@@ -172,8 +174,9 @@ class Fleet:
     ) -> Node:
         hub_url = hub if isinstance(hub, str) else hub.url
         environ = agent_env(hub_url, sim if isinstance(sim, str) else sim.url, node_id, 0, host, **env)
-        app = create_node(NodeSettings.from_env(environ))
-        node = await self._start(Node, app, host, node_id=node_id)
+        settings = NodeSettings.from_env(environ)
+        app = create_node(settings)
+        node = await self._start(Node, app, host, node_id=node_id, **node_runner_options(settings))
         mark_listening(app, node.port)
         if wait and isinstance(hub, Hub):
             await wait_until(lambda: hub.registry.get(node_id) is not None, what=f"{node_id} to register")

@@ -1,0 +1,59 @@
+"""TLS on every hop: callers to the hub, agents to the hub, the hub to agents, with certificates made here."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import aiohttp
+import pytest
+import trustme
+
+from ollama_connector.shared.tls import client_context
+from tests.conftest import wait_until
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> dict[str, str]:
+    """A private CA, and certificates it signed for the hub and an agent on 127.0.0.1."""
+    ca = trustme.CA()
+    files = {"ca": tmp_path / "ca.pem", "hub": tmp_path / "hub.pem", "node": tmp_path / "node.pem"}
+    ca.cert_pem.write_to_path(str(files["ca"]))
+    for name in ("hub", "node"):
+        ca.issue_cert("127.0.0.1", "localhost").private_key_and_cert_chain_pem.write_to_path(str(files[name]))
+    return {name: str(path) for name, path in files.items()}
+
+
+async def test_jobs_run_over_tls_on_every_hop(fleet, http, pki):
+    hub = await fleet.hub(HUB_TLS_CERT=pki["hub"], NODE_CA_FILE=pki["ca"], CLUSTER_TOKEN="t")
+    await fleet.node(
+        hub, await fleet.sim(), "secure", NODE_TLS_CERT=pki["node"], HUB_CA_FILE=pki["ca"], CLUSTER_TOKEN="t"
+    )
+    assert hub.url.startswith("https://") and hub.registry.get("secure").base_url.startswith(
+        "https://127.0.0.1:"
+    )
+    trusted = client_context(pki["ca"])
+    job = {"model": "llama3", "prompt": "x", "stream": False}
+    async with http.post(hub.url + "/jobs", json=job, ssl=trusted) as r:
+        assert r.status == 200 and r.headers["X-Node-Id"] == "secure" and (await r.json())["done"]
+    with pytest.raises(
+        aiohttp.ClientConnectorCertificateError
+    ):  # a caller that does not trust the fleet's CA
+        async with http.get(hub.url + "/healthz"):
+            pass
+
+
+async def test_an_agent_that_does_not_trust_the_hubs_certificate_does_not_register(fleet, pki, caplog):
+    hub = await fleet.hub(HUB_TLS_CERT=pki["hub"], CLUSTER_TOKEN="t")
+    caplog.set_level(logging.WARNING, logger="ollama_connector.noded.heartbeat")
+    await fleet.node(hub, await fleet.sim(), "doubtful", wait=False, CLUSTER_TOKEN="t")  # no HUB_CA_FILE
+    await wait_until(lambda: "certificate verify failed" in caplog.text, what="the agent to refuse the hub")
+    assert hub.registry.get("doubtful") is None
+
+
+async def test_the_hub_does_not_dial_an_agent_it_cannot_verify(fleet, http, pki):
+    hub = await fleet.hub(CLUSTER_TOKEN="t")  # no NODE_CA_FILE: the agent's private CA is not trusted
+    await fleet.node(hub, await fleet.sim(), "unverified", NODE_TLS_CERT=pki["node"], CLUSTER_TOKEN="t")
+    async with http.post(hub.url + "/jobs", json={"model": "llama3", "prompt": "x", "stream": False}) as r:
+        detail = (await r.json())["detail"]
+    assert r.status == 503 and "certificate verify failed" in detail["errors"][0]["message"].lower()
