@@ -11,6 +11,7 @@ from ollama_connector.hubd.settings import HubSettings
 from ollama_connector.shared.cli import can_listen, parse_command_line, report_checks
 from ollama_connector.shared.daemon import run, serve_until_signalled
 from ollama_connector.shared.logs import setup_logging
+from ollama_connector.shared.tls import check_files
 
 PROGRAM = "ollama-hubd"
 
@@ -22,6 +23,7 @@ def checks(settings: HubSettings) -> Iterator[tuple[bool, str]]:
     if settings.state_file:
         folder = Path(settings.state_file).parent
         yield os.access(folder, os.W_OK), f"HUB_STATE_FILE's folder {folder} is writable"
+    yield from check_files(settings.tls_cert, settings.tls_key, settings.node_ca_file)
     if settings.cluster_token is None:
         yield True, "CLUSTER_TOKEN is not set: any machine that reaches the hub can register as a node"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import ssl
 import urllib.request
 from collections.abc import Iterator
 
@@ -11,12 +12,13 @@ from ollama_connector.noded.settings import NodeSettings
 from ollama_connector.shared.cli import can_listen, parse_command_line, report_checks
 from ollama_connector.shared.daemon import bound_port, run, serve_until_signalled
 from ollama_connector.shared.logs import setup_logging
+from ollama_connector.shared.tls import check_files, client_context
 
 PROGRAM = "ollama-noded"
 
 
-def fetch_json(url: str) -> dict:
-    with urllib.request.urlopen(url, timeout=5) as response:
+def fetch_json(url: str, context: ssl.SSLContext | None = None) -> dict:
+    with urllib.request.urlopen(url, timeout=5, context=context) as response:
         return json.load(response)
 
 
@@ -24,6 +26,7 @@ def checks(settings: NodeSettings) -> Iterator[tuple[bool, str]]:
     yield True, "settings are valid"
     for host in settings.hosts:
         yield can_listen(host, settings.port)
+    yield from check_files(settings.tls_cert, settings.tls_key, settings.hub_ca_file)
     try:
         version = fetch_json(settings.ollama_url + "/api/version").get("version", "?")
         models = fetch_json(settings.ollama_url + "/api/tags").get("models") or []
@@ -32,7 +35,7 @@ def checks(settings: NodeSettings) -> Iterator[tuple[bool, str]]:
     else:
         yield True, f"Ollama {version} answers at {settings.ollama_url} with {len(models)} model(s)"
     try:
-        answer = fetch_json(settings.server_url + "/healthz")
+        answer = fetch_json(settings.server_url + "/healthz", client_context(settings.hub_ca_file))
     except (OSError, ValueError) as exc:
         yield False, f"the hub at {settings.server_url} (SERVER_URL) does not answer: {exc}"
     else:

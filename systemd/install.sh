@@ -11,6 +11,7 @@ set -euo pipefail
 usage() {
   cat <<'EOF'
 usage: install.sh hub|node [options]
+       install.sh certs NAME [--ip IP]... [--dns NAME]... [--dir DIR]
 
   --hub URL          node: the hub's URL (SERVER_URL), e.g. http://hub.lan:8000
   --token TOKEN      node: the hub's CLUSTER_TOKEN (printed by `install.sh hub`)
@@ -27,6 +28,10 @@ usage: install.sh hub|node [options]
   --uninstall        remove what this script added (env files are kept)
   --purge            with --uninstall: remove the env files too
   -h, --help         this text
+
+  certs NAME         make a certificate for the hub or an agent called NAME, signed by the fleet's own CA
+                     (made at the first call) in DIR (default /etc/ollama-connector/tls): NAME.pem, NAME.key, ca.pem
+  --ip IP, --dns N   certs: the addresses and names it answers to (repeat them; NAME is always one)
 EOF
 }
 
@@ -36,10 +41,15 @@ say() { echo "==> $*"; }
 role="" hub_url="" token="" node_id="" models="" port="" prefix="/opt/ollama-connector" root="/"
 source_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)" python="python3"
 install_ollama=0 start=1 dry_run=0 uninstall=0 purge=0
+cert_name="" cert_dir="" cert_ips=() cert_dns=()
 
 while [ $# -gt 0 ]; do
   case "$1" in
-    hub|node) role="$1" ;;
+    hub|node|certs)
+      if [ "$role" = certs ] && [ -z "$cert_name" ]; then cert_name="$1"; else role="$1"; fi ;;
+    --ip) cert_ips+=("${2:?--ip needs an address}"); shift ;;
+    --dns) cert_dns+=("${2:?--dns needs a name}"); shift ;;
+    --dir) cert_dir="${2:?--dir needs a directory}"; shift ;;
     --hub) hub_url="${2:?--hub needs a URL}"; shift ;;
     --token) token="${2:?--token needs a value}"; shift ;;
     --node-id) node_id="${2:?--node-id needs a value}"; shift ;;
@@ -55,12 +65,52 @@ while [ $# -gt 0 ]; do
     --uninstall) uninstall=1 ;;
     --purge) purge=1 ;;
     -h|--help) usage; exit 0 ;;
-    *) usage >&2; die "unknown argument: $1" ;;
+    *)
+      if [ "$role" = certs ] && [ -z "$cert_name" ] && [[ "$1" =~ ^[A-Za-z0-9][A-Za-z0-9.-]*$ ]]; then
+        cert_name="$1"
+      else
+        usage >&2; die "unknown argument: $1"
+      fi ;;
   esac
   shift
 done
 
 [ -n "$role" ] || { usage >&2; die "say which to install: hub or node"; }
+
+# certs: a small private CA for the fleet, and a certificate for one hub or agent. Nothing else is touched.
+if [ "$role" = certs ]; then
+  [ -n "$cert_name" ] || die "certs needs a NAME (the hub's or the node's host name)"
+  command -v openssl >/dev/null || die "certs needs openssl (apt-get install openssl)"
+  dir="${cert_dir:-${root%/}/etc/ollama-connector/tls}"
+  mkdir -p "$dir" && chmod 700 "$dir"
+  if [ ! -f "$dir/ca.pem" ]; then
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 3650 \
+      -keyout "$dir/ca.key" -out "$dir/ca.pem" -subj "/CN=ollama-connector fleet CA" \
+      -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
+    chmod 600 "$dir/ca.key"
+    echo "+ made the fleet's CA: $dir/ca.pem (keep $dir/ca.key on this machine only)"
+  fi
+  san="DNS:$cert_name"
+  for ip in "${cert_ips[@]}"; do san="$san,IP:$ip"; done
+  for dns in "${cert_dns[@]}"; do san="$san,DNS:$dns"; done
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=$cert_name" \
+    -keyout "$dir/$cert_name.key" -out "$dir/$cert_name.csr" 2>/dev/null
+  openssl x509 -req -in "$dir/$cert_name.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" -CAcreateserial \
+    -days 825 -out "$dir/$cert_name.pem" 2>/dev/null \
+    -extfile <(printf 'subjectAltName=%s\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n' "$san")
+  rm -f "$dir/$cert_name.csr"
+  chmod 600 "$dir/$cert_name.key"
+  echo "+ made $dir/$cert_name.pem and $dir/$cert_name.key for $san"
+  cat <<EOF
+
+Copy $cert_name.pem, $cert_name.key and ca.pem to that machine (for example into /etc/ollama-connector/tls/),
+readable by root only, and set in its env file:
+  on the hub:    HUB_TLS_CERT=.../$cert_name.pem  HUB_TLS_KEY=.../$cert_name.key  NODE_CA_FILE=.../ca.pem
+  on an agent:   NODE_TLS_CERT=.../$cert_name.pem NODE_TLS_KEY=.../$cert_name.key HUB_CA_FILE=.../ca.pem
+                 and SERVER_URL=https://...
+EOF
+  exit 0
+fi
 [ "$purge" = 0 ] || [ "$uninstall" = 1 ] || die "--purge goes with --uninstall"
 [ "$role" = node ] || [ -z "$hub_url$token$node_id$models" ] || die "--hub, --token, --node-id and --models are for a node"
 env_path_early="${root%/}/etc/ollama-connector/$role.env"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import shutil
+import subprocess
 from pathlib import Path
 
 import aiohttp
@@ -11,6 +13,8 @@ import trustme
 
 from ollama_connector.shared.tls import client_context
 from tests.conftest import wait_until
+
+INSTALLER = Path(__file__).resolve().parent.parent / "systemd" / "install.sh"
 
 
 @pytest.fixture
@@ -57,3 +61,38 @@ async def test_the_hub_does_not_dial_an_agent_it_cannot_verify(fleet, http, pki)
     async with http.post(hub.url + "/jobs", json={"model": "llama3", "prompt": "x", "stream": False}) as r:
         detail = (await r.json())["detail"]
     assert r.status == 503 and "certificate verify failed" in detail["errors"][0]["message"].lower()
+
+
+@pytest.fixture
+def installer_certs(tmp_path: Path) -> tuple[Path, str]:
+    """`install.sh certs` for a hub and an agent on 127.0.0.1: the folder, and what it printed."""
+    if shutil.which("openssl") is None:
+        pytest.skip("needs openssl (make test installs it)")
+    tls = tmp_path / "tls"
+    for name in ("hub", "node-1"):  # "hub" is a name here, not the installer's hub role
+        result = subprocess.run(
+            ["bash", str(INSTALLER), "certs", name, "--ip", "127.0.0.1", "--dir", str(tls)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+    assert oct((tls / "node-1.key").stat().st_mode)[-3:] == "600"  # the key is for root's eyes only
+    return tls, result.stdout
+
+
+async def test_the_installers_certificates_work_between_the_daemons(fleet, http, installer_certs):
+    tls, printed = installer_certs
+    assert "HUB_TLS_CERT=" in printed
+    env = {"CLUSTER_TOKEN": "t"}
+    hub = await fleet.hub(
+        HUB_TLS_CERT=str(tls / "hub.pem"),
+        HUB_TLS_KEY=str(tls / "hub.key"),
+        NODE_CA_FILE=str(tls / "ca.pem"),
+        **env,
+    )
+    node_tls = {"NODE_TLS_CERT": str(tls / "node-1.pem"), "NODE_TLS_KEY": str(tls / "node-1.key")}
+    await fleet.node(hub, await fleet.sim(), "node-1", HUB_CA_FILE=str(tls / "ca.pem"), **node_tls, **env)
+    job = {"model": "llama3", "prompt": "x", "stream": False}
+    async with http.post(hub.url + "/jobs", json=job, ssl=client_context(str(tls / "ca.pem"))) as r:
+        assert r.status == 200 and r.headers["X-Node-Id"] == "node-1"
