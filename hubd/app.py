@@ -23,6 +23,7 @@ from ollama_connector.hubd.ratelimit import add_rate_headers, rate_limits
 from ollama_connector.hubd.registry import Registry
 from ollama_connector.hubd.settings import HubSettings
 from ollama_connector.hubd.upkeep import upkeep_ctx
+from ollama_connector.shared.settings import warn_if_open
 from ollama_connector.shared.tls import client_context, server_context
 
 log = logging.getLogger("hubd")
@@ -41,7 +42,7 @@ async def client_session_ctx(app: web.Application) -> AsyncIterator[None]:
 
 def create_app(settings: HubSettings) -> web.Application:
     if settings.cluster_token is None:
-        log.warning("CLUSTER_TOKEN is not set: any machine that reaches this hub can register as a node")
+        warn_if_open(log, settings.hosts, "any machine that reaches this hub can register as a node")
     app = web.Application(
         middlewares=[error_bodies, no_loops, api_keys, rate_limits, bounded_bodies],
         client_max_size=settings.max_body_bytes,

@@ -18,6 +18,7 @@ from ollama_connector.noded.pulls import pull_ctx
 from ollama_connector.noded.settings import NodeSettings
 from ollama_connector.shared.agent_contract import Reason
 from ollama_connector.shared.bodies import BadRequest
+from ollama_connector.shared.settings import warn_if_open
 from ollama_connector.shared.tls import client_context, server_context
 
 log = logging.getLogger("noded")
@@ -46,7 +47,7 @@ async def client_session_ctx(app: web.Application) -> AsyncIterator[None]:
 
 def create_app(settings: NodeSettings) -> web.Application:
     if settings.cluster_token is None:
-        log.warning("CLUSTER_TOKEN is not set: anyone who reaches this agent can run prompts on its Ollama")
+        warn_if_open(log, settings.hosts, "anyone who reaches this agent can run prompts on its Ollama")
     ollama_host = URL(settings.ollama_url).host or ""
     if ollama_host not in ("localhost", "::1") and not ollama_host.startswith("127."):
         log.warning(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 import sys
 from collections.abc import Mapping
@@ -55,6 +56,17 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def warn_if_open(log: logging.Logger, hosts: list[str], who_can: str) -> None:
+    """A daemon without CLUSTER_TOKEN: a plain warning on loopback, a loud one under ALLOW_OPEN_CLUSTER."""
+    exposed = [h for h in hosts if not is_loopback(h)]
+    if exposed:
+        log.warning(
+            "OPEN CLUSTER (ALLOW_OPEN_CLUSTER=1, no CLUSTER_TOKEN) on %s: %s", ", ".join(exposed), who_can
+        )
+    else:
+        log.warning("CLUSTER_TOKEN is not set (fine on loopback): %s", who_can)
 
 
 def open_to_the_network(hosts: list[str], token: SecretStr | None, allowed: bool, who: str) -> None:

@@ -13,6 +13,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StrictBool,
     StrictStr,
     StringConstraints,
     WithJsonSchema,
@@ -117,7 +118,7 @@ class Heartbeat(BaseModel):
     status: Literal["online", "draining"] = "online"
     # Where the hub should reach the agent (a host; the port is `port`); unset: the heartbeat's source.
     address: Host | None = None
-    tls: bool = False  # the agent serves HTTPS
+    tls: StrictBool = False  # the agent serves HTTPS
 
     @field_validator("metadata")
     @classmethod
