@@ -15,6 +15,7 @@ from ollama_connector.sim.catalog import Catalog
 from ollama_connector.sim.engine import Engine
 from ollama_connector.sim.keys import ENGINE, VERSION
 from ollama_connector.sim.routes import OllamaError, SimulatedCrash, routes
+from ollama_connector.sim.scheduler import ServerBusy
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -29,6 +30,9 @@ async def ollama_errors(request: web.Request, handler: Handler) -> web.StreamRes
         return web.Response(status=500)
     except openai.OpenAIError as exc:
         return exc.response()
+    except ServerBusy as exc:
+        fmt = error_formats.OpenAI if request.path.startswith("/v1/") else error_formats.Ollama
+        return error_formats.response(fmt, 503, str(exc))
     except OllamaError as exc:
         return error_formats.response(error_formats.Ollama, exc.status, exc.message)
     except BadRequest as exc:
@@ -42,7 +46,7 @@ async def ollama_errors(request: web.Request, handler: Handler) -> web.StreamRes
 
 
 async def sim_stats(request: web.Request) -> web.Response:
-    return web.json_response(request.app[ENGINE].stats.as_dict())
+    return web.json_response(request.app[ENGINE].all_stats())
 
 
 async def sim_requests(request: web.Request) -> web.Response:

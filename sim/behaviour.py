@@ -24,6 +24,14 @@ class Behaviour:
     hang_rate: float = 0.0  # share of requests that never answer
     die_rate: float = 0.0  # share of requests whose connection drops halfway through the answer
     lost_pull_rate: float = 0.0  # share of pulls that report success but leave no model behind
+    # Ollama's scheduler (reference §8): OLLAMA_NUM_PARALLEL, _MAX_LOADED_MODELS, VRAM, _MAX_QUEUE,
+    # OLLAMA_KEEP_ALIVE, and how long a load takes (load_delay plus this much per GB of model).
+    num_parallel: int = 1
+    max_loaded_models: int = 3
+    vram_gb: float = 0.0  # 0: no limit but the runner count (a CPU node)
+    max_queue: int = 512
+    keep_alive: float = 300.0
+    load_seconds_per_gb: float = 0.0
     seed: int | None = None
     rng: random.Random = field(default_factory=random.Random, repr=False)
 
@@ -47,6 +55,12 @@ class Behaviour:
         "hang_rate",
         "die_rate",
         "lost_pull_rate",
+        "num_parallel",
+        "max_loaded_models",
+        "vram_gb",
+        "max_queue",
+        "keep_alive",
+        "load_seconds_per_gb",
     )
 
     def knobs(self) -> dict[str, float]:
@@ -61,7 +75,7 @@ class Behaviour:
             setattr(self, name, type(getattr(self, name))(value))
 
 
-def parse_keep_alive(value: object, default: float = 300.0) -> float:
+def parse_keep_alive(value: object, default: float | None = None) -> float | None:
     """Ollama's keep_alive in seconds: a number of seconds, or a Go duration such as "5m" or "-1"."""
     if value is None:
         return default

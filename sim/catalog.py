@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import re
-import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from ollama_connector.shared.modelnames import canonical, display
+
+
+def parse_size(text: str) -> int:
+    """`4700000000`, `4.7GB` or `800MB` as bytes; ValueError naming the text otherwise."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(gb|g|mb|m)?\s*", text.lower())
+    if not match:
+        raise ValueError(f"model size {text!r}: bytes, or a number with GB or MB")
+    unit = {"gb": 1e9, "g": 1e9, "mb": 1e6, "m": 1e6}.get(match.group(2) or "", 1)
+    return int(float(match.group(1)) * unit)
 
 
 def now_rfc3339() -> str:
@@ -19,7 +27,7 @@ def now_rfc3339() -> str:
 class SimModel:
     name: str  # display form, e.g. "llama3:latest"
     modified_at: str = field(default_factory=now_rfc3339)
-    loaded_until: float = 0.0  # monotonic deadline; 0 when not loaded
+    size_bytes: int | None = None  # set with `name=size` in --models; else from the parameter tag
 
     @property
     def digest(self) -> str:
@@ -40,6 +48,8 @@ class SimModel:
 
     @property
     def size(self) -> int:
+        if self.size_bytes is not None:
+            return self.size_bytes
         number = float(self.parameter_size[:-1])
         return int(number * (1e9 if self.parameter_size.endswith("B") else 1e6) * 0.6)
 
@@ -70,16 +80,13 @@ class SimModel:
         }
 
     def ps_entry(self) -> dict:
-        expires = datetime.now(UTC) + timedelta(seconds=max(0.0, self.loaded_until - time.monotonic()))
+        """The model's part of an /api/ps entry; the scheduler adds what belongs to its runner."""
         return {
             "name": self.name,
             "model": self.name,
             "size": self.size,
             "digest": self.digest,
             "details": self.details(),
-            "expires_at": expires.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-            "size_vram": 0,
-            "context_length": 4096,
         }
 
     def show(self) -> dict:
@@ -104,9 +111,13 @@ class Catalog:
             self.add(name)
 
     def add(self, name: str) -> SimModel:
+        """A model by name, or `name=size` (bytes, or with GB or MB) to set its size."""
+        name, _, size = name.partition("=")
         key = canonical(name)
         if key not in self._models:
             self._models[key] = SimModel(display(name))
+        if size:
+            self._models[key].size_bytes = parse_size(size)
         return self._models[key]
 
     def find(self, name: str) -> SimModel | None:
@@ -117,7 +128,3 @@ class Catalog:
 
     def all(self) -> list[SimModel]:
         return sorted(self._models.values(), key=lambda m: m.modified_at, reverse=True)
-
-    def loaded(self) -> list[SimModel]:
-        now = time.monotonic()
-        return [m for m in self._models.values() if m.loaded_until > now]

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from ollama_connector.sim.behaviour import Behaviour, Fault
-from ollama_connector.sim.catalog import Catalog, SimModel
+from ollama_connector.sim.catalog import Catalog
+from ollama_connector.sim.scheduler import Scheduler
 
 WORDS = [
     "The",
@@ -82,14 +83,15 @@ class Engine:
         self.behaviour = behaviour
         self.stats = Stats()
         self.recent: deque[dict] = deque(maxlen=50)  # the last request bodies, for GET /_sim/requests
+        self.scheduler = Scheduler(behaviour)
 
-    async def load(self, model: SimModel, keep_alive: float) -> int:
-        """Load the model if it is not loaded; returns the load time in nanoseconds."""
-        started = time.perf_counter_ns()
-        if model.loaded_until <= time.monotonic() and self.behaviour.load_delay > 0:
-            await asyncio.sleep(self.behaviour.load_delay)
-        model.loaded_until = time.monotonic() + min(keep_alive, 1e9)
-        return time.perf_counter_ns() - started
+    def all_stats(self) -> dict[str, int]:
+        """GET /_sim/stats: requests, and what the scheduler did."""
+        return {
+            **self.stats.as_dict(),
+            **self.scheduler.stats.__dict__,
+            "queue_depth": self.scheduler.queue_depth,
+        }
 
     def token_count(self, options: dict | None) -> tuple[int, str]:
         """How many tokens to produce and the done_reason that goes with it."""

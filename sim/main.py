@@ -8,7 +8,8 @@ import logging
 from ollama_connector.shared.daemon import run, serve_until_signalled
 from ollama_connector.shared.logs import setup_logging
 from ollama_connector.sim.app import create_app
-from ollama_connector.sim.behaviour import Behaviour
+from ollama_connector.sim.behaviour import Behaviour, parse_keep_alive
+from ollama_connector.sim.scheduler import finite
 
 DEFAULT_MODELS = "llama3,mistral,qwen2.5:7b,nomic-embed-text"
 
@@ -18,7 +19,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=11434, help="port to listen on (default: 11434)")
     parser.add_argument(
-        "--models", default=DEFAULT_MODELS, help=f"comma-separated models (default: {DEFAULT_MODELS})"
+        "--models",
+        default=DEFAULT_MODELS,
+        help=f"comma-separated models, each name or name=size (4.7GB) (default: {DEFAULT_MODELS})",
     )
     parser.add_argument(
         "--tokens-per-second", type=float, default=50.0, help="0 for as fast as possible (default: 50)"
@@ -31,6 +34,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--hang-rate", type=float, default=0.0, help="share of requests that never answer")
     parser.add_argument("--die-rate", type=float, default=0.0, help="share of streams cut off halfway")
     parser.add_argument("--seed", type=int, default=None, help="random seed for the failure draws")
+    # Ollama's scheduler (reference §8).
+    parser.add_argument(
+        "--num-parallel", type=int, default=1, help="requests a loaded model serves at once (1)"
+    )
+    parser.add_argument("--max-loaded-models", type=int, default=3, help="models loaded at once (3)")
+    parser.add_argument("--vram-gb", type=float, default=0.0, help="GPU memory for models; 0: no limit (0)")
+    parser.add_argument(
+        "--max-queue", type=int, default=512, help="requests waiting for a load, then 503 (512)"
+    )
+    parser.add_argument("--keep-alive", default="5m", help="how long an idle model stays loaded (5m)")
+    parser.add_argument(
+        "--load-seconds-per-gb",
+        type=float,
+        default=0.0,
+        help="load time per GB of model, after --load-delay (0)",
+    )
     parser.add_argument("--version", dest="ollama_version", default="0.33.0", help="version to report")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
@@ -39,6 +58,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             parser.error(f"--{name.replace('_', '-')} must be between 0 and 1")
     if args.fail_rate + args.hang_rate + args.die_rate > 1.0:
         parser.error("--fail-rate, --hang-rate and --die-rate must add up to at most 1")
+    for name in ("num_parallel", "max_loaded_models", "max_queue"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    try:
+        args.keep_alive = parse_keep_alive(args.keep_alive, None)
+    except ValueError as exc:
+        parser.error(f"--keep-alive: {exc}")
     return args
 
 
@@ -53,6 +79,12 @@ def main(argv: list[str] | None = None) -> None:
         hang_rate=args.hang_rate,
         die_rate=args.die_rate,
         seed=args.seed,
+        num_parallel=args.num_parallel,
+        max_loaded_models=args.max_loaded_models,
+        vram_gb=args.vram_gb,
+        max_queue=args.max_queue,
+        keep_alive=finite(args.keep_alive),
+        load_seconds_per_gb=args.load_seconds_per_gb,
     )
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     app = create_app(models, behaviour, version=args.ollama_version)

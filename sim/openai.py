@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import time
@@ -67,54 +68,56 @@ async def completion(request: web.Request, chat: bool) -> web.StreamResponse:
     engine.stats.requests += 1
     engine.stats.in_flight += 1
     fault = engine.behaviour.draw_fault()
-    try:
-        if fault == "hang":
-            await engine.hang()
-        await engine.load(engine.catalog.find(name), 300.0)
-        if fault == "fail":
-            engine.stats.failed += 1
-            raise OpenAIError(500, "an error was encountered while running the model (simulated)")
-        if not body.get("stream"):
-            text = "".join([t async for t in engine.tokens(count, request, fault)])
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            if fault == "hang":
+                await engine.hang()
+            # Ollama's /v1 routes go through the same scheduler: queue, load, a slot held to the end.
+            await stack.enter_async_context(engine.scheduler.slot(engine.catalog.find(name), None, None))
+            if fault == "fail":
+                engine.stats.failed += 1
+                raise OpenAIError(500, "an error was encountered while running the model (simulated)")
+            if not body.get("stream"):
+                text = "".join([t async for t in engine.tokens(count, request, fault)])
+                if fault == "die":
+                    engine.stats.failed += 1
+                    raise SimulatedCrash
+                choice: dict[str, Any] = {"index": 0, "finish_reason": finish}
+                if chat:
+                    choice["message"] = {"role": "assistant", "content": text}
+                else:
+                    choice["text"] = text
+                kind = "chat.completion" if chat else "text_completion"
+                result = reply({**base, "object": kind, "choices": [choice], "usage": usage(prompt, count)})
+                engine.stats.completed += 1
+                return result
+            response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+            await response.prepare(request)
+            kind = "chat.completion.chunk" if chat else "text_completion"
+
+            def event(text: str | None, finish_reason: str | None) -> bytes:
+                if chat:
+                    delta = {"role": "assistant", "content": text} if text is not None else {}
+                    choice = {"index": 0, "delta": delta, "finish_reason": finish_reason}
+                else:
+                    choice = {"text": text or "", "index": 0, "finish_reason": finish_reason}
+                return b"data: " + compact({**base, "object": kind, "choices": [choice]}) + b"\n\n"
+
+            async for token in engine.tokens(count, request, fault):
+                await response.write(event(token, None))
             if fault == "die":
                 engine.stats.failed += 1
                 raise SimulatedCrash
-            choice: dict[str, Any] = {"index": 0, "finish_reason": finish}
-            if chat:
-                choice["message"] = {"role": "assistant", "content": text}
-            else:
-                choice["text"] = text
-            kind = "chat.completion" if chat else "text_completion"
-            result = reply({**base, "object": kind, "choices": [choice], "usage": usage(prompt, count)})
+            await response.write(event(None if chat else "", finish))
+            await response.write(b"data: [DONE]\n\n")
+            await response.write_eof()
             engine.stats.completed += 1
-            return result
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await response.prepare(request)
-        kind = "chat.completion.chunk" if chat else "text_completion"
-
-        def event(text: str | None, finish_reason: str | None) -> bytes:
-            if chat:
-                delta = {"role": "assistant", "content": text} if text is not None else {}
-                choice = {"index": 0, "delta": delta, "finish_reason": finish_reason}
-            else:
-                choice = {"text": text or "", "index": 0, "finish_reason": finish_reason}
-            return b"data: " + compact({**base, "object": kind, "choices": [choice]}) + b"\n\n"
-
-        async for token in engine.tokens(count, request, fault):
-            await response.write(event(token, None))
-        if fault == "die":
-            engine.stats.failed += 1
-            raise SimulatedCrash
-        await response.write(event(None if chat else "", finish))
-        await response.write(b"data: [DONE]\n\n")
-        await response.write_eof()
-        engine.stats.completed += 1
-        return response
-    except (asyncio.CancelledError, ConnectionResetError):
-        engine.stats.cancelled += 1
-        raise
-    finally:
-        engine.stats.in_flight -= 1
+            return response
+        except (asyncio.CancelledError, ConnectionResetError):
+            engine.stats.cancelled += 1
+            raise
+        finally:
+            engine.stats.in_flight -= 1
 
 
 @routes.post("/v1/chat/completions")

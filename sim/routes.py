@@ -12,10 +12,11 @@ from typing import Any
 from aiohttp import web
 
 from ollama_connector.shared.bodies import read_json_object
-from ollama_connector.sim.behaviour import parse_keep_alive
+from ollama_connector.sim.behaviour import Fault, parse_keep_alive
 from ollama_connector.sim.catalog import SimModel, now_rfc3339
 from ollama_connector.sim.engine import Engine, embedding
 from ollama_connector.sim.keys import ENGINE, VERSION
+from ollama_connector.sim.scheduler import finite
 
 routes = web.RouteTableDef()
 _NAME = re.compile(
@@ -72,8 +73,7 @@ async def tags(request: web.Request) -> web.Response:
 
 @routes.get("/api/ps")
 async def ps(request: web.Request) -> web.Response:
-    loaded = sorted(request.app[ENGINE].catalog.loaded(), key=lambda m: m.loaded_until, reverse=True)
-    return reply({"models": [m.ps_entry() for m in loaded]})
+    return reply({"models": request.app[ENGINE].scheduler.ps()})
 
 
 @routes.post("/api/show")
@@ -107,7 +107,7 @@ class Ask:
     model: SimModel
     prompt: str
     options: dict | None
-    keep_alive: float
+    keep_alive: float | None  # None: not set (a loaded model keeps its own)
     stream: bool
     raw: bool
 
@@ -120,9 +120,9 @@ async def inference(request: web.Request, kind: str) -> web.StreamResponse:
     empty = not ask.prompt if kind == "generate" else ask.prompt is None
     if empty:  # Ollama's load and unload shortcuts
         if ask.keep_alive == 0:
-            ask.model.loaded_until = 0.0
+            engine.scheduler.unload_now(ask.model)
         else:
-            await engine.load(ask.model, ask.keep_alive)
+            await engine.scheduler.load_only(ask.model, finite(ask.keep_alive))
         reason = "unload" if ask.keep_alive == 0 else "load"
         return reply(_chunk(kind, ask.name, "", done=True, done_reason=reason))
     engine.stats.requests += 1
@@ -178,12 +178,24 @@ def validate(engine: Engine, body: dict, kind: str) -> Ask:
     return Ask(kind, name, model, prompt or "", options, keep_alive, stream, bool(body.get("raw")))
 
 
+def num_ctx(options: dict | None) -> int | None:
+    value = (options or {}).get("num_ctx")
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
 async def _answer(request: web.Request, engine: Engine, ask: Ask) -> web.StreamResponse:
+    """Wait for the model (queue, load, a slot), then generate while holding the slot."""
     started = time.perf_counter_ns()
     fault = engine.behaviour.draw_fault()
     if fault == "hang":
         await engine.hang()
-    load_ns = await engine.load(ask.model, ask.keep_alive)
+    async with engine.scheduler.slot(ask.model, num_ctx(ask.options), finite(ask.keep_alive)) as load_ns:
+        return await _generate(request, engine, ask, fault, started, load_ns)
+
+
+async def _generate(
+    request: web.Request, engine: Engine, ask: Ask, fault: Fault, started: int, load_ns: int
+) -> web.StreamResponse:
     if fault == "fail":
         engine.stats.failed += 1
         raise OllamaError(500, "an error was encountered while running the model (simulated)")
@@ -252,7 +264,10 @@ async def embed(request: web.Request) -> web.Response:
     else:
         raise OllamaError(400, "invalid input type")
     started = time.perf_counter_ns()
-    load_ns = await engine.load(model, parse_keep_alive(body.get("keep_alive")))
+    async with engine.scheduler.slot(
+        model, None, finite(parse_keep_alive(body.get("keep_alive")))
+    ) as load_ns:
+        pass
     dimensions = body.get("dimensions") or 384
     vectors = [embedding(text, dimensions) for text in inputs]
     out: dict[str, Any] = {"model": name, "embeddings": vectors}
