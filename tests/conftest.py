@@ -123,6 +123,10 @@ class Sim(Running):
     def stats(self):
         return self.app[ENGINE].stats
 
+    @property
+    def scheduler(self):
+        return self.app[ENGINE].scheduler
+
 
 @dataclass
 class Hub(Running):
