@@ -13,6 +13,7 @@ import psutil
 
 from bench.footprint import footprint
 from bench.scenarios import SMOKE, Size, overhead, registry_scale, streaming
+from bench.scheduling import scheduling
 from bench.targets import check_targets
 
 RESULTS = Path(__file__).parent / "results"
@@ -42,6 +43,7 @@ def run(size: Size, only: set[str] | None = None) -> dict:
         "streaming": streaming,
         "registry": registry_scale,
         "footprint": footprint,
+        "scheduling": scheduling,
     }
     results: dict = {"machine": machine(), "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     for name, scenario in scenarios.items():
@@ -96,6 +98,28 @@ def print_report(results: dict) -> None:
             f"ollama-top watching {t['nodes']} nodes at {t['interval_s']} s: "
             f"{t['cpu_percent']}% CPU, {t['rss_mb_peak']} MB"
         )
+    if "scheduling" in results:
+        s = results["scheduling"]
+        print(
+            f"\nscheduling (a seeded trace; the fleet's capacity is {s['capacity_jobs_per_second']} jobs/s)"
+        )
+        print(
+            f"  {'load / policy':<20}{'done/s':>8}{'p50 s':>7}{'p95 s':>7}{'p99 s':>7}"
+            f"{'TTFT50':>8}{'TTFT99':>8}{'loads':>7}{'evict':>7}{'errors':>8}"
+        )
+        for load in ("70%", "150%"):
+            bound = s[load]["lower_bound"]
+            print(
+                f"  {load + ' lower bound':<20}{'':>8}{bound['latency_p50_s']:>7}{bound['latency_p95_s']:>7}"
+                f"{bound['latency_p99_s']:>7}"
+            )
+            for policy in ("hub", "round-robin"):
+                r = s[load][policy]
+                print(
+                    f"  {load + ' ' + policy:<20}{r['completed_per_second']:>8}{r['latency_p50_s']:>7}"
+                    f"{r['latency_p95_s']:>7}{r['latency_p99_s']:>7}{r['ttft_p50_s']:>8}{r['ttft_p99_s']:>8}"
+                    f"{r['loads']:>7}{r['evictions']:>7}{r['errors']:>8}"
+                )
     print("\ntargets")
     for target in results["targets"]:
         mark = "met   " if target["met"] else "MISSED"
@@ -107,7 +131,7 @@ def main() -> None:
     parser.add_argument(
         "--smoke", action="store_true", help="a tiny run that only checks the benchmarks work"
     )
-    parser.add_argument("--only", nargs="*", help="overhead, streaming, registry, footprint")
+    parser.add_argument("--only", nargs="*", help="overhead, streaming, registry, footprint, scheduling")
     args = parser.parse_args()
     results = run(SMOKE if args.smoke else Size(), set(args.only) if args.only else None)
     print_report(results)

@@ -26,6 +26,10 @@ class Fleet(ProcessFleet):
         self.sim_process = psutil.Process(proc.pid)
         return url
 
+    def sim_with(self, *args: str) -> str:
+        """A simulator with these command-line options."""
+        return super().sim(None, *args)[0]
+
     def hub(self, **env: str) -> tuple[str, psutil.Process]:  # type: ignore[override]
         url, proc = super().hub(**env)
         return url, psutil.Process(proc.pid)

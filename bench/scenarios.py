@@ -32,6 +32,7 @@ class Size:
     registry_sizes: tuple[int, ...] = (1000, 10000)
     top_nodes: int = 100
     top_seconds: float = 20.0
+    scheduling_seconds: float = 30.0  # of trace, at each load
 
 
 SMOKE = Size(
@@ -43,6 +44,7 @@ SMOKE = Size(
     registry_sizes=(50,),
     top_nodes=5,
     top_seconds=2.0,
+    scheduling_seconds=1.5,
 )
 
 

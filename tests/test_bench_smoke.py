@@ -15,3 +15,7 @@ def test_every_scenario_runs_and_reports_its_targets():
     assert results["registry"]["50_nodes"]["routing_decision_us"] > 0
     assert results["footprint"]["ollama_top"]["rss_mb_peak"] > 0
     assert {t["name"] for t in results["targets"]} >= {"chunks relayed per second", "idle hub RSS"}
+    for load in ("70%", "150%"):
+        for policy in ("hub", "round-robin"):
+            run_ = results["scheduling"][load][policy]
+            assert run_["jobs"] > 0 and run_["completed"] + run_["errors"] == run_["jobs"]
