@@ -8,9 +8,8 @@ from pathlib import Path
 
 from ollama_connector.hubd.app import create_app, runner_options
 from ollama_connector.hubd.settings import HubSettings
-from ollama_connector.shared.cli import can_listen, parse_command_line, report_checks
+from ollama_connector.shared.cli import can_listen, start_daemon
 from ollama_connector.shared.daemon import run, serve_until_signalled
-from ollama_connector.shared.logs import setup_logging
 from ollama_connector.shared.tls import check_files
 
 PROGRAM = "ollama-hubd"
@@ -29,17 +28,14 @@ def checks(settings: HubSettings) -> Iterator[tuple[bool, str]]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_command_line(
+    settings = start_daemon(
         PROGRAM,
         HubSettings,
         "The hub: one endpoint for a fleet of Ollama machines.",
-        check="check the settings and that the hub could listen, then exit (0: ready to start)",
-        argv=argv,
+        "check the settings and that the hub could listen, then exit (0: ready to start)",
+        checks,
+        argv,
     )
-    settings = HubSettings.for_daemon(PROGRAM)
-    if args.check:
-        report_checks(PROGRAM, checks(settings))
-    setup_logging(settings.log_level, settings.log_format)
     app = create_app(settings)
     run(
         serve_until_signalled(

@@ -9,9 +9,8 @@ from collections.abc import Iterator
 
 from ollama_connector.noded.app import create_app, drain, mark_listening, runner_options
 from ollama_connector.noded.settings import NodeSettings
-from ollama_connector.shared.cli import can_listen, parse_command_line, report_checks
+from ollama_connector.shared.cli import can_listen, start_daemon
 from ollama_connector.shared.daemon import bound_port, run, serve_until_signalled
-from ollama_connector.shared.logs import setup_logging
 from ollama_connector.shared.tls import check_files, client_context
 
 PROGRAM = "ollama-noded"
@@ -43,17 +42,14 @@ def checks(settings: NodeSettings) -> Iterator[tuple[bool, str]]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_command_line(
+    settings = start_daemon(
         PROGRAM,
         NodeSettings,
         "The node agent: registers this machine's Ollama with the hub and relays the hub's jobs to it.",
-        check="check the settings, that the agent could listen, and that Ollama and the hub answer; exit",
-        argv=argv,
+        "check the settings, that the agent could listen, and that Ollama and the hub answer; exit",
+        checks,
+        argv,
     )
-    settings = NodeSettings.for_daemon(PROGRAM)
-    if args.check:
-        report_checks(PROGRAM, checks(settings))
-    setup_logging(settings.log_level, settings.log_format)
     app = create_app(settings)
     run(
         serve_until_signalled(

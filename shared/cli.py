@@ -8,13 +8,17 @@ import errno
 import socket
 import sys
 import textwrap
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from importlib.metadata import PackageNotFoundError, version
+from typing import TypeVar
 
 from pydantic import SecretStr
 from pydantic_core import PydanticUndefined
 
+from ollama_connector.shared.logs import setup_logging
 from ollama_connector.shared.settings import EnvSettings
+
+S = TypeVar("S", bound=EnvSettings)
 
 
 def package_version() -> str:
@@ -58,6 +62,24 @@ def parse_command_line(
     parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     parser.add_argument("--check", action="store_true", help=check)
     return parser.parse_args(argv)
+
+
+def start_daemon(
+    program: str,
+    settings_model: type[S],
+    summary: str,
+    check: str,
+    checks: Callable[[S], Iterable[tuple[bool, str]]],
+    argv: list[str] | None = None,
+) -> S:
+    """The start of both daemons' main(): the command line, the settings (or one line naming the bad one),
+    `--check` (which exits), then logging."""
+    args = parse_command_line(program, settings_model, summary, check, argv)
+    settings = settings_model.for_daemon(program)
+    if args.check:
+        report_checks(program, checks(settings))
+    setup_logging(settings.log_level, settings.log_format)  # type: ignore[attr-defined]
+    return settings
 
 
 class CannotListen(Exception):
