@@ -16,9 +16,10 @@ from ollama_connector.hubd.auth import api_keys
 from ollama_connector.hubd.buckets import Buckets
 from ollama_connector.hubd.counters import JobCounters
 from ollama_connector.hubd.errors import error_bodies
-from ollama_connector.hubd.keys import BUCKETS, COUNTERS, HOP_ID, REGISTRY, SESSION, SETTINGS
+from ollama_connector.hubd.keys import BUCKETS, COUNTERS, HOP_ID, PLACEMENT, REGISTRY, SESSION, SETTINGS
 from ollama_connector.hubd.limits import bounded_bodies
 from ollama_connector.hubd.persistence import persistence_ctx
+from ollama_connector.hubd.placement import Placement
 from ollama_connector.hubd.ratelimit import add_rate_headers, rate_limits
 from ollama_connector.hubd.registry import Registry
 from ollama_connector.hubd.settings import HubSettings
@@ -56,6 +57,9 @@ def create_app(settings: HubSettings) -> web.Application:
         probe_interval=settings.probe_interval,
     )
     app[COUNTERS] = JobCounters()
+    app[PLACEMENT] = Placement(
+        app[REGISTRY], settings.routing_policy, settings.queue_max, settings.queue_timeout
+    )
     if settings.rate_limit:
         app[BUCKETS] = Buckets(settings.rate_limit, settings.rate_limit_burst or settings.rate_limit)
         app.on_response_prepare.append(add_rate_headers)

@@ -16,7 +16,8 @@ from aiohttp import web
 
 from ollama_connector.hubd.admission import node_headers
 from ollama_connector.hubd.errors import AllNodesFailed, CallerError, HubError, NodeTimedOut, NoHealthyNodes
-from ollama_connector.hubd.keys import COUNTERS, REGISTRY, SESSION, SETTINGS
+from ollama_connector.hubd.keys import COUNTERS, PLACEMENT, REGISTRY, SESSION, SETTINGS
+from ollama_connector.hubd.placement import QueueFull
 from ollama_connector.hubd.registry import NodeRecord
 from ollama_connector.shared import error_formats
 from ollama_connector.shared.agent_contract import (
@@ -44,7 +45,15 @@ class Job:
     node_path: str
     payload: bytes
     stream: bool
+    num_ctx: int | None = None  # options.num_ctx: another one than the loaded model's makes Ollama reload it
     errors: list[dict[str, Any]] = field(default_factory=list)
+
+
+def num_ctx_of(body: dict[str, Any]) -> int | None:
+    """The request's options.num_ctx, when it sets a usable one."""
+    options = body.get("options")
+    value = options.get("num_ctx") if isinstance(options, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 
 class NodeFailed(Exception):
@@ -86,7 +95,7 @@ async def counted(request: web.Request, work: Coroutine[Any, Any, web.StreamResp
         if exc.known:  # the model is there, the nodes are not: an outage, not the caller's mistake
             request.app[COUNTERS].failed += 1
         raise
-    except (AllNodesFailed, NodeTimedOut):
+    except (AllNodesFailed, NodeTimedOut, QueueFull):
         request.app[COUNTERS].failed += 1
         raise
     finally:
@@ -94,10 +103,12 @@ async def counted(request: web.Request, work: Coroutine[Any, Any, web.StreamResp
 
 
 async def _dispatch(request: web.Request, job: Job) -> web.StreamResponse:
-    registry = request.app[REGISTRY]
-    # candidates() checks each node as it is taken, so one that degraded while others were tried is skipped.
-    for node in registry.candidates(job.model):
-        with registry.job(node):
+    registry, placement = request.app[REGISTRY], request.app[PLACEMENT]
+    tried: set[str] = set()
+    # Each choice is made when it is needed, so a node that degraded while others were tried is skipped.
+    while (node := await placement.choose(job.model, job.num_ctx, tried, job.job_id)) is not None:
+        tried.add(node.node_id)
+        with registry.job(node, job.model, job.num_ctx):
             try:
                 return await _run_on(request, node, job)
             except NodeFailed as exc:

@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
 
-from ollama_connector.hubd.dispatch import Job, dispatch
+from ollama_connector.hubd.dispatch import Job, dispatch, num_ctx_of
 from ollama_connector.shared.bodies import parse_body_as, read_json_object
 from ollama_connector.shared.wire import MAX_MODEL_NAME
 
@@ -39,5 +39,6 @@ async def submit_job(request: web.Request) -> web.StreamResponse:
             node_path="/execute",
             payload=await request.read(),
             stream=job.stream,
+            num_ctx=num_ctx_of(body),
         ),
     )

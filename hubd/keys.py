@@ -4,6 +4,7 @@ from aiohttp import ClientSession, web
 
 from ollama_connector.hubd.buckets import Buckets
 from ollama_connector.hubd.counters import JobCounters
+from ollama_connector.hubd.placement import Placement
 from ollama_connector.hubd.registry import Registry
 from ollama_connector.hubd.settings import HubSettings
 
@@ -12,4 +13,5 @@ REGISTRY = web.AppKey("registry", Registry)
 SESSION = web.AppKey("session", ClientSession)
 COUNTERS = web.AppKey("counters", JobCounters)
 HOP_ID = web.AppKey("hop_id", str)  # this hub's mark on the requests it sends (see hubd.admission)
+PLACEMENT = web.AppKey("placement", Placement)
 BUCKETS = web.AppKey("buckets", Buckets)  # only when RATE_LIMIT is set

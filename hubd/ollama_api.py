@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ollama_connector.hubd.dispatch import Job, counted, dispatch
+from ollama_connector.hubd.dispatch import Job, counted, dispatch, num_ctx_of
 from ollama_connector.hubd.errors import AllNodesFailed, HubError, ModelManagementPerNode, NoHealthyNodes
 from ollama_connector.hubd.fanout import ask_nodes, ask_online_nodes, online
 from ollama_connector.hubd.keys import COUNTERS, REGISTRY
@@ -71,7 +71,7 @@ async def relay_inference(request: web.Request) -> web.StreamResponse:
     if request.path in ("/api/generate", "/api/chat") and is_unload(request.path, body):
         return await unload_everywhere(request, model, await request.read())
     stream = INFERENCE[request.path] and body.get("stream") is not False
-    job = Job(str(uuid.uuid4()), model, request.path, await request.read(), stream)
+    job = Job(str(uuid.uuid4()), model, request.path, await request.read(), stream, num_ctx_of(body))
     return await dispatch(request, job)
 
 

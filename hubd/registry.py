@@ -13,7 +13,9 @@ from datetime import UTC, datetime
 
 from ollama_connector.hubd.ranking import rank_of
 from ollama_connector.shared.modelnames import canonical
-from ollama_connector.shared.wire import Heartbeat, NodeStatus, NodeView
+from ollama_connector.shared.wire import Capacity, Heartbeat, NodeStatus, NodeView
+
+DEFAULT_CAPACITY = Capacity()
 
 log = logging.getLogger(__name__)
 MAX_PROBE_BACKOFF = 300.0
@@ -38,6 +40,10 @@ class NodeRecord:
     served: int = 0  # jobs it answered to the end
     last_error: str | None = None
     last_error_at: float = 0.0  # wall clock
+    # The hub's own view of the node's Ollama, exact between heartbeats (see hubd.placement).
+    running: dict[str, int] = field(default_factory=dict)  # jobs running now, by canonical model name
+    loaded: dict[str, int | None] = field(default_factory=dict)  # loaded models and their context length
+    loading: set[str] = field(default_factory=set)  # models it was sent that were not loaded
     announced_offline: bool = field(default=False)
     rank: tuple = ()  # its place in the ranking lists, from hubd.ranking
 
@@ -72,6 +78,7 @@ class Registry:
         self._by_model: dict[str, list[tuple]] = {}
         self._assignments = itertools.count(1)
         self.full_announced = False  # MAX_NODES reached, and said so in the log
+        self.job_ended: list = []  # callbacks: a slot may have freed (hubd.placement waits on them)
 
     def __len__(self) -> int:
         return len(self._nodes)
@@ -100,8 +107,19 @@ class Registry:
             self._unindex(record)
             record.beat, record.base_url, record.model_keys = beat, url, keys
             record.last_seen, record.last_seen_wall, record.announced_offline = now, wall, False
+        self._learn_loaded(record)
         self._index(record)
         return record
+
+    def _learn_loaded(self, record: NodeRecord) -> None:
+        """What /api/ps said, plus what the hub has sent since (a model being served is loaded there)."""
+        reported = {canonical(m.name): m.context_length for m in record.beat.loaded}
+        for key in list(record.running) + list(record.loading):
+            reported.setdefault(key, record.loaded.get(key))
+        record.loaded = reported
+
+    def capacity(self, record: NodeRecord) -> Capacity:
+        return record.beat.capacity or DEFAULT_CAPACITY
 
     def saved(self) -> list[dict]:
         """What a restart needs to bring the nodes back: their last heartbeats and where to reach them."""
@@ -187,16 +205,29 @@ class Registry:
                 yield record
 
     @contextmanager
-    def job(self, record: NodeRecord) -> Iterator[None]:
-        """Count a job against a node for as long as it runs, however it ends."""
+    def job(self, record: NodeRecord, model: str | None = None, num_ctx: int | None = None) -> Iterator[None]:
+        """Count a job against a node (and its model) for as long as it runs, however it ends."""
+        key = canonical(model) if model else None
         record.active_jobs += 1
         record.last_assigned = next(self._assignments)
+        if key is not None:
+            if key not in record.loaded or (num_ctx and record.loaded[key] not in (None, num_ctx)):
+                record.loading.add(key)  # the node must load (or reload) it first
+                record.loaded[key] = num_ctx
+            record.running[key] = record.running.get(key, 0) + 1
         self._rerank(record)
         try:
             yield
         finally:
             record.active_jobs -= 1
+            if key is not None:
+                record.running[key] -= 1
+                if not record.running[key]:
+                    del record.running[key]
+                record.loading.discard(key)
             self._rerank(record)
+            for listener in self.job_ended:
+                listener()
 
     def record_success(self, record: NodeRecord) -> None:
         record.consecutive_failures = 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, model_validator
 
 from ollama_connector.shared.settings import (
@@ -54,6 +56,15 @@ class HubSettings(EnvSettings):
     """Requests a minute per API key (per client address without API_KEYS); 0: no limit."""
     rate_limit_burst: int = Field(0, alias="RATE_LIMIT_BURST", ge=0)
     """Requests a caller may send at once before RATE_LIMIT applies; 0: a minute's worth (RATE_LIMIT)."""
+    routing_policy: Literal["capacity", "least-busy", "round-robin"] = Field(
+        "capacity", alias="ROUTING_POLICY"
+    )
+    """`capacity`: loaded models, free slots, then the hub's queue (see How it works); `least-busy`: the old
+    ranking; `round-robin`: nodes in turn."""
+    queue_max: int = Field(1024, alias="QUEUE_MAX", ge=0)
+    """Jobs that may wait at the hub for a free node (capacity policy); past it, 503 server busy."""
+    queue_timeout: float = Field(60.0, alias="QUEUE_TIMEOUT_SECONDS", gt=0)
+    """Seconds a job may wait at the hub for a free node before a 503 with Retry-After."""
     max_concurrent_jobs: int = Field(512, alias="MAX_CONCURRENT_JOBS", ge=1)
     """Jobs the hub runs at once, over all callers; past it a job gets 503 with Retry-After."""
     client_timeout: float = Field(30.0, alias="CLIENT_TIMEOUT", gt=0)

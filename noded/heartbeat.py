@@ -16,7 +16,7 @@ from ollama_connector.noded.sysinfo import current_load, machine_metadata, prima
 from ollama_connector.shared.auth import bearer
 from ollama_connector.shared.lifecycle import background
 from ollama_connector.shared.relay import describe
-from ollama_connector.shared.wire import Heartbeat
+from ollama_connector.shared.wire import Capacity, Heartbeat
 
 log = logging.getLogger(__name__)
 HEARTBEAT_TIMEOUT = aiohttp.ClientTimeout(total=10.0)
@@ -42,6 +42,12 @@ def build_heartbeat(app: web.Application) -> Heartbeat:
         status="draining" if state.draining else "online",
         address=settings.address,
         tls=settings.tls_cert is not None,
+        capacity=Capacity(
+            num_parallel=settings.num_parallel,
+            max_loaded_models=settings.max_loaded_models or 3,
+            max_queue=settings.max_queue,
+        ),
+        loaded=state.loaded,
     )
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from aiohttp import ClientSession, web
 
 from ollama_connector.noded.settings import NodeSettings
+from ollama_connector.shared.wire import LoadedModel
 
 
 @dataclass
@@ -22,6 +23,7 @@ class AgentState:
     models: list[str] = field(default_factory=list)
     ollama_version: str | None = None
     ollama_up: bool | None = None  # None until the first check
+    loaded: list[LoadedModel] = field(default_factory=list)  # from /api/ps at the last check
 
 
 SETTINGS = web.AppKey("settings", NodeSettings)

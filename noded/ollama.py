@@ -10,6 +10,7 @@ from aiohttp import web
 
 from ollama_connector.noded.keys import SESSION, SETTINGS, STATE
 from ollama_connector.shared.relay import describe
+from ollama_connector.shared.wire import LoadedModel
 
 log = logging.getLogger(__name__)
 OLLAMA_TIMEOUT = aiohttp.ClientTimeout(total=5.0)
@@ -22,23 +23,37 @@ async def ollama_json(app: web.Application, path: str) -> dict:
         return await response.json(content_type=None)
 
 
+def loaded_models(ps: object) -> list[LoadedModel]:
+    """Ollama's /api/ps as the heartbeat carries it; entries it cannot read are left out."""
+    loaded = []
+    for entry in (ps.get("models") if isinstance(ps, dict) else None) or []:
+        try:
+            loaded.append(LoadedModel.model_validate(entry))
+        except ValueError:
+            continue
+    return loaded[:64]
+
+
 async def refresh_ollama(app: web.Application) -> bool:
     """Update the model list and version; with Ollama down the list is empty, so the hub sends nothing."""
     state, settings = app[STATE], app[SETTINGS]
     was_up = state.ollama_up
     try:
-        tags, version = await asyncio.gather(ollama_json(app, "/api/tags"), ollama_json(app, "/api/version"))
+        tags, version, ps = await asyncio.gather(
+            ollama_json(app, "/api/tags"), ollama_json(app, "/api/version"), ollama_json(app, "/api/ps")
+        )
     except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
         if was_up is not False:
             log.warning(
                 "Ollama at %s is not answering: %s; reporting no models", settings.ollama_url, describe(exc)
             )
-        state.models, state.ollama_version, state.ollama_up = [], None, False
+        state.models, state.ollama_version, state.ollama_up, state.loaded = [], None, False, []
         return False
     state.models = [
         m.get("model") or m.get("name") for m in tags.get("models") or [] if m.get("model") or m.get("name")
     ]
     state.ollama_version, state.ollama_up = str(version.get("version", "unknown")), True
+    state.loaded = loaded_models(ps)
     if was_up is not True:
         log.info(
             "Ollama %s at %s has %d model(s)", state.ollama_version, settings.ollama_url, len(state.models)

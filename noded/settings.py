@@ -56,6 +56,12 @@ class NodeSettings(EnvSettings):
     """The PEM private key of NODE_TLS_CERT."""
     hub_ca_file: OptionalStr = Field(None, alias="HUB_CA_FILE")
     """The CA that signed the hub's certificate, for an https:// SERVER_URL; unset: the system's CAs."""
+    num_parallel: int = Field(1, alias="OLLAMA_NUM_PARALLEL", ge=1)
+    """The local Ollama's OLLAMA_NUM_PARALLEL (Ollama does not report it): requests a model serves at once."""
+    max_loaded_models: int = Field(0, alias="OLLAMA_MAX_LOADED_MODELS", ge=0)
+    """The local Ollama's OLLAMA_MAX_LOADED_MODELS; 0, Ollama's default, is 3 per GPU (3 on a CPU node)."""
+    max_queue: int = Field(512, alias="OLLAMA_MAX_QUEUE", ge=1)
+    """The local Ollama's OLLAMA_MAX_QUEUE."""
     allow_open_cluster: bool = Field(False, alias="ALLOW_OPEN_CLUSTER")
     """1 lets the agent listen beyond loopback with no CLUSTER_TOKEN: anyone who reaches it can use Ollama."""
     log_level: LogLevel = Field("INFO", alias="LOG_LEVEL")

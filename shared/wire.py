@@ -101,6 +101,26 @@ class Load(BaseModel):
     memory: JsonNumber = Field(0.0, ge=0.0, le=1.0)
 
 
+class Capacity(BaseModel):
+    """The node's Ollama settings, unreported by Ollama: the agent sends its own (Ollama's defaults)."""
+
+    num_parallel: JsonInt = Field(1, ge=1, le=1024)  # OLLAMA_NUM_PARALLEL
+    max_loaded_models: JsonInt = Field(3, ge=1, le=1024)  # OLLAMA_MAX_LOADED_MODELS (0, "auto", is sent as 3)
+    max_queue: JsonInt = Field(512, ge=1, le=1_000_000)  # OLLAMA_MAX_QUEUE
+
+
+class LoadedModel(BaseModel):
+    """One model loaded in the node's Ollama now, from its /api/ps."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    name: ModelName
+    size: JsonInt = Field(0, ge=0)
+    size_vram: JsonInt = Field(0, ge=0)
+    context_length: JsonInt | None = Field(None, ge=0)
+    expires_at: StrictStr | None = Field(None, max_length=64)
+
+
 class Heartbeat(BaseModel):
     """Sent by a node agent at start and every HEARTBEAT_INTERVAL seconds."""
 
@@ -119,6 +139,9 @@ class Heartbeat(BaseModel):
     # Where the hub should reach the agent (a host; the port is `port`); unset: the heartbeat's source.
     address: Host | None = None
     tls: StrictBool = False  # the agent serves HTTPS
+    # What makes the node fast or slow (optional: a seed-shaped heartbeat without them still works).
+    capacity: Capacity | None = None
+    loaded: list[LoadedModel] = Field(default_factory=list, max_length=64)
 
     @field_validator("metadata")
     @classmethod

@@ -9,6 +9,7 @@ import signal
 
 import pytest
 
+from ollama_connector.hubd.keys import PLACEMENT
 from ollama_connector.sim.processes import agent_env
 from tests.conftest import free_port, report_cpu, wait_until
 
@@ -145,7 +146,10 @@ async def test_an_openai_stream_that_fails_before_its_first_token_fails_over(fle
 async def test_sequential_jobs_spread_over_idle_nodes(fleet, http):
     hub = await fleet.hub()
     for node_id, cpu in (("a", 0.03), ("b", 0.07)):  # idle, though never exactly equal
-        await report_cpu(http, hub, await fleet.node(hub, await fleet.sim(), node_id), cpu)
+        sim = await fleet.sim()
+        async with http.post(sim.url + "/api/generate", json={"model": "llama3"}) as r:
+            assert r.status == 200  # loaded on both: equal in every way that matters
+        await report_cpu(http, hub, await fleet.node(hub, sim, node_id), cpu)
     served_by = []
     for _ in range(12):
         async with http.post(
@@ -177,3 +181,51 @@ async def test_a_pull_that_reports_success_but_leaves_no_model_waits_before_pull
     await wait_until(lambda: "reported success" in caplog.text, what="the lost pull to be noticed")
     async with http.get(sim.url + "/_sim/stats") as r:  # a round trip, in which a spinning loop would pull
         assert (await r.json())["pulls"] == 1
+
+
+async def test_a_loaded_model_attracts_jobs_only_while_it_has_free_slots(fleet, http):
+    hub = await fleet.hub()
+    warm, cold = await fleet.sim(tokens_per_second=20), await fleet.sim(tokens_per_second=20)
+    async with http.post(warm.url + "/api/generate", json={"model": "llama3"}) as r:
+        assert r.status == 200
+    await fleet.node(hub, warm, "warm")
+    await fleet.node(hub, cold, "cold")
+    await report_cpu(http, hub, "cold", 0.0)  # cold ranks first on everything but the loaded model
+    await report_cpu(http, hub, "warm", 0.9)
+    job = {"model": "llama3", "prompt": "x", "options": {"num_predict": 10}}
+    async with http.post(hub.url + "/jobs", json=job) as first:
+        assert first.headers["X-Node-Id"] == "warm"  # loaded: no load needed
+        await first.content.readline()
+        async with http.post(hub.url + "/jobs", json={**job, "stream": False}) as second:
+            assert second.headers["X-Node-Id"] == "cold"  # warm's one slot is taken: load elsewhere
+        await first.read()
+    assert warm.scheduler.stats.loads == cold.scheduler.stats.loads == 1
+
+
+async def test_jobs_wait_at_the_hub_rather_than_inside_a_busy_ollama(fleet, http):
+    hub = await fleet.hub(QUEUE_TIMEOUT_SECONDS="30")
+    sim = await fleet.sim(tokens_per_second=40)
+    await fleet.node(hub, sim, "only")
+    job = {"model": "llama3", "prompt": "x", "options": {"num_predict": 8}}
+    async with http.post(hub.url + "/jobs", json=job) as first:
+        await first.content.readline()
+        waiting = asyncio.create_task(http.post(hub.url + "/jobs", json={**job, "stream": False}))
+        await wait_until(lambda: hub.app[PLACEMENT].waiting == 1, what="the second job to wait at the hub")
+        assert sim.stats.in_flight == 1  # not sent: Ollama holds only the running one
+        await first.read()
+    async with await waiting as r:
+        assert r.status == 200 and (await r.json())["done"]
+
+
+async def test_a_full_hub_queue_answers_server_busy_with_retry_after(fleet, http):
+    hub = await fleet.hub(QUEUE_MAX="0", QUEUE_TIMEOUT_SECONDS="8")
+    await fleet.node(hub, await fleet.sim(tokens_per_second=40), "only")
+    job = {"model": "llama3", "prompt": "x", "options": {"num_predict": 8}}
+    async with http.post(hub.url + "/jobs", json=job) as first:
+        await first.content.readline()
+        async with http.post(hub.url + "/api/chat", json={"model": "llama3", "messages": []}) as r:
+            assert r.status == 503 and r.headers["Retry-After"] == "2"
+            assert (await r.json())[
+                "error"
+            ] == "server busy, please try again.  maximum pending requests exceeded"
+        await first.read()
