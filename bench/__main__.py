@@ -13,7 +13,7 @@ import psutil
 
 from bench.footprint import footprint
 from bench.scenarios import SMOKE, Size, overhead, registry_scale, streaming
-from bench.scheduling import scheduling
+from bench.scheduling import POLICIES, scheduling
 from bench.targets import check_targets
 
 RESULTS = Path(__file__).parent / "results"
@@ -113,7 +113,7 @@ def print_report(results: dict) -> None:
                 f"  {load + ' lower bound':<20}{'':>8}{bound['latency_p50_s']:>7}{bound['latency_p95_s']:>7}"
                 f"{bound['latency_p99_s']:>7}"
             )
-            for policy in ("hub", "round-robin"):
+            for policy in POLICIES:
                 r = s[load][policy]
                 print(
                     f"  {load + ' ' + policy:<20}{r['completed_per_second']:>8}{r['latency_p50_s']:>7}"

@@ -34,8 +34,8 @@ class Fleet(ProcessFleet):
         url, proc = super().hub(**env)
         return url, psutil.Process(proc.pid)
 
-    def node(self, hub: str, ollama: str, node_id: str) -> tuple[str, psutil.Process]:  # type: ignore[override]
-        url, proc = super().node(hub, ollama, node_id)
+    def node(self, hub: str, ollama: str, node_id: str, **env: str) -> tuple[str, psutil.Process]:  # type: ignore[override]
+        url, proc = super().node(hub, ollama, node_id, **env)
         return url, psutil.Process(proc.pid)
 
     def nginx(self, upstream: str) -> str | None:

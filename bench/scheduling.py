@@ -2,9 +2,9 @@
 
 Four simulators of two sizes (two with room for two large models and two slots each, two with room for one and
 one slot), six models of Zipf-like popularity, Poisson arrivals, skewed output lengths, some requests with
-another `num_ctx`. The same trace runs at about 70 % and 150 % of the fleet's capacity, once through the hub
-and once as a plain round-robin among the agents that have the model (the client-side baseline), each on a
-fresh fleet. Times are scaled down (loads of 0.1 s per GB, 50 tokens a second) so it takes minutes.
+another `num_ctx`. The same trace runs at about 70 % and 150 % of the fleet's capacity through the hub with
+each of its routing policies (ROUTING_POLICY: capacity, least-busy, round-robin), each on a fresh fleet.
+Times are scaled down (loads of 0.1 s per GB, 50 tokens a second) so it takes minutes.
 """
 
 from __future__ import annotations
@@ -15,8 +15,7 @@ import math
 import random
 import time
 import urllib.request
-from dataclasses import dataclass, field
-from itertools import cycle
+from dataclasses import dataclass
 
 import aiohttp
 
@@ -40,6 +39,7 @@ NODES = [  # name, VRAM, NUM_PARALLEL
 TOKENS_PER_SECOND = 50.0
 LOAD_SECONDS_PER_GB = 0.1
 MEAN_TOKENS = 40
+POLICIES = ("capacity", "least-busy", "round-robin")
 
 
 @dataclass
@@ -104,17 +104,6 @@ async def send(http: aiohttp.ClientSession, url: str, request: Request, start: f
     return outcome
 
 
-@dataclass
-class RoundRobin:
-    """The baseline: each model's agents taken in turn, straight to /api/generate, with no hub."""
-
-    agents: list[str]
-    turns: dict[str, cycle] = field(default_factory=dict)
-
-    def url(self, model: str) -> str:
-        return next(self.turns.setdefault(model, cycle(self.agents))) + "/api/generate"
-
-
 async def replay(requests: list[Request], url_for) -> list[Outcome]:
     timeout = aiohttp.ClientTimeout(total=600)
     async with aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=0)) as http:
@@ -133,7 +122,7 @@ def sim_totals(sims: list[str]) -> dict[str, int]:
 
 def run_policy(policy: str, requests: list[Request], seconds: float) -> dict:
     with Fleet() as fleet:
-        sims, agents = [], []
+        sims = []
         models = ",".join(f"{name}={size}" for name, size in MODELS.items())
         for _, vram, parallel in NODES:
             sims.append(
@@ -150,10 +139,15 @@ def run_policy(policy: str, requests: list[Request], seconds: float) -> dict:
                     str(LOAD_SECONDS_PER_GB),
                 )
             )
-        hub, _ = fleet.hub(NODE_REQUEST_TIMEOUT="60", MAX_CONCURRENT_JOBS="4096")
-        for (name, _, _), sim in zip(NODES, sims, strict=True):
-            agents.append(fleet.node(hub, sim, name)[0])
-        url_for = RoundRobin(agents).url if policy == "round-robin" else (lambda _: hub + "/api/generate")
+        hub, _ = fleet.hub(
+            NODE_REQUEST_TIMEOUT="60",
+            MAX_CONCURRENT_JOBS="4096",
+            ROUTING_POLICY=policy,
+            QUEUE_TIMEOUT_SECONDS="20",
+        )
+        for (name, _, parallel), sim in zip(NODES, sims, strict=True):
+            fleet.node(hub, sim, name, OLLAMA_NUM_PARALLEL=str(parallel))
+        url_for = lambda _: hub + "/api/generate"  # noqa: E731
         started = time.monotonic()
         outcomes = asyncio.run(replay(requests, url_for))
         elapsed = time.monotonic() - started
@@ -191,6 +185,6 @@ def scheduling(size) -> dict:
     for label, share in (("70%", 0.7), ("150%", 1.5)):
         requests = trace(size.scheduling_seconds, capacity() * share)
         results[label] = {"lower_bound": lower_bound(requests)}
-        for policy in ("hub", "round-robin"):
+        for policy in POLICIES:
             results[label][policy] = run_policy(policy, requests, size.scheduling_seconds)
     return results

@@ -16,6 +16,6 @@ def test_every_scenario_runs_and_reports_its_targets():
     assert results["footprint"]["ollama_top"]["rss_mb_peak"] > 0
     assert {t["name"] for t in results["targets"]} >= {"chunks relayed per second", "idle hub RSS"}
     for load in ("70%", "150%"):
-        for policy in ("hub", "round-robin"):
+        for policy in ("capacity", "least-busy", "round-robin"):
             run_ = results["scheduling"][load][policy]
             assert run_["jobs"] > 0 and run_["completed"] + run_["errors"] == run_["jobs"]
