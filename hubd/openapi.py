@@ -55,10 +55,16 @@ class ModelPlaces(TypedDict):
     online: list[str]
 
 
+class Queue(TypedDict):
+    waiting: int
+    oldest_wait_seconds: dict[str, float]
+
+
 class Stats(TypedDict):
     nodes: NodeCounts
     jobs: JobCounts
     models: dict[str, ModelPlaces]
+    queue: Queue
     uptime_seconds: float
     version: str
 

@@ -25,7 +25,7 @@ from collections.abc import Callable
 
 from ollama_connector.hubd.errors import HubError
 from ollama_connector.hubd.registry import NodeRecord, Registry
-from ollama_connector.shared.modelnames import canonical
+from ollama_connector.shared.modelnames import canonical, display
 
 BUSY = "server busy, please try again.  maximum pending requests exceeded"  # Ollama's own text
 
@@ -82,6 +82,13 @@ class Placement:
             self.waiting -= 1
             if not self.waiting:
                 self.waits.clear()
+
+    def queue_view(self, now: float) -> dict:
+        """For /stats: jobs waiting at the hub, and how long the oldest has waited, by model."""
+        return {
+            "waiting": self.waiting,
+            "oldest_wait_seconds": {display(k): round(now - t, 1) for k, t in sorted(self.waits.items())},
+        }
 
     def _retry(self, job_id: str) -> dict[str, str]:
         return {"Retry-After": str(max(1, round(self.queue_timeout / 4))), "X-Job-Id": job_id}

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from ollama_connector.hubd.ranking import rank_of
-from ollama_connector.shared.modelnames import canonical
+from ollama_connector.shared.modelnames import canonical, display
 from ollama_connector.shared.wire import Capacity, Heartbeat, NodeStatus, NodeView
 
 DEFAULT_CAPACITY = Capacity()
@@ -187,6 +187,10 @@ class Registry:
                 if record.last_error
                 else None
             ),
+            # What the capacity policy routes on: Ollama's settings there, and the hub's view of its models.
+            "capacity": self.capacity(record).model_dump(),
+            "loaded": sorted(display(key) for key in record.loaded),
+            "running": {display(key): count for key, count in record.running.items()},
         }
 
     def holders(self, model: str) -> list[NodeRecord]:

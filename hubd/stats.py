@@ -6,7 +6,7 @@ import time
 
 from aiohttp import web
 
-from ollama_connector.hubd.keys import COUNTERS, REGISTRY
+from ollama_connector.hubd.keys import COUNTERS, PLACEMENT, REGISTRY
 from ollama_connector.shared.cli import package_version
 from ollama_connector.shared.modelnames import display
 
@@ -34,6 +34,7 @@ async def stats(request: web.Request) -> web.Response:
             "nodes": {"total": len(registry), **by_status},
             "jobs": {"in_flight": in_flight, "served": counters.served, "failed": counters.failed},
             "models": {name: models[name] for name in sorted(models)},
+            "queue": request.app[PLACEMENT].queue_view(now),
             "uptime_seconds": round(now - counters.started_at, 1),
             "version": package_version(),
         }

@@ -170,3 +170,6 @@ class NodeView(TypedDict):
     dial_address: str
     served: int
     last_error: dict[str, str] | None
+    capacity: dict[str, int]
+    loaded: list[str]
+    running: dict[str, int]

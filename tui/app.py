@@ -153,6 +153,11 @@ class OllamaTop(App[None]):
                 f"{count(nodes['total'], 'node')} ({statuses or 'none'}) · {jobs['in_flight']} in flight · "
                 f"{jobs['served']} served, {jobs['failed']} failed · "
                 f"{count(len(snapshot.models_online()), 'model')}"
+                + (
+                    f" · [b]{waiting} waiting[/b]"
+                    if (waiting := snapshot.stats.get("queue", {}).get("waiting"))
+                    else ""
+                )
             )
         if self.problem:
             lines.append(f"[b red]{escape(self.problem)}[/]")
