@@ -145,8 +145,8 @@ def run_policy(policy: str, requests: list[Request], seconds: float) -> dict:
             ROUTING_POLICY=policy,
             QUEUE_TIMEOUT_SECONDS="20",
         )
-        for (name, _, parallel), sim in zip(NODES, sims, strict=True):
-            fleet.node(hub, sim, name, OLLAMA_NUM_PARALLEL=str(parallel))
+        for (name, vram, parallel), sim in zip(NODES, sims, strict=True):
+            fleet.node(hub, sim, name, OLLAMA_NUM_PARALLEL=str(parallel), NODE_VRAM_GB=str(vram))
         url_for = lambda _: hub + "/api/generate"  # noqa: E731
         started = time.monotonic()
         outcomes = asyncio.run(replay(requests, url_for))

@@ -3,8 +3,9 @@
 `capacity` (the default) routes on what makes an Ollama node fast or slow (reference §8):
 1. a node that has the model loaded (with a compatible num_ctx) and a free slot (fewer running jobs for the
    model than its NUM_PARALLEL); among those, the best ranked (hubd.ranking);
-2. else a node that can load it without evicting anything (fewer loaded models than MAX_LOADED_MODELS) and is
-   not already loading one (Ollama loads one model at a time and queues the rest behind it);
+2. else a node that can load it without evicting anything (fewer loaded models than MAX_LOADED_MODELS, and
+   room in its VRAM when the agent reports it) and is not already loading one (Ollama loads one model at a
+   time and queues the rest behind it);
 3. else a node that can load it by evicting an idle model (no job running for it);
 4. else no node can take it now without queueing it inside Ollama, behind loads or busy slots the hub cannot
    see: the job waits **at the hub**, in arrival order, and goes to the first suitable node that frees
@@ -131,7 +132,7 @@ class Placement:
                 continue
             if node.loading:
                 continue  # a load is under way there: another would queue behind it
-            if can_load is None and len(node.loaded) < capacity.max_loaded_models:
+            if can_load is None and self.registry.fits(node, key):
                 can_load = node
             elif can_evict is None and any(not node.running.get(k) for k in node.loaded if k != key):
                 can_evict = node

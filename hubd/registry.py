@@ -6,7 +6,7 @@ import itertools
 import logging
 import time
 from bisect import bisect_left, insort
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -44,6 +44,7 @@ class NodeRecord:
     running: dict[str, int] = field(default_factory=dict)  # jobs running now, by canonical model name
     loaded: dict[str, int | None] = field(default_factory=dict)  # loaded models and their context length
     loading: set[str] = field(default_factory=set)  # models it was sent that were not loaded
+    sizes: dict[str, int] = field(default_factory=dict)  # bytes per model, from its /api/tags
     announced_offline: bool = field(default=False)
     rank: tuple = ()  # its place in the ranking lists, from hubd.ranking
 
@@ -113,6 +114,7 @@ class Registry:
 
     def _learn_loaded(self, record: NodeRecord) -> None:
         """What /api/ps said, plus what the hub has sent since (a model being served is loaded there)."""
+        record.sizes = {canonical(name): size for name, size in record.beat.model_sizes.items()}
         reported = {canonical(m.name): m.context_length for m in record.beat.loaded}
         for key in list(record.running) + list(record.loading):
             reported.setdefault(key, record.loaded.get(key))
@@ -120,6 +122,28 @@ class Registry:
 
     def capacity(self, record: NodeRecord) -> Capacity:
         return record.beat.capacity or DEFAULT_CAPACITY
+
+    def fits(self, record: NodeRecord, key: str, loaded: Iterable[str] | None = None) -> bool:
+        """Whether the node could load the model beside `loaded` (its loaded models) without evicting any."""
+        loaded = list(record.loaded if loaded is None else loaded)
+        capacity = self.capacity(record)
+        if len(loaded) >= capacity.max_loaded_models:
+            return False
+        if capacity.vram_bytes is None:
+            return True
+        sizes = record.sizes
+        return sum(sizes.get(k, 0) for k in loaded) + sizes.get(key, 0) <= capacity.vram_bytes
+
+    def _expect_evictions(self, record: NodeRecord, key: str) -> None:
+        """A load needs room: drop from the hub's view the idle models Ollama will unload for it (by name, as
+        Ollama does among equal keep-alives); the next heartbeat corrects any guess."""
+        others = [k for k in record.loaded if k != key]
+        while others and not self.fits(record, key, others):
+            idle = sorted(k for k in others if not record.running.get(k))
+            if not idle:
+                return  # Ollama waits for a busy model to finish; so will the hub's view
+            others.remove(idle[0])
+            del record.loaded[idle[0]]
 
     def saved(self) -> list[dict]:
         """What a restart needs to bring the nodes back: their last heartbeats and where to reach them."""
@@ -217,6 +241,7 @@ class Registry:
         if key is not None:
             if key not in record.loaded or (num_ctx and record.loaded[key] not in (None, num_ctx)):
                 record.loading.add(key)  # the node must load (or reload) it first
+                self._expect_evictions(record, key)
                 record.loaded[key] = num_ctx
             record.running[key] = record.running.get(key, 0) + 1
         self._rerank(record)

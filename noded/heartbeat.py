@@ -46,8 +46,10 @@ def build_heartbeat(app: web.Application) -> Heartbeat:
             num_parallel=settings.num_parallel,
             max_loaded_models=settings.max_loaded_models or 3,
             max_queue=settings.max_queue,
+            vram_bytes=int(settings.vram_gb * 1e9) or None,
         ),
         loaded=state.loaded,
+        model_sizes=state.sizes,
     )
 
 

@@ -24,6 +24,7 @@ class AgentState:
     ollama_version: str | None = None
     ollama_up: bool | None = None  # None until the first check
     loaded: list[LoadedModel] = field(default_factory=list)  # from /api/ps at the last check
+    sizes: dict[str, int] = field(default_factory=dict)  # from /api/tags: bytes per model
 
 
 SETTINGS = web.AppKey("settings", NodeSettings)

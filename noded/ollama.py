@@ -47,13 +47,24 @@ async def refresh_ollama(app: web.Application) -> bool:
             log.warning(
                 "Ollama at %s is not answering: %s; reporting no models", settings.ollama_url, describe(exc)
             )
-        state.models, state.ollama_version, state.ollama_up, state.loaded = [], None, False, []
+        state.models, state.ollama_version, state.ollama_up, state.loaded, state.sizes = (
+            [],
+            None,
+            False,
+            [],
+            {},
+        )
         return False
     state.models = [
         m.get("model") or m.get("name") for m in tags.get("models") or [] if m.get("model") or m.get("name")
     ]
     state.ollama_version, state.ollama_up = str(version.get("version", "unknown")), True
     state.loaded = loaded_models(ps)
+    state.sizes = {
+        m["model"]: m["size"]
+        for m in tags.get("models") or []
+        if isinstance(m.get("model"), str) and isinstance(m.get("size"), int) and len(m["model"]) <= 300
+    }
     if was_up is not True:
         log.info(
             "Ollama %s at %s has %d model(s)", state.ollama_version, settings.ollama_url, len(state.models)

@@ -62,6 +62,8 @@ class NodeSettings(EnvSettings):
     """The local Ollama's OLLAMA_MAX_LOADED_MODELS; 0, Ollama's default, is 3 per GPU (3 on a CPU node)."""
     max_queue: int = Field(512, alias="OLLAMA_MAX_QUEUE", ge=1)
     """The local Ollama's OLLAMA_MAX_QUEUE."""
+    vram_gb: float = Field(0.0, alias="NODE_VRAM_GB", ge=0)
+    """GPU memory Ollama may fill with models, in GB, so the hub knows what fits; 0: unknown or a CPU node."""
     allow_open_cluster: bool = Field(False, alias="ALLOW_OPEN_CLUSTER")
     """1 lets the agent listen beyond loopback with no CLUSTER_TOKEN: anyone who reaches it can use Ollama."""
     log_level: LogLevel = Field("INFO", alias="LOG_LEVEL")

@@ -107,6 +107,9 @@ class Capacity(BaseModel):
     num_parallel: JsonInt = Field(1, ge=1, le=1024)  # OLLAMA_NUM_PARALLEL
     max_loaded_models: JsonInt = Field(3, ge=1, le=1024)  # OLLAMA_MAX_LOADED_MODELS (0, "auto", is sent as 3)
     max_queue: JsonInt = Field(512, ge=1, le=1_000_000)  # OLLAMA_MAX_QUEUE
+    vram_bytes: JsonInt | None = Field(
+        None, ge=0
+    )  # memory for models on the GPUs; None: unknown, or a CPU node
 
 
 class LoadedModel(BaseModel):
@@ -142,6 +145,9 @@ class Heartbeat(BaseModel):
     # What makes the node fast or slow (optional: a seed-shaped heartbeat without them still works).
     capacity: Capacity | None = None
     loaded: list[LoadedModel] = Field(default_factory=list, max_length=64)
+    model_sizes: dict[ModelName, JsonInt] = Field(
+        default_factory=dict, max_length=MAX_MODELS
+    )  # from /api/tags
 
     @field_validator("metadata")
     @classmethod
@@ -170,6 +176,6 @@ class NodeView(TypedDict):
     dial_address: str
     served: int
     last_error: dict[str, str] | None
-    capacity: dict[str, int]
+    capacity: dict[str, int | None]
     loaded: list[str]
     running: dict[str, int]

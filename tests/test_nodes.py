@@ -33,7 +33,12 @@ async def test_nodes_in_the_seeds_shape(fleet, http):
         assert await r.json() == listed
     beside = {"dial_address", "served", "last_error", "capacity", "loaded", "running"}
     assert set(listed) - SEED_FIELDS == beside  # beside the seed's fields
-    assert listed["capacity"] == {"num_parallel": 1, "max_loaded_models": 3, "max_queue": 512}
+    assert listed["capacity"] == {
+        "num_parallel": 1,
+        "max_loaded_models": 3,
+        "max_queue": 512,
+        "vram_bytes": None,
+    }
     assert set(listed) >= SEED_FIELDS
     assert listed["dial_address"] == f"127.0.0.1:{node.port}" and listed["last_error"] is None
     assert listed["port"] == node.port and listed["status"] == "online" and listed["active_jobs"] == 0
