@@ -229,3 +229,20 @@ async def test_a_full_hub_queue_answers_server_busy_with_retry_after(fleet, http
                 "error"
             ] == "server busy, please try again.  maximum pending requests exceeded"
         await first.read()
+
+
+async def test_a_load_goes_where_the_model_fits_without_evicting_one(fleet, http):
+    hub = await fleet.hub()
+    models = ["a=6GB", "b=6GB"]
+    small, big = await fleet.sim(models=models, vram_gb=10), await fleet.sim(models=models, vram_gb=20)
+    async with http.post(small.url + "/api/generate", json={"model": "a"}) as r:
+        assert r.status == 200  # a fills most of the small node
+    await fleet.node(hub, small, "small", NODE_VRAM_GB="10")
+    await fleet.node(hub, big, "big", NODE_VRAM_GB="20")
+    await report_cpu(http, hub, "small", 0.0)  # small ranks first on everything but room
+    await report_cpu(http, hub, "big", 0.9)
+    async with http.post(hub.url + "/jobs", json={"model": "b", "prompt": "x", "stream": False}) as r:
+        assert (
+            r.status == 200 and r.headers["X-Node-Id"] == "big"
+        )  # b fits there beside nothing; not on small
+    assert small.scheduler.stats.unloads == 0
