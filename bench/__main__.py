@@ -107,7 +107,7 @@ def print_report(results: dict) -> None:
             f"  {'load / policy':<20}{'done/s':>8}{'p50 s':>7}{'p95 s':>7}{'p99 s':>7}"
             f"{'TTFT50':>8}{'TTFT99':>8}{'loads':>7}{'evict':>7}{'errors':>8}"
         )
-        for load in ("70%", "150%"):
+        for load in (key for key in s if key.endswith("%")):
             bound = s[load]["lower_bound"]
             print(
                 f"  {load + ' lower bound':<20}{'':>8}{bound['latency_p50_s']:>7}{bound['latency_p95_s']:>7}"

@@ -33,6 +33,7 @@ class Size:
     top_nodes: int = 100
     top_seconds: float = 20.0
     scheduling_seconds: float = 30.0  # of trace, at each load
+    scheduling_loads: tuple[float, ...] = (0.7, 1.5)  # shares of the fleet's capacity
 
 
 SMOKE = Size(
@@ -45,6 +46,7 @@ SMOKE = Size(
     top_nodes=5,
     top_seconds=2.0,
     scheduling_seconds=1.5,
+    scheduling_loads=(1.5,),
 )
 
 

@@ -182,7 +182,8 @@ def lower_bound(requests: list[Request]) -> dict:
 
 def scheduling(size) -> dict:
     results: dict = {"capacity_jobs_per_second": round(capacity(), 2)}
-    for label, share in (("70%", 0.7), ("150%", 1.5)):
+    for share in size.scheduling_loads:
+        label = f"{share:.0%}"
         requests = trace(size.scheduling_seconds, capacity() * share)
         results[label] = {"lower_bound": lower_bound(requests)}
         for policy in POLICIES:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 from bench.__main__ import run
 from bench.scenarios import SMOKE
 
 
+@pytest.mark.timeout(180)  # every scenario starts its own fleet of processes
 def test_every_scenario_runs_and_reports_its_targets():
     results = run(SMOKE)
     assert results["overhead"]["hub@c1"]["errors"] == 0 and results["overhead"]["hub@c1"]["requests"] == 20
@@ -15,7 +18,7 @@ def test_every_scenario_runs_and_reports_its_targets():
     assert results["registry"]["50_nodes"]["routing_decision_us"] > 0
     assert results["footprint"]["ollama_top"]["rss_mb_peak"] > 0
     assert {t["name"] for t in results["targets"]} >= {"chunks relayed per second", "idle hub RSS"}
-    for load in ("70%", "150%"):
-        for policy in ("capacity", "least-busy", "round-robin"):
+    for policy in ("capacity", "least-busy", "round-robin"):  # one load, 150 %, in the smoke run
+        for load in ("150%",):
             run_ = results["scheduling"][load][policy]
             assert run_["jobs"] > 0 and run_["completed"] + run_["errors"] == run_["jobs"]
