@@ -21,8 +21,20 @@ class Fleet(ProcessFleet):
         self.tmp = Path(tempfile.mkdtemp(prefix="ollama-connector-bench-"))
         super().__init__(logs=self.tmp)
 
+    # The overhead, streaming and footprint scenarios measure the hub, not Ollama's scheduling: their simulator
+    # serves this many requests at once (and the agent says so), as a large GPU node with a high NUM_PARALLEL.
+    PARALLEL = 256
+
     def sim(self, tokens_per_second: float = 0, models: str = "llama3") -> str:  # type: ignore[override]
-        url, proc = super().sim(None, "--models", models, "--tokens-per-second", str(tokens_per_second))
+        url, proc = super().sim(
+            None,
+            "--models",
+            models,
+            "--tokens-per-second",
+            str(tokens_per_second),
+            "--num-parallel",
+            str(self.PARALLEL),
+        )
         self.sim_process = psutil.Process(proc.pid)
         return url
 
@@ -35,6 +47,7 @@ class Fleet(ProcessFleet):
         return url, psutil.Process(proc.pid)
 
     def node(self, hub: str, ollama: str, node_id: str, **env: str) -> tuple[str, psutil.Process]:  # type: ignore[override]
+        env.setdefault("OLLAMA_NUM_PARALLEL", str(self.PARALLEL))
         url, proc = super().node(hub, ollama, node_id, **env)
         return url, psutil.Process(proc.pid)
 

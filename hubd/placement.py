@@ -22,13 +22,21 @@ import asyncio
 import contextlib
 import itertools
 import time
+from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from ollama_connector.hubd.errors import HubError
 from ollama_connector.hubd.registry import NodeRecord, Registry
 from ollama_connector.shared.modelnames import canonical, display
 
 BUSY = "server busy, please try again.  maximum pending requests exceeded"  # Ollama's own text
+
+
+@dataclass(eq=False)
+class Waiter:
+    since: float
+    woken: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class QueueFull(HubError):
@@ -42,14 +50,18 @@ class Placement:
         self.queue_max = queue_max
         self.queue_timeout = queue_timeout
         self.waiting = 0
-        self._freed = asyncio.Event()  # set when a job ends: a slot may have freed
+        # Jobs waiting at the hub, per model, in arrival order. A job that ends wakes the first of each model
+        # only (not every waiter: with dozens waiting, waking all made each job cost the hub O(waiters)).
+        self._waiters: dict[str, deque[Waiter]] = {}
         self._turns: dict[str, itertools.count] = {}
         registry.job_ended.append(self._on_job_ended)
-        self.waits: dict[str, float] = {}  # model: when its oldest waiting job arrived (for /stats)
 
     def _on_job_ended(self) -> None:
-        if self.waiting:
-            self._freed.set()
+        for queue in self._waiters.values():
+            for waiter in queue:
+                if not waiter.woken.is_set():
+                    waiter.woken.set()
+                    break
 
     async def choose(
         self, model: str, num_ctx: int | None, tried: set[str], job_id: str
@@ -61,34 +73,39 @@ class Placement:
             return node
         if self.waiting >= self.queue_max:
             raise QueueFull(BUSY, headers=self._retry(job_id))  # QUEUE_MAX jobs are waiting already
-        self.waiting += 1
         key = canonical(model)
-        self.waits.setdefault(key, time.monotonic())
-        deadline = time.monotonic() + self.queue_timeout
+        waiter = Waiter(time.monotonic())
+        queue = self._waiters.setdefault(key, deque())
+        queue.append(waiter)
+        self.waiting += 1
+        deadline = waiter.since + self.queue_timeout
         try:
             while True:
                 remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise QueueFull(
-                        BUSY, headers=self._retry(job_id)
-                    )  # no node freed in QUEUE_TIMEOUT_SECONDS
-                # Woken in arrival order when a job ends; heartbeats change things too: look every second.
+                if remaining <= 0:  # no node freed within QUEUE_TIMEOUT_SECONDS
+                    raise QueueFull(BUSY, headers=self._retry(job_id))
+                # Heartbeats change the picture too, so look again at least once a second.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._freed.wait(), min(remaining, 1.0))
-                self._freed.clear()
+                    await asyncio.wait_for(waiter.woken.wait(), min(remaining, 1.0))
+                waiter.woken.clear()
                 node, anyone = pick(model, num_ctx, tried)
                 if node is not None or not anyone:
                     return node
         finally:
             self.waiting -= 1
-            if not self.waiting:
-                self.waits.clear()
+            queue.remove(waiter)
+            if not queue:
+                del self._waiters[key]
+            elif waiter.woken.is_set():
+                self._on_job_ended()  # it was woken but leaves: pass the turn on
 
     def queue_view(self, now: float) -> dict:
         """For /stats: jobs waiting at the hub, and how long the oldest has waited, by model."""
         return {
             "waiting": self.waiting,
-            "oldest_wait_seconds": {display(k): round(now - t, 1) for k, t in sorted(self.waits.items())},
+            "oldest_wait_seconds": {
+                display(key): round(now - queue[0].since, 1) for key, queue in sorted(self._waiters.items())
+            },
         }
 
     def _retry(self, job_id: str) -> dict[str, str]:
