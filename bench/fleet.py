@@ -21,8 +21,8 @@ class Fleet(ProcessFleet):
         self.tmp = Path(tempfile.mkdtemp(prefix="ollama-connector-bench-"))
         super().__init__(logs=self.tmp)
 
-    # The overhead, streaming and footprint scenarios measure the hub, not Ollama's scheduling: their simulator
-    # serves this many requests at once (and the agent says so), as a large GPU node with a high NUM_PARALLEL.
+    # The overhead, streaming and footprint scenarios measure the hub, not Ollama's scheduling: their
+    # simulator serves this many requests at once (and the agent says so), like a big node's NUM_PARALLEL.
     PARALLEL = 256
 
     def sim(self, tokens_per_second: float = 0, models: str = "llama3") -> str:  # type: ignore[override]
