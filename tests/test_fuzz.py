@@ -15,9 +15,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error, positive_data_acceptance
 
+from ollama_connector.hubd.placement import Placement
 from ollama_connector.hubd.registry import Registry
 from ollama_connector.shared.modelnames import canonical
-from ollama_connector.shared.wire import Heartbeat, Load
+from ollama_connector.shared.wire import Capacity, Heartbeat, Load, LoadedModel
 from tests.conftest import Processes
 
 FUZZ = settings(
@@ -171,3 +172,38 @@ def test_routing_offers_only_online_nodes_that_have_the_model(fleet, wanted):
     assert {r.node_id for r in offered} == expected
     ranks = [(r.active_jobs, r.rank) for r in offered]
     assert ranks == sorted(ranks)  # best first: fewest jobs, then the rest of the rank
+
+
+capacity_node = st.fixed_dictionaries(
+    {
+        "models": st.lists(st.sampled_from(["a", "b:1", "c", "d"]), min_size=1, max_size=4, unique=True),
+        "loaded": st.lists(st.sampled_from(["a", "b:1", "c", "d"]), max_size=3, unique=True),
+        "parallel": st.integers(1, 3),
+        "max_loaded": st.integers(1, 3),
+    }
+)
+
+
+@FUZZ
+@given(
+    fleet=st.lists(capacity_node, min_size=1, max_size=6), jobs=st.lists(st.sampled_from(["a", "b:1", "c"]))
+)
+def test_capacity_routing_never_runs_more_than_num_parallel_jobs_of_a_model_on_a_node(fleet, jobs):
+    registry = Registry(ttl=60, remove_after=120, max_failures=1, probe_interval=30)
+    for number, spec in enumerate(fleet):
+        beat = Heartbeat(
+            node_id=f"n{number}",
+            port=9,
+            models=spec["models"],
+            capacity=Capacity(num_parallel=spec["parallel"], max_loaded_models=spec["max_loaded"]),
+            loaded=[LoadedModel(name=m) for m in spec["loaded"] if m in spec["models"]],
+        )
+        registry.heartbeat(beat, "10.0.0.1")
+    placement = Placement(registry, "capacity", queue_max=10, queue_timeout=1.0)
+    for model in jobs:  # every job is held to the end: the fleet only fills up
+        node, _ = placement._by_capacity(model, None, set())
+        if node is not None:
+            registry.job(node, model).__enter__()
+    for node in registry.all():
+        parallel = registry.capacity(node).num_parallel
+        assert all(count <= parallel for count in node.running.values()), (node.node_id, node.running)
