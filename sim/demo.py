@@ -85,6 +85,9 @@ Press Ctrl-C to stop the fleet.
         pass
     finally:
         # The reverse of the start: agents drain and tell the hub, then the hub stops, then the simulators.
+        # A second Ctrl-C (or make passing one on) must not cut that short and leave processes behind.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         fleet.stop()
         print("demo: stopped")
     if failed:
