@@ -106,6 +106,8 @@ class OllamaTop(App[None]):
         self.poll_timer = self.set_timer(self.interval, self.poll, name="next-poll")
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if not self.query(FleetHeader):
+            return  # the app is closing: a poll cut short by it is nothing to report
         if event.state is WorkerState.ERROR:
             self.report(f"{event.worker.name} failed: {event.worker.error!r}")
             if event.worker.group == "poll":
