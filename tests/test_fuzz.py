@@ -142,19 +142,29 @@ node = st.fixed_dictionaries(
 )
 
 
+def made_up_fleet(nodes: list[dict]) -> Registry:
+    """A registry holding node n0, n1, … with these heartbeat fields each."""
+    registry = Registry(ttl=60, remove_after=120, max_failures=1, probe_interval=30)
+    for number, fields in enumerate(nodes):
+        registry.heartbeat(Heartbeat(node_id=f"n{number}", port=9, **fields), "10.0.0.1")
+    return registry
+
+
 @FUZZ
 @given(fleet=st.lists(node, max_size=12), wanted=st.sampled_from(["a", "b:1", "c", "d", "e"]))
 def test_routing_offers_only_online_nodes_that_have_the_model(fleet, wanted):
-    registry = Registry(ttl=60, remove_after=120, max_failures=1, probe_interval=30)
+    registry = made_up_fleet(
+        [
+            {
+                "models": spec["models"],
+                "load": Load(cpu=spec["cpu"]),
+                "status": "draining" if spec["status"] == "draining" else "online",
+            }
+            for spec in fleet
+        ]
+    )
     for number, spec in enumerate(fleet):
-        beat = Heartbeat(
-            node_id=f"n{number}",
-            port=9,
-            models=spec["models"],
-            load=Load(cpu=spec["cpu"]),
-            status="draining" if spec["status"] == "draining" else "online",
-        )
-        record = registry.heartbeat(beat, "10.0.0.1")
+        record = registry.get(f"n{number}")
         if spec["status"] == "degraded":
             registry.record_failure(record, "made up")
         if spec["status"] == "offline":
@@ -189,16 +199,16 @@ capacity_node = st.fixed_dictionaries(
     fleet=st.lists(capacity_node, min_size=1, max_size=6), jobs=st.lists(st.sampled_from(["a", "b:1", "c"]))
 )
 def test_capacity_routing_never_runs_more_than_num_parallel_jobs_of_a_model_on_a_node(fleet, jobs):
-    registry = Registry(ttl=60, remove_after=120, max_failures=1, probe_interval=30)
-    for number, spec in enumerate(fleet):
-        beat = Heartbeat(
-            node_id=f"n{number}",
-            port=9,
-            models=spec["models"],
-            capacity=Capacity(num_parallel=spec["parallel"], max_loaded_models=spec["max_loaded"]),
-            loaded=[LoadedModel(name=m) for m in spec["loaded"] if m in spec["models"]],
-        )
-        registry.heartbeat(beat, "10.0.0.1")
+    registry = made_up_fleet(
+        [
+            {
+                "models": spec["models"],
+                "capacity": Capacity(num_parallel=spec["parallel"], max_loaded_models=spec["max_loaded"]),
+                "loaded": [LoadedModel(name=m) for m in spec["loaded"] if m in spec["models"]],
+            }
+            for spec in fleet
+        ]
+    )
     placement = Placement(registry, "capacity", queue_max=10, queue_timeout=1.0)
     for model in jobs:  # every job is held to the end: the fleet only fills up
         node, _ = placement._by_capacity(model, None, set())
