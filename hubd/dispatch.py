@@ -49,13 +49,6 @@ class Job:
     errors: list[dict[str, Any]] = field(default_factory=list)
 
 
-def num_ctx_of(body: dict[str, Any]) -> int | None:
-    """The request's options.num_ctx, when it sets a usable one."""
-    options = body.get("options")
-    value = options.get("num_ctx") if isinstance(options, dict) else None
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
-
-
 class NodeFailed(Exception):
     """This node did not serve the job, for a named reason; POLICY says what follows."""
 

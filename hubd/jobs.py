@@ -8,8 +8,8 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
 
-from ollama_connector.hubd.dispatch import Job, dispatch, num_ctx_of
-from ollama_connector.shared.bodies import parse_body_as, read_json_object
+from ollama_connector.hubd.dispatch import Job, dispatch
+from ollama_connector.shared.bodies import num_ctx_of, parse_body_as, read_json_object
 from ollama_connector.shared.wire import MAX_MODEL_NAME
 
 routes = web.RouteTableDef()

@@ -9,13 +9,13 @@ from typing import Any
 
 from aiohttp import web
 
-from ollama_connector.hubd.dispatch import Job, counted, dispatch, num_ctx_of
+from ollama_connector.hubd.dispatch import Job, counted, dispatch
 from ollama_connector.hubd.errors import AllNodesFailed, HubError, ModelManagementPerNode, NoHealthyNodes
 from ollama_connector.hubd.fanout import ask_nodes, ask_online_nodes, online
 from ollama_connector.hubd.keys import COUNTERS, REGISTRY
 from ollama_connector.hubd.limits import check_model_name
 from ollama_connector.shared import error_formats
-from ollama_connector.shared.bodies import BadRequest, read_json_object
+from ollama_connector.shared.bodies import BadRequest, num_ctx_of, read_json_object
 from ollama_connector.shared.modelnames import canonical
 from ollama_connector.shared.wire import MAX_MODEL_NAME
 

@@ -52,6 +52,14 @@ async def read_json_object(request: web.Request, max_bytes: int | None = None) -
     return data
 
 
+def num_ctx_of(body: dict[str, Any]) -> int | None:
+    """An Ollama request's options.num_ctx, when it sets a usable one (another than the loaded model's makes
+    Ollama reload it)."""
+    options = body.get("options")
+    value = options.get("num_ctx") if isinstance(options, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
 def parse_body_as(model: type[M], data: dict[str, Any]) -> M:
     """Validate a decoded body; a BadRequest names each bad field: `field: problem`."""
     try:

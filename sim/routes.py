@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ollama_connector.shared.bodies import read_json_object
+from ollama_connector.shared.bodies import num_ctx_of, read_json_object
 from ollama_connector.sim.behaviour import Fault, parse_keep_alive
 from ollama_connector.sim.catalog import SimModel, now_rfc3339
 from ollama_connector.sim.engine import Engine, embedding
@@ -178,18 +178,15 @@ def validate(engine: Engine, body: dict, kind: str) -> Ask:
     return Ask(kind, name, model, prompt or "", options, keep_alive, stream, bool(body.get("raw")))
 
 
-def num_ctx(options: dict | None) -> int | None:
-    value = (options or {}).get("num_ctx")
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
-
-
 async def _answer(request: web.Request, engine: Engine, ask: Ask) -> web.StreamResponse:
     """Wait for the model (queue, load, a slot), then generate while holding the slot."""
     started = time.perf_counter_ns()
     fault = engine.behaviour.draw_fault()
     if fault == "hang":
         await engine.hang()
-    async with engine.scheduler.slot(ask.model, num_ctx(ask.options), finite(ask.keep_alive)) as load_ns:
+    async with engine.scheduler.slot(
+        ask.model, num_ctx_of({"options": ask.options}), finite(ask.keep_alive)
+    ) as load_ns:
         return await _generate(request, engine, ask, fault, started, load_ns)
 
 
