@@ -41,7 +41,6 @@ class Runner:
     refs: int = 0  # requests given this runner that have not finished (waiting for a slot or running)
     idle_since: float = field(default_factory=time.monotonic)
     expiry: asyncio.TimerHandle | None = None
-    gone: asyncio.Event = field(default_factory=asyncio.Event)  # set once unloaded
     became_idle: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
@@ -183,7 +182,6 @@ class Scheduler:
         self.stats.unloads += 1
         if self.pending_for(runner.model):
             self.stats.evictions_with_waiting += 1
-        runner.gone.set()
 
     # The pending queue, one request at a time.
 
