@@ -167,7 +167,7 @@ def registry_scale(size: Size) -> dict:
     results: dict[str, dict] = {}
     for count in size.registry_sizes:
         with Fleet() as fleet:
-            hub, hub_process = fleet.hub()
+            hub, hub_process = fleet.hub(MAX_NODES=str(count))  # above the default 1,000 on purpose
             first = asyncio.run(post_heartbeats(hub, count))
             again = asyncio.run(post_heartbeats(hub, count))  # a second round: every node known already
             results[f"{count}_nodes"] = {
