@@ -58,7 +58,11 @@ def create_app(settings: HubSettings) -> web.Application:
     )
     app[COUNTERS] = JobCounters()
     app[PLACEMENT] = Placement(
-        app[REGISTRY], settings.routing_policy, settings.queue_max, settings.queue_timeout
+        app[REGISTRY],
+        settings.routing_policy,
+        settings.queue_max,
+        settings.queue_timeout,
+        settings.sticky_sessions,
     )
     if settings.rate_limit:
         app[BUCKETS] = Buckets(settings.rate_limit, settings.rate_limit_burst or settings.rate_limit)

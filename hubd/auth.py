@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from aiohttp import web
 
 from ollama_connector.hubd.errors import Handler, Unauthorized
@@ -20,3 +22,12 @@ async def api_keys(request: web.Request, handler: Handler) -> web.StreamResponse
     if keys and request.path not in OPEN_PATHS and not carries_one_of(request, keys):
         raise Unauthorized("missing or wrong API key (Authorization: Bearer <key>)")
     return await handler(request)
+
+
+def caller_of(request: web.Request) -> str:
+    """Who is calling, for rate limits and the queue's turns: the key presented (hashed: no secret is
+    kept), or the caller's address."""
+    scheme, _, key = request.headers.get("Authorization", "").partition(" ")
+    if request.app[SETTINGS].api_keys and scheme.lower() == "bearer" and key:
+        return "key:" + hashlib.sha256(key.strip().encode()).hexdigest()[:16]
+    return "addr:" + (request.remote or "?")

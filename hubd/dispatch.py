@@ -15,10 +15,11 @@ import aiohttp
 from aiohttp import web
 
 from ollama_connector.hubd.admission import node_headers
+from ollama_connector.hubd.auth import caller_of
 from ollama_connector.hubd.errors import AllNodesFailed, CallerError, HubError, NodeTimedOut, NoHealthyNodes
 from ollama_connector.hubd.keys import COUNTERS, PLACEMENT, REGISTRY, SESSION, SETTINGS
 from ollama_connector.hubd.placement import QueueFull
-from ollama_connector.hubd.registry import NodeRecord
+from ollama_connector.hubd.registry import NodeRecord, Ticket
 from ollama_connector.shared import error_formats
 from ollama_connector.shared.agent_contract import (
     FRAMED_HEADER,
@@ -46,6 +47,7 @@ class Job:
     payload: bytes
     stream: bool
     num_ctx: int | None = None  # options.num_ctx: another one than the loaded model's makes Ollama reload it
+    session: str | None = None  # the conversation, for sticky routing (hubd.sessions)
     errors: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -98,12 +100,15 @@ async def counted(request: web.Request, work: Coroutine[Any, Any, web.StreamResp
 async def _dispatch(request: web.Request, job: Job) -> web.StreamResponse:
     registry, placement = request.app[REGISTRY], request.app[PLACEMENT]
     tried: set[str] = set()
+    caller = caller_of(request)
     # Each choice is made when it is needed, so a node that degraded while others were tried is skipped.
-    while (node := await placement.choose(job.model, job.num_ctx, tried, job.job_id)) is not None:
+    while (
+        node := await placement.choose(job.model, job.num_ctx, tried, job.job_id, caller, job.session)
+    ) is not None:
         tried.add(node.node_id)
-        with registry.job(node, job.model, job.num_ctx):
+        with registry.job(node, job.model, job.num_ctx) as ticket:
             try:
-                return await _run_on(request, node, job)
+                return await _run_on(request, node, job, ticket)
             except NodeFailed as exc:
                 policy = POLICY[exc.reason]
                 job.errors.append(
@@ -136,7 +141,7 @@ async def _dispatch(request: web.Request, job: Job) -> web.StreamResponse:
     raise AllNodesFailed(job.job_id, job.errors)
 
 
-async def _run_on(request: web.Request, node: NodeRecord, job: Job) -> web.StreamResponse:
+async def _run_on(request: web.Request, node: NodeRecord, job: Job, ticket: Ticket) -> web.StreamResponse:
     settings = request.app[SETTINGS]
     timeout = aiohttp.ClientTimeout(
         total=None, sock_connect=min(settings.request_timeout, 10.0), sock_read=settings.request_timeout
@@ -166,9 +171,9 @@ async def _run_on(request: web.Request, node: NodeRecord, job: Job) -> web.Strea
                 body = await reader.read_rest()
             except UpstreamBroken as exc:
                 raise broken(exc, "while answering") from exc
-            _finished(request, node, None)
+            _finished(request, node, None, ticket, body)
             return web.Response(body=body, status=head.status, headers=answer_headers)
-        return await _relay(request, node, job, reader, head, answer_headers)
+        return await _relay(request, node, job, ticket, reader, head, answer_headers)
 
 
 async def classify(upstream: aiohttp.ClientResponse, reader: LineReader) -> Head:
@@ -210,6 +215,7 @@ async def _relay(
     request: web.Request,
     node: NodeRecord,
     job: Job,
+    ticket: Ticket,
     reader: LineReader,
     head: Head,
     headers: dict[str, str],
@@ -235,17 +241,21 @@ async def _relay(
         log.info("job %s: the caller hung up; the node's request is cancelled", job.job_id)
     elif outcome.broken:
         log.warning("job %s: %s", job.job_id, outcome.broken)
-        _finished(request, node, outcome.broken)
+        _finished(request, node, outcome.broken, ticket, None)
     else:
-        _finished(request, node, fmt.error_at_end(outcome.last))
+        _finished(request, node, fmt.error_at_end(outcome.last), ticket, outcome.last)
     return outcome.response
 
 
-def _finished(request: web.Request, node: NodeRecord, failure: str | None) -> None:
-    """Count a job that reached the caller: served, or failed after its first byte."""
+def _finished(
+    request: web.Request, node: NodeRecord, failure: str | None, ticket: Ticket, final: bytes | None
+) -> None:
+    """Count a job that reached the caller: served (and what it took, learned), or failed after its first
+    byte."""
     if failure is None:
         request.app[REGISTRY].record_success(node)
         request.app[COUNTERS].served += 1
+        request.app[PLACEMENT].speeds.learn(node, ticket, final)
     else:
         request.app[REGISTRY].record_failure(node, failure)
         request.app[COUNTERS].failed += 1

@@ -8,23 +8,13 @@ bucket is full again). Heartbeats, /healthz and / are never limited.
 
 from __future__ import annotations
 
-import hashlib
 import math
 
 from aiohttp import web
 
-from ollama_connector.hubd.auth import OPEN_PATHS
+from ollama_connector.hubd.auth import OPEN_PATHS, caller_of
 from ollama_connector.hubd.errors import Handler, error_response
 from ollama_connector.hubd.keys import BUCKETS, SETTINGS
-
-
-def caller_of(request: web.Request) -> str:
-    """The key a caller presents (hashed: no secret is kept), or its address."""
-    scheme, _, key = request.headers.get("Authorization", "").partition(" ")
-    if request.app[SETTINGS].api_keys and scheme.lower() == "bearer" and key:
-        return "key:" + hashlib.sha256(key.strip().encode()).hexdigest()[:16]
-    return "addr:" + (request.remote or "?")
-
 
 # Where the middleware leaves them for on_response_prepare.
 RATE_HEADERS = web.RequestKey("ratelimit_headers", dict[str, str])

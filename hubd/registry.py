@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from ollama_connector.hubd.ranking import rank_of
+from ollama_connector.hubd.speeds import Ewma, ModelSpeed
 from ollama_connector.shared.modelnames import canonical, display
 from ollama_connector.shared.wire import Capacity, Heartbeat, NodeStatus, NodeView
 
@@ -19,6 +20,15 @@ DEFAULT_CAPACITY = Capacity()
 
 log = logging.getLogger(__name__)
 MAX_PROBE_BACKOFF = 300.0
+
+
+@dataclass(slots=True)
+class Ticket:
+    """One job on one node, from the hub's side."""
+
+    key: str | None
+    started: float = field(default_factory=time.monotonic)
+    loads: bool = False  # the model was not loaded there (as the hub saw it): the job loads it first
 
 
 @dataclass(eq=False, slots=True)
@@ -45,6 +55,8 @@ class NodeRecord:
     loaded: dict[str, int | None] = field(default_factory=dict)  # loaded models and their context length
     loading: set[str] = field(default_factory=set)  # models it was sent that were not loaded
     sizes: dict[str, int] = field(default_factory=dict)  # bytes per model, from its /api/tags
+    speeds: dict[str, ModelSpeed] = field(default_factory=dict)  # learned from its jobs (hubd.speeds)
+    load_rate: Ewma = field(default_factory=Ewma)  # seconds per GB its loads took
     announced_offline: bool = field(default=False)
     rank: tuple = ()  # its place in the ranking lists, from hubd.ranking
 
@@ -117,15 +129,30 @@ class Registry:
         record.sizes = {canonical(name): size for name, size in record.beat.model_sizes.items()}
         reported = {canonical(m.name): m.context_length for m in record.beat.loaded}
         for key in list(record.running) + list(record.loading):
-            reported.setdefault(key, record.loaded.get(key))
+            if key in record.loaded:
+                reported[key] = record.loaded[key]  # what the hub sent since is newer than /api/ps
         record.loaded = reported
+        for key in [k for k in record.speeds if k not in record.model_keys]:
+            del record.speeds[key]  # bounded by the models the node lists
+
+    def context_for(self, record: NodeRecord, num_ctx: int | None) -> int | None:
+        """The context a job gets there: its own num_ctx, or the node's default (None: unknown)."""
+        return num_ctx or self.capacity(record).default_context
+
+    def compatible(self, record: NodeRecord, key: str, num_ctx: int | None) -> bool:
+        """Whether the model is loaded there with a context the job can use without a reload."""
+        if key not in record.loaded:
+            return False
+        loaded, wanted = record.loaded[key], self.context_for(record, num_ctx)
+        return loaded is None or wanted is None or loaded == wanted
 
     def capacity(self, record: NodeRecord) -> Capacity:
         return record.beat.capacity or DEFAULT_CAPACITY
 
     def fits(self, record: NodeRecord, key: str, loaded: Iterable[str] | None = None) -> bool:
-        """Whether the node could load the model beside `loaded` (its loaded models) without evicting any."""
-        loaded = list(record.loaded if loaded is None else loaded)
+        """Whether the node could load the model beside `loaded` (its other loaded models) without evicting
+        any."""
+        loaded = [k for k in (record.loaded if loaded is None else loaded) if k != key]
         capacity = self.capacity(record)
         if len(loaded) >= capacity.max_loaded_models:
             return False
@@ -134,16 +161,24 @@ class Registry:
         sizes = record.sizes
         return sum(sizes.get(k, 0) for k in loaded) + sizes.get(key, 0) <= capacity.vram_bytes
 
-    def _expect_evictions(self, record: NodeRecord, key: str) -> None:
-        """A load needs room: drop from the hub's view the idle models Ollama will unload for it (by name, as
-        Ollama does among equal keep-alives); the next heartbeat corrects any guess."""
+    def evictions(self, record: NodeRecord, key: str) -> tuple[list[str], bool]:
+        """The idle models Ollama would unload to load `key` there (shortest keep-alive, then name: by name
+        among equal keep-alives), and whether `key` then fits; False: busy models are in the way."""
         others = [k for k in record.loaded if k != key]
-        while others and not self.fits(record, key, others):
+        evicted: list[str] = []
+        while not self.fits(record, key, others):
             idle = sorted(k for k in others if not record.running.get(k))
             if not idle:
-                return  # Ollama waits for a busy model to finish; so will the hub's view
+                return evicted, False  # Ollama waits for a busy model to finish
             others.remove(idle[0])
-            del record.loaded[idle[0]]
+            evicted.append(idle[0])
+        return evicted, True
+
+    def _expect_evictions(self, record: NodeRecord, key: str) -> None:
+        """A load needs room: drop from the hub's view the idle models Ollama will unload for it; the next
+        heartbeat corrects any guess."""
+        for evicted in self.evictions(record, key)[0]:
+            del record.loaded[evicted]
 
     def saved(self) -> list[dict]:
         """What a restart needs to bring the nodes back: their last heartbeats and where to reach them."""
@@ -215,7 +250,38 @@ class Registry:
             "capacity": self.capacity(record).model_dump(),
             "loaded": sorted(display(key) for key in record.loaded),
             "running": {display(key): count for key, count in record.running.items()},
+            "slots": {"used": sum(record.running.values()), "total": self.slots(record)},
+            "models_loaded": self._loaded_view(record),
+            "gpus": [gpu.model_dump() for gpu in beat.gpus] if beat.gpus is not None else None,
+            "speeds": {display(key): speed.view() for key, speed in sorted(record.speeds.items())},
+            "load_seconds_per_gb": round(record.load_rate.value, 3) if record.load_rate.samples else None,
         }
+
+    def slots(self, record: NodeRecord) -> int:
+        """Jobs the node can run at once without a load: NUM_PARALLEL for each loaded model."""
+        return self.capacity(record).num_parallel * max(1, len(record.loaded))
+
+    def _loaded_view(self, record: NodeRecord) -> list[dict]:
+        """Loaded models with what /api/ps said of them (expiry, VRAM), and those the hub is loading."""
+        reported = {canonical(m.name): m for m in record.beat.loaded}
+        entries = []
+        for key in sorted(record.loaded):
+            entry = reported.get(key)
+            entries.append(
+                {
+                    "name": display(key),
+                    "context_length": record.loaded[key],
+                    "size_vram": entry.size_vram if entry else record.sizes.get(key),
+                    "expires_at": entry.expires_at if entry else None,
+                    "loading": key in record.loading,
+                    "running": record.running.get(key, 0),
+                }
+            )
+        return entries
+
+    def known_models(self) -> set[str]:
+        """Every canonical model name some registered node lists."""
+        return set(self._by_model)
 
     def holders(self, model: str) -> list[NodeRecord]:
         """Every registered node that lists the model, whatever its status."""
@@ -233,20 +299,25 @@ class Registry:
                 yield record
 
     @contextmanager
-    def job(self, record: NodeRecord, model: str | None = None, num_ctx: int | None = None) -> Iterator[None]:
+    def job(
+        self, record: NodeRecord, model: str | None = None, num_ctx: int | None = None
+    ) -> Iterator[Ticket]:
         """Count a job against a node (and its model) for as long as it runs, however it ends."""
         key = canonical(model) if model else None
+        ticket = Ticket(key)
         record.active_jobs += 1
         record.last_assigned = next(self._assignments)
         if key is not None:
-            if key not in record.loaded or (num_ctx and record.loaded[key] not in (None, num_ctx)):
+            if not self.compatible(record, key, num_ctx):
+                ticket.loads = True
                 record.loading.add(key)  # the node must load (or reload) it first
+                record.loaded.pop(key, None)
                 self._expect_evictions(record, key)
-                record.loaded[key] = num_ctx
+                record.loaded[key] = self.context_for(record, num_ctx)
             record.running[key] = record.running.get(key, 0) + 1
         self._rerank(record)
         try:
-            yield
+            yield ticket
         finally:
             record.active_jobs -= 1
             if key is not None:

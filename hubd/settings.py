@@ -65,6 +65,9 @@ class HubSettings(EnvSettings):
     """Jobs that may wait at the hub for a free node (capacity policy); past it, 503 server busy."""
     queue_timeout: float = Field(60.0, alias="QUEUE_TIMEOUT_SECONDS", gt=0)
     """Seconds a job may wait at the hub for a free node before a 503 with Retry-After."""
+    sticky_sessions: bool = Field(True, alias="STICKY_SESSIONS")
+    """Send a conversation back to the node that served it (its KV cache), while that node has a free slot:
+    keyed by an `X-Session-Id` header, OpenAI's `user` field, or a hash of the first messages."""
     max_concurrent_jobs: int = Field(512, alias="MAX_CONCURRENT_JOBS", ge=1)
     """Jobs the hub runs at once, over all callers; past it a job gets 503 with Retry-After."""
     client_timeout: float = Field(30.0, alias="CLIENT_TIMEOUT", gt=0)

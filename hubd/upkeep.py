@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import aiohttp
 from aiohttp import web
 
 from ollama_connector.hubd.admission import node_headers
-from ollama_connector.hubd.keys import REGISTRY, SESSION, SETTINGS
+from ollama_connector.hubd.keys import PLACEMENT, REGISTRY, SESSION, SETTINGS
 from ollama_connector.hubd.registry import NodeRecord
 from ollama_connector.shared.lifecycle import background
 from ollama_connector.shared.relay import describe
@@ -38,6 +39,9 @@ async def upkeep_loop(app: web.Application) -> None:
     try:
         while True:
             registry.sweep()
+            placement = app[PLACEMENT]
+            placement.demand.forget_quiet(time.monotonic())
+            placement.speeds.forget(registry.known_models())
             for record in registry.due_probes():
                 if record.node_id not in probing:
                     task = asyncio.create_task(probe(app, record))

@@ -10,6 +10,7 @@ import time
 import aiohttp
 from aiohttp import web
 
+from ollama_connector.noded.gpus import default_context
 from ollama_connector.noded.keys import SESSION, SETTINGS, STATE
 from ollama_connector.noded.ollama import refresh_ollama
 from ollama_connector.noded.sysinfo import current_load, machine_metadata, primary_addresses
@@ -30,6 +31,8 @@ class HubRefused(Exception):
 def build_heartbeat(app: web.Application) -> Heartbeat:
     settings, state = app[SETTINGS], app[STATE]
     detected_v4, detected_v6 = primary_addresses()
+    gpus = state.nvml.read()
+    vram = int(settings.vram_gb * 1e9) or sum(gpu.memory_total for gpu in gpus)
     return Heartbeat(
         node_id=settings.node_id,
         ipv4=settings.ipv4 or detected_v4,
@@ -46,10 +49,13 @@ def build_heartbeat(app: web.Application) -> Heartbeat:
             num_parallel=settings.num_parallel,
             max_loaded_models=settings.max_loaded_models or 3,
             max_queue=settings.max_queue,
-            vram_bytes=int(settings.vram_gb * 1e9) or None,
+            vram_bytes=vram or None,
+            default_context=default_context(settings.context_length, vram),
+            weight=settings.weight,
         ),
         loaded=state.loaded,
         model_sizes=state.sizes,
+        gpus=gpus,
     )
 
 

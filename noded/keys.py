@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import ClientSession, web
 
+from ollama_connector.noded.gpus import Nvml
 from ollama_connector.noded.settings import NodeSettings
 from ollama_connector.shared.wire import LoadedModel
 
@@ -25,6 +26,7 @@ class AgentState:
     ollama_up: bool | None = None  # None until the first check
     loaded: list[LoadedModel] = field(default_factory=list)  # from /api/ps at the last check
     sizes: dict[str, int] = field(default_factory=dict)  # from /api/tags: bytes per model
+    nvml: Nvml = field(default_factory=Nvml)
 
 
 SETTINGS = web.AppKey("settings", NodeSettings)

@@ -63,7 +63,12 @@ class NodeSettings(EnvSettings):
     max_queue: int = Field(512, alias="OLLAMA_MAX_QUEUE", ge=1)
     """The local Ollama's OLLAMA_MAX_QUEUE."""
     vram_gb: float = Field(0.0, alias="NODE_VRAM_GB", ge=0)
-    """GPU memory Ollama may fill with models, in GB, so the hub knows what fits; 0: unknown or a CPU node."""
+    """GPU memory Ollama may fill with models, in GB, so the hub knows what fits; 0: the GPUs' total from
+    NVML, or none on a CPU node."""
+    context_length: int = Field(0, alias="OLLAMA_CONTEXT_LENGTH", ge=0)
+    """The local Ollama's OLLAMA_CONTEXT_LENGTH; 0, Ollama's default, is 4k, 32k or 256k by VRAM."""
+    weight: float = Field(1.0, alias="NODE_WEIGHT", gt=0, le=1000)
+    """A manual bias for mixed hardware: 2 tells the hub this node is twice as fast as its figures say."""
     allow_open_cluster: bool = Field(False, alias="ALLOW_OPEN_CLUSTER")
     """1 lets the agent listen beyond loopback with no CLUSTER_TOKEN: anyone who reaches it can use Ollama."""
     log_level: LogLevel = Field("INFO", alias="LOG_LEVEL")

@@ -110,6 +110,18 @@ class Capacity(BaseModel):
     vram_bytes: JsonInt | None = Field(
         None, ge=0
     )  # memory for models on the GPUs; None: unknown, or a CPU node
+    # The context a request without options.num_ctx gets: OLLAMA_CONTEXT_LENGTH, else Ollama's VRAM tier.
+    default_context: JsonInt | None = Field(None, ge=1, le=100_000_000)
+    weight: JsonNumber = Field(1.0, gt=0, le=1000)  # NODE_WEIGHT: the operator's bias (2: twice as fast)
+
+
+class Gpu(BaseModel):
+    """One GPU of the node, from NVML."""
+
+    name: StrictStr = Field(max_length=200)
+    memory_total: JsonInt = Field(ge=0)  # bytes
+    memory_used: JsonInt = Field(ge=0)
+    utilization: JsonNumber = Field(0.0, ge=0.0, le=1.0)  # share of the last sample period it was busy
 
 
 class LoadedModel(BaseModel):
@@ -148,6 +160,7 @@ class Heartbeat(BaseModel):
     model_sizes: dict[ModelName, JsonInt] = Field(
         default_factory=dict, max_length=MAX_MODELS
     )  # from /api/tags
+    gpus: list[Gpu] | None = Field(None, max_length=64)  # None: not reported; []: a CPU node
 
     @field_validator("metadata")
     @classmethod
@@ -160,7 +173,7 @@ class Heartbeat(BaseModel):
 
 
 class NodeView(TypedDict):
-    """One node as `GET /nodes` shows it: the seed's shape, field for field, and three fields beside them."""
+    """One node as `GET /nodes` shows it: the seed's shape, field for field, and the hub's own fields beside."""
 
     node_id: str
     ipv4: str | None
@@ -176,6 +189,11 @@ class NodeView(TypedDict):
     dial_address: str
     served: int
     last_error: dict[str, str] | None
-    capacity: dict[str, int | None]
+    capacity: dict[str, Any]
     loaded: list[str]
     running: dict[str, int]
+    slots: dict[str, int]  # used and total: NUM_PARALLEL for each loaded model
+    models_loaded: list[dict[str, Any]]  # name, context_length, size_vram, expires_at, loading, running
+    gpus: list[dict[str, Any]] | None  # from NVML; [] on a CPU node, None when the agent did not say
+    speeds: dict[str, dict[str, Any]]  # learned per model: job_seconds, tokens_per_second, jobs
+    load_seconds_per_gb: float | None

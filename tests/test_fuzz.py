@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error, positive_data_acceptance
 
 from ollama_connector.hubd.placement import Placement
+from ollama_connector.hubd.policy import Ask
 from ollama_connector.hubd.registry import Registry
 from ollama_connector.shared.modelnames import canonical
 from ollama_connector.shared.wire import Capacity, Heartbeat, Load, LoadedModel
@@ -196,7 +197,8 @@ capacity_node = st.fixed_dictionaries(
 
 @FUZZ
 @given(
-    fleet=st.lists(capacity_node, min_size=1, max_size=6), jobs=st.lists(st.sampled_from(["a", "b:1", "c"]))
+    fleet=st.lists(capacity_node, min_size=1, max_size=6),
+    jobs=st.lists(st.tuples(st.sampled_from(["a", "b:1", "c"]), st.sampled_from([None, 2048, 8192]))),
 )
 def test_capacity_routing_never_runs_more_than_num_parallel_jobs_of_a_model_on_a_node(fleet, jobs):
     registry = made_up_fleet(
@@ -209,11 +211,11 @@ def test_capacity_routing_never_runs_more_than_num_parallel_jobs_of_a_model_on_a
             for spec in fleet
         ]
     )
-    placement = Placement(registry, "capacity", queue_max=10, queue_timeout=1.0)
-    for model in jobs:  # every job is held to the end: the fleet only fills up
-        node, _ = placement._by_capacity(model, None, set())
-        if node is not None:
-            registry.job(node, model).__enter__()
+    policy = Placement(registry, "capacity", queue_max=10, queue_timeout=1.0).capacity
+    for model, num_ctx in jobs:  # every job is held to the end: the fleet only fills up
+        option = policy.choose(Ask(canonical(model), num_ctx), set())
+        if option is not None and option.node is not None:
+            registry.job(option.node, model, num_ctx).__enter__()
     for node in registry.all():
         parallel = registry.capacity(node).num_parallel
         assert all(count <= parallel for count in node.running.values()), (node.node_id, node.running)

@@ -221,10 +221,13 @@ async def test_a_full_hub_queue_answers_server_busy_with_retry_after(fleet, http
     hub = await fleet.hub(QUEUE_MAX="0", QUEUE_TIMEOUT_SECONDS="8")
     await fleet.node(hub, await fleet.sim(tokens_per_second=40), "only")
     job = {"model": "llama3", "prompt": "x", "options": {"num_predict": 8}}
+    async with http.post(hub.url + "/jobs", json={**job, "stream": False}) as r:
+        assert r.status == 200  # the hub learns that a job of llama3 takes it about 0.2 s
     async with http.post(hub.url + "/jobs", json=job) as first:
         await first.content.readline()
         async with http.post(hub.url + "/api/chat", json={"model": "llama3", "messages": []}) as r:
-            assert r.status == 503 and r.headers["Retry-After"] == "2"
+            # Retry-After: the jobs ahead (one) at the learned speed, in whole seconds (not the 8 s timeout)
+            assert r.status == 503 and r.headers["Retry-After"] == "1"
             assert (await r.json())[
                 "error"
             ] == "server busy, please try again.  maximum pending requests exceeded"

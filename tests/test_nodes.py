@@ -31,14 +31,27 @@ async def test_nodes_in_the_seeds_shape(fleet, http):
         [listed] = await r.json()
     async with http.get(hub.url + "/nodes/ollama-node-1") as r:
         assert await r.json() == listed
-    beside = {"dial_address", "served", "last_error", "capacity", "loaded", "running"}
+    beside = {
+        "dial_address",
+        "served",
+        "last_error",
+        "capacity",
+        "loaded",
+        "running",
+        "slots",
+        "models_loaded",
+    }
+    beside |= {"gpus", "speeds", "load_seconds_per_gb"}
     assert set(listed) - SEED_FIELDS == beside  # beside the seed's fields
     assert listed["capacity"] == {
         "num_parallel": 1,
         "max_loaded_models": 3,
         "max_queue": 512,
         "vram_bytes": None,
+        "default_context": 4096,  # Ollama's for a node with less than 23 GiB of VRAM
+        "weight": 1.0,
     }
+    assert listed["gpus"] == []  # no NVIDIA driver here: a CPU node, and it says so
     assert set(listed) >= SEED_FIELDS
     assert listed["dial_address"] == f"127.0.0.1:{node.port}" and listed["last_error"] is None
     assert listed["port"] == node.port and listed["status"] == "online" and listed["active_jobs"] == 0

@@ -1,0 +1,133 @@
+"""What the hub learns of each node's speed, per model, from the jobs it runs there.
+
+- how long a job holds a slot (wall time, without the load), for the wait a busy model means;
+- generation speed, from the final chunk's `eval_count / eval_duration` (shown to operators);
+- load speed in seconds per GB, from `load_duration` when the job had to load its model.
+Each is an exponentially weighted mean, so a node that slows down is noticed within a few jobs. Before a
+figure exists the policy falls back on the model's figure elsewhere in the fleet, then on defaults.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ollama_connector.hubd.registry import NodeRecord, Ticket
+
+ALPHA = 0.2  # weight of the newest sample
+DEFAULT_JOB_SECONDS = 5.0  # a job's time before any job of the model has been measured
+DEFAULT_LOAD_SECONDS_PER_GB = 1.0  # a load's time per GB before any load has been measured
+DEFAULT_LOAD_SECONDS = 5.0  # a load's time when the model's size is unknown too
+LOAD_SEEN = 0.05  # seconds of load_duration above which a job counts as having loaded its model
+
+
+@dataclass(slots=True)
+class Ewma:
+    value: float = 0.0
+    samples: int = 0
+
+    def add(self, sample: float) -> None:
+        self.value = sample if not self.samples else self.value + ALPHA * (sample - self.value)
+        self.samples += 1
+
+    def get(self, default: float) -> float:
+        return self.value if self.samples else default
+
+
+@dataclass(slots=True)
+class ModelSpeed:
+    """One model on one node."""
+
+    job_seconds: Ewma = field(default_factory=Ewma)
+    tokens_per_second: Ewma = field(default_factory=Ewma)
+
+    def view(self) -> dict:
+        return {
+            "job_seconds": round(self.job_seconds.value, 3) if self.job_seconds.samples else None,
+            "tokens_per_second": (
+                round(self.tokens_per_second.value, 1) if self.tokens_per_second.samples else None
+            ),
+            "jobs": self.job_seconds.samples,
+        }
+
+
+@dataclass(slots=True)
+class Timings:
+    """What an Ollama final chunk says of the job, in seconds."""
+
+    load: float | None = None
+    eval_count: int | None = None
+    eval_seconds: float | None = None
+
+
+def timings_of(final: bytes | None) -> Timings:
+    """The timing fields of Ollama's final chunk (or whole non-streamed answer); empty for anything else."""
+    if (
+        not final
+        or (b'"eval_count"' not in final and b'"load_duration"' not in final)
+        or len(final) > 1 << 16
+    ):
+        return Timings()
+    try:
+        chunk = json.loads(final)
+    except ValueError:
+        return Timings()
+    if not isinstance(chunk, dict):
+        return Timings()
+
+    def seconds(name: str) -> float | None:
+        value = chunk.get(name)
+        return (
+            value / 1e9
+            if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
+            else None
+        )
+
+    count = chunk.get("eval_count")
+    return Timings(
+        load=seconds("load_duration"),
+        eval_count=count if isinstance(count, int) and not isinstance(count, bool) and count >= 0 else None,
+        eval_seconds=seconds("eval_duration"),
+    )
+
+
+class FleetSpeeds:
+    """Figures over the whole fleet, the fallback for a node that has not run a model yet."""
+
+    def __init__(self) -> None:
+        self.job_seconds: dict[str, Ewma] = {}  # by model
+        self.load_seconds_per_gb = Ewma()
+
+    def job(self, key: str) -> float:
+        mean = self.job_seconds.get(key)
+        return mean.get(DEFAULT_JOB_SECONDS) if mean else DEFAULT_JOB_SECONDS
+
+    def learn(self, node: NodeRecord, ticket: Ticket, final: bytes | None) -> None:
+        """A job ended well: what it took there. Its load (the final chunk's load_duration, or the hub's own
+        expectation when the answer has no timings) is learned apart from the time it held a slot."""
+        if ticket.key is None:
+            return
+        held = time.monotonic() - ticket.started
+        timings = timings_of(final)
+        loaded = timings.load > LOAD_SEEN if timings.load is not None else ticket.loads
+        if loaded and timings.load is not None and (size := node.sizes.get(ticket.key)):
+            rate = timings.load / (size / 1e9)
+            node.load_rate.add(rate)
+            self.load_seconds_per_gb.add(rate)
+        speed = node.speeds.get(ticket.key)
+        if speed is None:
+            speed = node.speeds[ticket.key] = ModelSpeed()
+        if timings.load is not None or not loaded:  # the slot's time is known apart from any load
+            busy = max(0.0, held - (timings.load or 0.0))
+            speed.job_seconds.add(busy)
+            self.job_seconds.setdefault(ticket.key, Ewma()).add(busy)
+        if timings.eval_count and timings.eval_seconds:
+            speed.tokens_per_second.add(timings.eval_count / timings.eval_seconds)
+
+    def forget(self, keys: set[str]) -> None:
+        """Drop the models no node lists any more (the table stays bounded by what the fleet has)."""
+        for key in [k for k in self.job_seconds if k not in keys]:
+            del self.job_seconds[key]

@@ -1,0 +1,77 @@
+"""The node's NVIDIA GPUs through NVML (`nvidia-ml-py`), and what Ollama derives from them.
+
+Without a driver (or without the library) the node is a CPU node and says so: an empty list. NVML is
+initialised once; a failure is logged once, and the agent keeps heartbeating either way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+import pynvml
+
+from ollama_connector.shared.wire import Gpu
+
+log = logging.getLogger(__name__)
+GIB = 1024**3
+
+
+class Nvml:
+    """Reads the GPUs at each heartbeat; `None` from `read()` never happens: no GPU reads as []."""
+
+    def __init__(self) -> None:
+        self._ready: bool | None = None  # None: not tried yet
+
+    def _start(self) -> bool:
+        if self._ready is None:
+            try:
+                pynvml.nvmlInit()
+                self._ready = True
+            except pynvml.NVMLError as exc:
+                log.info("no NVIDIA GPU found (%s): a CPU node", exc)
+                self._ready = False
+        return self._ready
+
+    def read(self) -> list[Gpu]:
+        if not self._start():
+            return []
+        try:
+            gpus = []
+            for index in range(pynvml.nvmlDeviceGetCount()):
+                handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+                name = pynvml.nvmlDeviceGetName(handle)
+                memory = pynvml.nvmlDeviceGetMemoryInfo(handle)
+                busy = pynvml.nvmlDeviceGetUtilizationRates(handle).gpu
+                gpus.append(
+                    Gpu(
+                        name=(name.decode(errors="replace") if isinstance(name, bytes) else name)[:200],
+                        memory_total=int(memory.total),
+                        memory_used=int(memory.used),
+                        utilization=min(1.0, max(0.0, busy / 100)),
+                    )
+                )
+            return gpus
+        except pynvml.NVMLError as exc:  # a driver that went away, a GPU fallen off the bus
+            if self._ready:
+                log.warning("reading the GPUs through NVML failed (%s); reporting none", exc)
+            self._ready = None  # try to initialise again next time
+            return []
+
+    def close(self) -> None:
+        if self._ready:
+            self._ready = None
+            with contextlib.suppress(pynvml.NVMLError):
+                pynvml.nvmlShutdown()
+
+
+def default_context(configured: int, vram_bytes: int) -> int:
+    """The context Ollama gives a request without num_ctx: OLLAMA_CONTEXT_LENGTH when set, else by VRAM
+    tier (`server/routes.go`: 256k from 47 GiB, 32k from 23 GiB, else 4k)."""
+    if configured > 0:
+        return configured
+    if vram_bytes >= 47 * GIB:
+        return 262144
+    if vram_bytes >= 23 * GIB:
+        return 32768
+    return 4096
