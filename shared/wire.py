@@ -173,7 +173,7 @@ class Heartbeat(BaseModel):
 
 
 class NodeView(TypedDict):
-    """One node as `GET /nodes` shows it: the seed's shape, field for field, and the hub's own fields beside."""
+    """One node as `GET /nodes` shows it: the seed's shape, field for field, and the hub's fields beside."""
 
     node_id: str
     ipv4: str | None

@@ -267,6 +267,10 @@ write_env() {
     [ -z "$node_id" ] || wanted+=("NODE_ID=$node_id")
     [ -z "$models" ] || wanted+=("REQUIRED_MODELS=$models")
     [ "$fresh" = 0 ] && [ -z "$port_given" ] || wanted+=("NODE_PORT=$port")
+    # Ollama does not report these; the agent tells the hub what its ollama.service is set to.
+    while IFS= read -r pair; do
+      [ -n "$pair" ] && wanted+=("$pair")
+    done < <(ollama_service_settings)
   fi
   for pair in "${wanted[@]}"; do
     var="${pair%%=*}" value="${pair#*=}"
@@ -280,6 +284,42 @@ write_env() {
     content="$(with_var "$content" "$var" "$value")"
   done
   put "$env_path" 600 "$content"
+}
+
+# OLLAMA_NUM_PARALLEL, _MAX_LOADED_MODELS, _MAX_QUEUE and _CONTEXT_LENGTH as an existing ollama.service sets
+# them (its unit, then its drop-ins, as systemd reads them), one VAR=VALUE a line.
+ollama_service_settings() {
+  "$python" - "$root" <<'PY'
+import glob, shlex, sys
+root = sys.argv[1]
+wanted = ("OLLAMA_NUM_PARALLEL", "OLLAMA_MAX_LOADED_MODELS", "OLLAMA_MAX_QUEUE", "OLLAMA_CONTEXT_LENGTH")
+files = []
+for base in ("/usr/lib/systemd/system", "/lib/systemd/system", "/etc/systemd/system"):
+    files += glob.glob(f"{root}{base}/ollama.service")
+for base in ("/usr/lib/systemd/system", "/lib/systemd/system", "/etc/systemd/system"):
+    files += sorted(glob.glob(f"{root}{base}/ollama.service.d/*.conf"))
+found = {}
+for path in files:
+    try:
+        lines = open(path, encoding="utf-8").read().splitlines()
+    except OSError:
+        continue
+    for line in lines:
+        key, _, value = line.strip().partition("=")
+        if key.strip() != "Environment":
+            continue
+        try:
+            words = shlex.split(value)
+        except ValueError:
+            continue
+        for word in words:
+            name, _, setting = word.partition("=")
+            if name in wanted and setting.isdigit():
+                found[name] = setting
+for name in wanted:
+    if name in found:
+        print(f"{name}={found[name]}")
+PY
 }
 
 check_ollama() {

@@ -217,6 +217,29 @@ def test_installer_run_again_applies_a_corrected_value_and_keeps_the_rest(instal
     assert "nothing changed" in run_installer("node", "--root", str(installed), "--models", "llama3,phi3")
 
 
+def test_installer_copies_the_settings_of_an_existing_ollama_service(installed):
+    units = installed / "etc/systemd/system"
+    (units / "ollama.service").write_text(
+        '[Service]\nExecStart=/usr/local/bin/ollama serve\nEnvironment="PATH=/usr/bin"\n'
+        'Environment="OLLAMA_NUM_PARALLEL=2" "OLLAMA_MAX_QUEUE=64"\n'
+    )
+    (units / "ollama.service.d").mkdir()
+    (units / "ollama.service.d/override.conf").write_text(  # what `systemctl edit ollama` writes
+        "[Service]\nEnvironment=OLLAMA_NUM_PARALLEL=4 OLLAMA_CONTEXT_LENGTH=8192\n"
+    )
+    try:
+        out = run_installer("node", "--root", str(installed))
+        env = (installed / "etc/ollama-connector/node.env").read_text()
+        # The drop-in overrides the unit, as systemd reads them; what no file sets keeps Ollama's default.
+        assert "OLLAMA_NUM_PARALLEL=4" in env and "OLLAMA_MAX_QUEUE=64" in env
+        assert "OLLAMA_CONTEXT_LENGTH=8192" in env and "#OLLAMA_MAX_LOADED_MODELS=0" in env
+        assert "changing OLLAMA_NUM_PARALLEL in" in out and "-> '4'" in out  # said, as any change
+        assert "nothing changed" in run_installer("node", "--root", str(installed))
+    finally:
+        shutil.rmtree(units / "ollama.service.d")
+        (units / "ollama.service").unlink()
+
+
 def test_installer_refuses_a_hub_without_a_scheme(tmp_path):
     result = subprocess.run(
         [
