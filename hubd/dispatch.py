@@ -32,6 +32,8 @@ from ollama_connector.shared.agent_contract import (
     reason_for_plain_status,
     reason_in,
 )
+from ollama_connector.shared.bodies import with_num_ctx
+from ollama_connector.shared.modelnames import canonical
 from ollama_connector.shared.relay import LineReader, UpstreamBroken, describe, relay
 
 log = logging.getLogger(__name__)
@@ -48,6 +50,8 @@ class Job:
     stream: bool
     num_ctx: int | None = None  # options.num_ctx: another one than the loaded model's makes Ollama reload it
     session: str | None = None  # the conversation, for sticky routing (hubd.sessions)
+    # An Ollama route (options.num_ctx can be set) and no num_ctx: a larger loaded context will do.
+    larger_context_ok: bool = False
     errors: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -103,12 +107,16 @@ async def _dispatch(request: web.Request, job: Job) -> web.StreamResponse:
     caller = caller_of(request)
     # Each choice is made when it is needed, so a node that degraded while others were tried is skipped.
     while (
-        node := await placement.choose(job.model, job.num_ctx, tried, job.job_id, caller, job.session)
+        node := await placement.choose(
+            job.model, job.num_ctx, tried, job.job_id, caller, job.session, job.larger_context_ok
+        )
     ) is not None:
         tried.add(node.node_id)
-        with registry.job(node, job.model, job.num_ctx) as ticket:
+        num_ctx = registry.context_to_send(node, canonical(job.model), job.num_ctx, job.larger_context_ok)
+        payload = with_num_ctx(job.payload, num_ctx) if num_ctx else job.payload
+        with registry.job(node, job.model, num_ctx or job.num_ctx) as ticket:
             try:
-                return await _run_on(request, node, job, ticket)
+                return await _run_on(request, node, job, ticket, payload)
             except NodeFailed as exc:
                 policy = POLICY[exc.reason]
                 job.errors.append(
@@ -141,7 +149,9 @@ async def _dispatch(request: web.Request, job: Job) -> web.StreamResponse:
     raise AllNodesFailed(job.job_id, job.errors)
 
 
-async def _run_on(request: web.Request, node: NodeRecord, job: Job, ticket: Ticket) -> web.StreamResponse:
+async def _run_on(
+    request: web.Request, node: NodeRecord, job: Job, ticket: Ticket, payload: bytes
+) -> web.StreamResponse:
     settings = request.app[SETTINGS]
     timeout = aiohttp.ClientTimeout(
         total=None, sock_connect=min(settings.request_timeout, 10.0), sock_read=settings.request_timeout
@@ -155,7 +165,7 @@ async def _run_on(request: web.Request, node: NodeRecord, job: Job, ticket: Tick
     }
     try:
         upstream = await request.app[SESSION].post(
-            node.base_url + job.node_path, data=job.payload, headers=headers, timeout=timeout
+            node.base_url + job.node_path, data=payload, headers=headers, timeout=timeout
         )
     except (aiohttp.ClientError, TimeoutError) as exc:
         raise NodeFailed(Reason.UNREACHABLE, describe(exc), 503) from exc

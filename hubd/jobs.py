@@ -40,5 +40,6 @@ async def submit_job(request: web.Request) -> web.StreamResponse:
             payload=await request.read(),
             stream=job.stream,
             num_ctx=num_ctx_of(body),
+            larger_context_ok=num_ctx_of(body) is None,
         ),
     )

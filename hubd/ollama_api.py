@@ -56,6 +56,10 @@ def name_of(entry: dict[str, Any]) -> str | None:
     return name if isinstance(name, str) else None
 
 
+# Routes whose body takes options.num_ctx, so the hub may give a job the context of a loaded runner.
+CONTEXT_SETTABLE = {"/api/generate", "/api/chat", "/api/embed", "/api/embeddings"}
+
+
 async def relay_inference(request: web.Request) -> web.StreamResponse:
     body = await read_json_object(request)
     model = body.get("model") or (body.get("name") if request.path == "/api/show" else None)
@@ -80,6 +84,7 @@ async def relay_inference(request: web.Request) -> web.StreamResponse:
         stream,
         num_ctx_of(body),
         session_of(request, body, model),
+        larger_context_ok=request.path in CONTEXT_SETTABLE and num_ctx_of(body) is None,
     )
     return await dispatch(request, job)
 

@@ -74,6 +74,7 @@ class Placement:
         job_id: str,
         caller: str = "",
         session: str | None = None,
+        larger_context_ok: bool = False,
     ) -> NodeRecord | None:
         """The node to run the job on now; None when no node left to try has the model."""
         if self.policy == "least-busy":
@@ -82,8 +83,10 @@ class Placement:
             return self._in_turn(model, tried)
         key = canonical(model)
         if not tried:
-            self.demand.note(key, time.monotonic())
-        ask = Ask(key, num_ctx, session_node=self._sessions.get(session) if session else None)
+            self.demand.note((key, num_ctx), time.monotonic())
+        ask = Ask(
+            key, num_ctx, larger_context_ok, session_node=self._sessions.get(session) if session else None
+        )
         queue_key = (key, num_ctx)
         queue = self._queues.get(queue_key)
         if not queue:  # nobody waiting for it: no turn to take

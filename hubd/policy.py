@@ -19,6 +19,7 @@ node's NODE_WEIGHT, the operator's bias for mixed hardware.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import dataclass
@@ -27,15 +28,13 @@ from enum import IntEnum
 from ollama_connector.hubd.registry import NodeRecord, Registry
 from ollama_connector.hubd.speeds import DEFAULT_LOAD_SECONDS, DEFAULT_LOAD_SECONDS_PER_GB, FleetSpeeds
 
-NEAR = {
-    0: 1.5,
-    1: 1.25,
-    2: 1.25,
-    3: 1.25,
-}  # by tier: how much dearer an option may be and still count as equal
+log = logging.getLogger(__name__)
+NEAR = {0: 1.5, 1: 1.25, 2: 1.05, 3: 1.05}  # by tier: how much dearer an option may be and count as equal
 DEMAND_TAU = 60.0  # seconds over which demand decays
 SCAN_PAST_READY = 32  # candidates looked at past the first READY one
 EVICTION_HORIZON = 30.0  # seconds ahead in which an evicted model's callers are expected to come back
+LOAD_RELUCTANCE = 1.0  # a load counts its time once more: what it fills must make room again later
+READY_MARGIN = 2.0  # a free loaded slot wins unless loading elsewhere is expected this many times faster
 
 
 class Tier(IntEnum):
@@ -50,6 +49,7 @@ class Option:
     tier: Tier
     seconds: float  # expected time from now to the job's end
     node: NodeRecord | None = None  # None for WAIT: the slot may free anywhere
+    evicts: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -58,23 +58,32 @@ class Ask:
 
     key: str  # canonical model name
     num_ctx: int | None
+    larger_ok: bool = False  # no num_ctx, on a route that can be given one: a larger loaded context will do
     ahead: int = 0  # jobs of the model waiting at the hub before this one
     session_node: str | None = None  # the node that served this conversation last
 
 
+Variant = tuple[str, int | None]  # a model and the num_ctx asked for (None: the node's default)
+ALL_CONTEXTS = -1  # in a Variant: the model's jobs whatever their context
+
+
 class Demand:
-    """Jobs a second per model, decaying over DEMAND_TAU: how much an eviction would hurt."""
+    """Jobs a second per model and context, decaying over DEMAND_TAU: how much an eviction would hurt."""
 
     def __init__(self) -> None:
-        self._level: dict[str, tuple[float, float]] = {}
+        self._level: dict[Variant, tuple[float, float, float]] = {}  # level, last noted, first noted
 
-    def note(self, key: str, now: float) -> None:
-        level, at = self._level.get(key, (0.0, now))
-        self._level[key] = (level * math.exp((at - now) / DEMAND_TAU) + 1.0, now)
+    def note(self, variant: Variant, now: float) -> None:
+        for counted in (variant, (variant[0], ALL_CONTEXTS)):
+            level, at, first = self._level.get(counted, (0.0, now, now))
+            self._level[counted] = (level * math.exp((at - now) / DEMAND_TAU) + 1.0, now, first)
 
-    def rate(self, key: str, now: float) -> float:
-        level, at = self._level.get(key, (0.0, now))
-        return level * math.exp((at - now) / DEMAND_TAU) / DEMAND_TAU
+    def rate(self, variant: Variant, now: float) -> float:
+        level, at, first = self._level.get(variant, (0.0, now, now))
+        # A steady rate r fills the level to r * TAU * (1 - e^(-t/TAU)) after t seconds: divide by that,
+        # so a model asked for since a few seconds has its true rate at once, not a fraction of it.
+        window = DEMAND_TAU * (1 - math.exp(-max(1.0, now - first) / DEMAND_TAU))
+        return level * math.exp((at - now) / DEMAND_TAU) / window
 
     def forget_quiet(self, now: float) -> None:
         """Drop the models not asked for in minutes, so the table holds only what callers use."""
@@ -91,9 +100,14 @@ class CapacityPolicy:
     # Figures.
 
     def job_seconds(self, node: NodeRecord, key: str) -> float:
+        """The model's mean job time over the fleet, scaled by this node's generation speed against the
+        fleet's (a single node's own mean swings with the lengths of the few answers it gave)."""
+        seconds = self.speeds.job(key)
         learned = node.speeds.get(key)
-        fleet = self.speeds.job(key)
-        seconds = learned.job_seconds.get(fleet) if learned else fleet
+        if learned is not None and learned.tokens_per_second.samples:
+            fleet = self.speeds.tokens_per_second.get(key)
+            if fleet is not None and fleet.samples:
+                seconds *= fleet.value / max(learned.tokens_per_second.value, 1e-6)
         return seconds / self.registry.capacity(node).weight
 
     def load_seconds(self, node: NodeRecord, key: str) -> float:
@@ -104,11 +118,25 @@ class CapacityPolicy:
         return size / 1e9 * per_gb
 
     def _eviction_cost(self, node: NodeRecord, evicted: list[str], now: float) -> float:
+        """What unloading these models there costs the jobs that will ask for them: a reload, as likely as
+        they are asked for within EVICTION_HORIZON, and as needed as the copies left elsewhere are busy."""
         cost = 0.0
         for key in evicted:
-            copies = sum(1 for other in self.registry.holders(key) if key in other.loaded)
-            wanted = min(1.0, self.demand.rate(key, now) * EVICTION_HORIZON)
-            cost += self.load_seconds(node, key) * wanted / max(1, copies)
+            context = node.loaded.get(key)
+            default = self.registry.capacity(node).default_context
+            rate = self.demand.rate((key, context), now)
+            if context is None or default is None or context >= default:  # jobs without num_ctx use it too
+                rate += self.demand.rate((key, None), now)
+            slots = sum(
+                self.registry.capacity(other).num_parallel
+                for other in self.registry.holders(key)
+                if other is not node and key in other.loaded and other.loaded[key] == context
+            )
+            if slots:  # others hold it too: it hurts as much as they would be busy without this copy
+                need = min(1.0, rate * self.job_seconds(node, key) / slots)
+            else:
+                need = min(1.0, rate * EVICTION_HORIZON)
+            cost += self.load_seconds(node, key) * need * (1 + rate * self.load_seconds(node, key))
         return cost
 
     # The choice.
@@ -126,7 +154,7 @@ class CapacityPolicy:
                 break  # further down the ranking: more jobs running; a fleet of thousands stays fast
             capacity = self.registry.capacity(node)
             seconds = self.job_seconds(node, ask.key)
-            if self.registry.compatible(node, ask.key, ask.num_ctx):
+            if self.registry.compatible(node, ask.key, ask.num_ctx, ask.larger_ok):
                 if node.running.get(ask.key, 0) < capacity.num_parallel:
                     options.append(Option(Tier.READY, seconds, node))
                     first_ready = scanned if first_ready is None else first_ready
@@ -139,10 +167,14 @@ class CapacityPolicy:
             evicted, fits = self.registry.evictions(node, ask.key)
             if not fits:
                 continue
+            if ask.key in node.loaded:
+                evicted.append(ask.key)  # loaded with another context: that one goes
             behind = sum(self.load_seconds(node, k) for k in node.loading)  # Ollama loads one at a time
-            cost = behind + self.load_seconds(node, ask.key) + seconds
+            load = self.load_seconds(node, ask.key)
+            cost = behind + load * (1 + LOAD_RELUCTANCE) + seconds
             if evicted:
-                options.append(Option(Tier.EVICT, cost + self._eviction_cost(node, evicted, now), node))
+                cost += self._eviction_cost(node, evicted, now)
+                options.append(Option(Tier.EVICT, cost, node, tuple(evicted)))
             else:
                 options.append(Option(Tier.LOAD, cost, node))
         if slots:
@@ -151,11 +183,31 @@ class CapacityPolicy:
         if not options:  # None: nobody has it; else every node with it is busy and full: wait
             return Option(Tier.WAIT, math.inf) if anyone else None
         best = min(options, key=lambda o: (o.seconds, o.tier))
-        near = [
-            o for o in options if o.tier is best.tier and o.seconds <= best.seconds * NEAR[best.tier] + 0.01
-        ]
+        ready = [o for o in options if o.tier is Tier.READY]
+        if (
+            ready
+            and best.tier is not Tier.READY
+            and min(o.seconds for o in ready) <= best.seconds * READY_MARGIN
+        ):
+            best = min(ready, key=lambda o: o.seconds)  # a small gain never pays for a load
+        # Net costs may be negative (a copy's benefit to the jobs after it): the margin is on their size.
+        margin = abs(best.seconds) * (NEAR[best.tier] - 1) + 0.01
+        near = [o for o in options if o.tier is best.tier and o.seconds <= best.seconds + margin]
         if best.tier is Tier.READY and ask.session_node is not None:
             for option in near:
                 if option.node is not None and option.node.node_id == ask.session_node:
                     return option
-        return near[0]  # options come in rank order
+        chosen = near[0]  # options come in rank order
+        if chosen.tier is not Tier.READY and log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "%s (num_ctx %s): %s on %s (%.2f s; evicting %s) rather than %s",
+                ask.key,
+                ask.num_ctx,
+                chosen.tier.name.lower(),
+                chosen.node.node_id if chosen.node else "-",
+                chosen.seconds,
+                ", ".join(chosen.evicts) or "nothing",
+                "; ".join(f"{o.tier.name.lower()} {o.seconds:.2f} s" for o in options if o is not chosen)
+                or "nothing else",
+            )
+        return chosen

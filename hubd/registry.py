@@ -139,12 +139,26 @@ class Registry:
         """The context a job gets there: its own num_ctx, or the node's default (None: unknown)."""
         return num_ctx or self.capacity(record).default_context
 
-    def compatible(self, record: NodeRecord, key: str, num_ctx: int | None) -> bool:
-        """Whether the model is loaded there with a context the job can use without a reload."""
+    def compatible(self, record: NodeRecord, key: str, num_ctx: int | None, larger_ok: bool = False) -> bool:
+        """Whether the model is loaded there with a context the job can use without a reload: the same, or
+        with `larger_ok` (a job that leaves num_ctx to the server) a larger one (see context_to_send)."""
         if key not in record.loaded:
             return False
         loaded, wanted = record.loaded[key], self.context_for(record, num_ctx)
-        return loaded is None or wanted is None or loaded == wanted
+        if loaded is None or wanted is None or loaded == wanted:
+            return True
+        return larger_ok and num_ctx is None and loaded > wanted
+
+    def context_to_send(
+        self, record: NodeRecord, key: str, num_ctx: int | None, larger_ok: bool
+    ) -> int | None:
+        """The num_ctx to give a job so it runs on the runner loaded there: a job that leaves num_ctx to the
+        server gets the loaded runner's larger one, instead of making Ollama reload the model (sched.go
+        reloads on any other context). None: the job goes as it came."""
+        if not larger_ok or num_ctx is not None or key not in record.loaded:
+            return None
+        loaded, wanted = record.loaded[key], self.context_for(record, None)
+        return loaded if loaded is not None and wanted is not None and loaded > wanted else None
 
     def capacity(self, record: NodeRecord) -> Capacity:
         return record.beat.capacity or DEFAULT_CAPACITY

@@ -99,11 +99,17 @@ class FleetSpeeds:
 
     def __init__(self) -> None:
         self.job_seconds: dict[str, Ewma] = {}  # by model
+        self.tokens_per_second: dict[str, Ewma] = {}  # by model
         self.load_seconds_per_gb = Ewma()
 
     def job(self, key: str) -> float:
+        """The model's mean job time; before one is measured, the mean over the models that are."""
         mean = self.job_seconds.get(key)
-        return mean.get(DEFAULT_JOB_SECONDS) if mean else DEFAULT_JOB_SECONDS
+        if mean is not None and mean.samples:
+            return mean.value
+        if self.job_seconds:
+            return sum(m.value for m in self.job_seconds.values()) / len(self.job_seconds)
+        return DEFAULT_JOB_SECONDS
 
     def learn(self, node: NodeRecord, ticket: Ticket, final: bytes | None) -> None:
         """A job ended well: what it took there. Its load (the final chunk's load_duration, or the hub's own
@@ -126,8 +132,12 @@ class FleetSpeeds:
             self.job_seconds.setdefault(ticket.key, Ewma()).add(busy)
         if timings.eval_count and timings.eval_seconds:
             speed.tokens_per_second.add(timings.eval_count / timings.eval_seconds)
+            self.tokens_per_second.setdefault(ticket.key, Ewma()).add(
+                timings.eval_count / timings.eval_seconds
+            )
 
     def forget(self, keys: set[str]) -> None:
         """Drop the models no node lists any more (the table stays bounded by what the fleet has)."""
-        for key in [k for k in self.job_seconds if k not in keys]:
-            del self.job_seconds[key]
+        for table in (self.job_seconds, self.tokens_per_second):
+            for key in [k for k in table if k not in keys]:
+                del table[key]

@@ -60,6 +60,14 @@ def num_ctx_of(body: dict[str, Any]) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 
+def with_num_ctx(payload: bytes, num_ctx: int) -> bytes:
+    """An Ollama request's body with options.num_ctx set (the rest as it was)."""
+    body = json.loads(payload)
+    options = body.get("options")
+    body["options"] = {**(options if isinstance(options, dict) else {}), "num_ctx": num_ctx}
+    return json.dumps(body, ensure_ascii=False).encode()
+
+
 def parse_body_as(model: type[M], data: dict[str, Any]) -> M:
     """Validate a decoded body; a BadRequest names each bad field: `field: problem`."""
     try:
