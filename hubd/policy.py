@@ -145,7 +145,7 @@ class CapacityPolicy:
         """The cheapest option for the job; None when no node left to try has the model."""
         now = time.monotonic()
         options: list[Option] = []
-        slots, fastest_busy, anyone, first_ready = 0, math.inf, False, None
+        slots, fastest_busy, soonest_load, anyone, first_ready = 0, math.inf, math.inf, False, None
         for scanned, node in enumerate(self.registry.candidates(ask.key)):  # best ranked first
             if node.node_id in tried:
                 continue
@@ -161,6 +161,10 @@ class CapacityPolicy:
                 else:
                     slots += capacity.num_parallel
                     fastest_busy = min(fastest_busy, seconds)
+                    if ask.key in node.loading:  # its slots free only after the load under way
+                        soonest_load = min(soonest_load, self.load_seconds(node, ask.key))
+                    else:
+                        soonest_load = 0.0
                 continue
             if ask.key in node.loaded and node.running.get(ask.key):
                 continue  # loaded with another context and busy: a reload would wait for those jobs
@@ -178,7 +182,7 @@ class CapacityPolicy:
             else:
                 options.append(Option(Tier.LOAD, cost, node))
         if slots:
-            wait = (ask.ahead + 1) * fastest_busy / slots
+            wait = soonest_load + (ask.ahead + 1) * fastest_busy / slots
             options.append(Option(Tier.WAIT, wait + fastest_busy))
         if not options:  # None: nobody has it; else every node with it is busy and full: wait
             return Option(Tier.WAIT, math.inf) if anyone else None

@@ -192,9 +192,10 @@ async def test_degraded_after_consecutive_failures_then_back_after_a_probe(fleet
 
 async def test_busy_nodes_rank_last(fleet, http):
     hub = await fleet.hub()
-    slow = await fleet.sim(tokens_per_second=20)
+    small = ["llama3=0.5GB"]  # a load is quicker than waiting for the busy node's one slot
+    slow = await fleet.sim(tokens_per_second=20, models=small)
     await report_cpu(http, hub, await fleet.node(hub, slow, "busy"), 0.0)
-    await report_cpu(http, hub, await fleet.node(hub, await fleet.sim(), "idle"), 0.9)
+    await report_cpu(http, hub, await fleet.node(hub, await fleet.sim(models=small), "idle"), 0.9)
     async with http.post(hub.url + "/jobs", json={"model": "llama3", "prompt": "x"}) as held:
         assert held.headers["X-Node-Id"] == "busy"
         await held.content.readline()
