@@ -22,6 +22,7 @@ class Nvml:
 
     def __init__(self) -> None:
         self._ready: bool | None = None  # None: not tried yet
+        self._failing = False  # reading failed: said once, until a read works again
 
     def _start(self) -> bool:
         if self._ready is None:
@@ -51,12 +52,16 @@ class Nvml:
                         utilization=min(1.0, max(0.0, busy / 100)),
                     )
                 )
-            return gpus
         except pynvml.NVMLError as exc:  # a driver that went away, a GPU fallen off the bus
-            if self._ready:
-                log.warning("reading the GPUs through NVML failed (%s); reporting none", exc)
-            self._ready = None  # try to initialise again next time
+            if not self._failing:
+                log.warning("reading the GPUs through NVML failed (%s); reporting none until it works", exc)
+                self._failing = True
+            self._ready = None  # initialise again next time
             return []
+        if self._failing:
+            log.info("the GPUs can be read through NVML again")
+            self._failing = False
+        return gpus
 
     def close(self) -> None:
         if self._ready:

@@ -122,7 +122,9 @@ async def inference(request: web.Request, kind: str) -> web.StreamResponse:
         if ask.keep_alive == 0:
             engine.scheduler.unload_now(ask.model)
         else:
-            await engine.scheduler.load_only(ask.model, finite(ask.keep_alive))
+            await engine.scheduler.load_only(
+                ask.model, num_ctx_of({"options": ask.options}), finite(ask.keep_alive)
+            )
         reason = "unload" if ask.keep_alive == 0 else "load"
         return reply(_chunk(kind, ask.name, "", done=True, done_reason=reason))
     engine.stats.requests += 1

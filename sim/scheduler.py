@@ -97,9 +97,9 @@ class Scheduler:
         finally:
             self._release(runner)
 
-    async def load_only(self, model: SimModel, keep_alive: float | None) -> int:
-        """Ollama's load shortcut (an empty prompt): load, and keep it for keep_alive."""
-        async with self.slot(model, None, keep_alive) as waited:
+    async def load_only(self, model: SimModel, num_ctx: int | None, keep_alive: float | None) -> int:
+        """Ollama's load shortcut (an empty prompt): load with the request's options, keep for keep_alive."""
+        async with self.slot(model, num_ctx, keep_alive) as waited:
             return waited
 
     def unload_now(self, model: SimModel) -> None:
