@@ -13,7 +13,7 @@ import pytest
 from ollama_connector.hubd.app import create_app
 from ollama_connector.hubd.settings import HubSettings
 from ollama_connector.shared.daemon import start_runner
-from ollama_connector.shared.wire import Heartbeat, Load
+from ollama_connector.shared.wire import Capacity, Gpu, Heartbeat, Load, LoadedModel
 from ollama_connector.tui.app import OllamaTop
 from ollama_connector.tui.render import parse_time
 from ollama_connector.tui.table import NodeTable
@@ -26,6 +26,22 @@ FLEET = [
     ("gpu-box-2", 0.92, 0.81, ["llama3:latest"], "online"),
     ("laptop", 0.05, 0.40, ["qwen2.5:7b", "nomic-embed-text:latest"], "draining"),
 ]
+
+GPU_BOX = {  # what a GPU node's agent adds: its Ollama's settings, what is loaded, its GPU
+    "capacity": Capacity(num_parallel=2, vram_bytes=24_000_000_000, default_context=32768),
+    "loaded": [
+        LoadedModel(
+            name="llama3:latest",
+            size=5_000_000_000,
+            size_vram=5_000_000_000,
+            context_length=8192,
+            expires_at="2026-11-30T12:00:00Z",
+        )
+    ],
+    "gpus": [
+        Gpu(name="NVIDIA RTX 4090", memory_total=24_000_000_000, memory_used=6_000_000_000, utilization=0.4)
+    ],
+}
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +60,7 @@ def hub() -> Iterator[str]:
             models=models,
             load=Load(cpu=cpu, memory=memory),
             status=status,
+            **(GPU_BOX if node_id == "gpu-box-1" else {}),
         )
         request = urllib.request.Request(
             HUB + "/nodes/heartbeat",

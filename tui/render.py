@@ -78,6 +78,50 @@ def models_text(models: list[str], room: int) -> str:
     return ",".join(shown)
 
 
+def loaded_names(node: dict[str, Any]) -> list[str]:
+    return [m["name"] for m in node.get("models_loaded") or []]
+
+
+def models_parts(node: dict[str, Any], room: int) -> Parts:
+    """The node's models, those loaded in its Ollama first and in bold."""
+    loaded = loaded_names(node)
+    ordered = loaded + [m for m in node["models"] if m not in loaded]
+    text = models_text(ordered, room)
+    bold = {short_model(m) for m in loaded}
+    parts: Parts = []
+    for i, piece in enumerate(text.split(",")):
+        name, _, rest = piece.partition(" ")
+        parts += [(",", "")] if i else []
+        parts.append((name, "bold" if name in bold else ""))
+        if rest:
+            parts.append((" " + rest, ""))
+    return parts
+
+
+def slots_parts(node: dict[str, Any]) -> Parts:
+    """Jobs running / jobs its loaded models can run at once (NUM_PARALLEL each); red when all are taken."""
+    slots = node.get("slots") or {"used": node["active_jobs"], "total": 0}
+    full = slots["total"] and slots["used"] >= slots["total"]
+    return [(f"{slots['used']}/{slots['total']}", "yellow" if full else "")]
+
+
+def vram_used(node: dict[str, Any]) -> tuple[int, int] | None:
+    """Bytes of GPU memory its loaded models fill, and its total; None on a CPU node."""
+    total = (node.get("capacity") or {}).get("vram_bytes")
+    if not total:
+        return None
+    return sum(m.get("size_vram") or 0 for m in node.get("models_loaded") or []), total
+
+
+def vram_parts(node: dict[str, Any]) -> Parts:
+    """The share of its GPU memory loaded models fill (yellow from 70 %, red from 90 %); `cpu` without."""
+    usage = vram_used(node)
+    if not usage:
+        return [("cpu", "bright_black")]
+    share = min(1.0, usage[0] / usage[1])
+    return [(f"{share * 100:.0f}%", "red" if share >= 0.9 else "yellow" if share >= 0.7 else "green")]
+
+
 LEVELS = "▁▂▃▄▅▆▇█"  # no blank level: a flat series at zero still draws a flat line
 
 

@@ -19,7 +19,7 @@ from textual.widgets import Footer, Input, Label, Select, Static
 from textual.worker import Worker, WorkerState
 
 from ollama_connector.tui.client import FleetSnapshot, HubClient
-from ollama_connector.tui.render import address, age, count, parse_time, spark, status_text
+from ollama_connector.tui.render import address, age, count, parse_time, spark, status_text, vram_used
 
 if TYPE_CHECKING:
     from ollama_connector.tui.app import OllamaTop
@@ -65,6 +65,8 @@ class DetailsScreen(Screen[None]):
             ("advertises", Text(f"{node['ipv4'] or '-'} / {node['ipv6'] or '-'}")),
             ("cpu / memory", Text(f"{node['load']['cpu'] * 100:.0f}% / {node['load']['memory'] * 100:.0f}%")),
             ("active jobs", Text(str(node["active_jobs"]))),
+            ("slots", slots_text(node)),
+            ("vram", vram_text(node)),
             ("served", Text(str(node.get("served", 0)))),
             ("failures", Text(str(node["failure_count"]))),
             ("last error", last_error(node, self.top.clock())),
@@ -82,7 +84,7 @@ class DetailsScreen(Screen[None]):
             label = {"cpu": "CPU", "memory": "Memory", "jobs": "Active jobs"}[key]
             polls = count(len(series), "poll")
             self.query_one(f"#label-{key}", Label).update(f"{label}: {shown} (last {polls})")
-        self.query_one("#models", Static).update("Models:\n  " + ("\n  ".join(node["models"]) or "none"))
+        self.query_one("#models", Static).update(models_block(node))
         self.query_one("#metadata", Static).update(fields_text("Metadata", node["metadata"]))
 
 
@@ -92,6 +94,47 @@ def last_error(node: dict[str, Any], now: float) -> Text:
         return Text("none")
     when = age(now - parse_time(error["at"]))
     return Text(error["message"], style="red").append(f" ({when} ago)")
+
+
+def slots_text(node: dict[str, Any]) -> Text:
+    slots = node.get("slots") or {"used": node["active_jobs"], "total": 0}
+    parallel = (node.get("capacity") or {}).get("num_parallel", 1)
+    return Text(f"{slots['used']} of {slots['total']} in use ({parallel} per loaded model)")
+
+
+def vram_text(node: dict[str, Any]) -> Text:
+    usage = vram_used(node)
+    gpus = node.get("gpus")
+    text = Text("none: a CPU node" if gpus == [] and not usage else "unknown" if not usage else "")
+    if usage:
+        text.append(f"{usage[0] / 1e9:.1f} of {usage[1] / 1e9:.1f} GB filled by loaded models")
+    for gpu in gpus or []:
+        used, total = gpu["memory_used"] / 1e9, gpu["memory_total"] / 1e9
+        text.append(
+            f"\n{'':14}{gpu['name']}: {used:.1f}/{total:.1f} GB, {gpu['utilization'] * 100:.0f}% busy"
+        )
+    return text
+
+
+def models_block(node: dict[str, Any]) -> Text:
+    """Each model it has: loaded or not (context, jobs, expiry) and what the hub learned of its speed."""
+    text = Text("Models:\n", style="bold")
+    loaded = {m["name"]: m for m in node.get("models_loaded") or []}
+    speeds = node.get("speeds") or {}
+    for name in [*loaded, *(m for m in node["models"] if m not in loaded)]:
+        text.append(f"  {name}", style="bold" if name in loaded else "")
+        if (entry := loaded.get(name)) is not None:
+            state = "loading" if entry.get("loading") else "loaded"
+            context = f", context {entry['context_length']}" if entry.get("context_length") else ""
+            text.append(f"  {state}{context}, {entry.get('running', 0)} running", style="green")
+        if (speed := speeds.get(name)) and speed.get("jobs"):
+            rate = f"{speed['tokens_per_second']:.0f} tokens/s, " if speed.get("tokens_per_second") else ""
+            seconds = f"{speed['job_seconds']:.1f} s a job" if speed.get("job_seconds") is not None else ""
+            text.append(f"  {rate}{seconds} over {count(speed['jobs'], 'job')}", style="cyan")
+        text.append("\n")
+    if node.get("load_seconds_per_gb") is not None:
+        text.append(f"  loads take {node['load_seconds_per_gb']:.2f} s per GB here\n", style="cyan")
+    return text if loaded or node["models"] else text.append("  none\n")
 
 
 def flat(mapping: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:

@@ -28,8 +28,10 @@ from ollama_connector.tui.render import (
     address,
     age,
     bar,
-    models_text,
+    models_parts,
     parse_time,
+    slots_parts,
+    vram_parts,
 )
 
 
@@ -47,10 +49,11 @@ COLUMNS = [
     Column("node", "Node", 12),
     Column("status", "Status", 8),
     Column("address", "Address", 18, wide_only=True),
-    Column("models", "Models", 13, wide_width=28),
+    Column("models", "Models", 13, wide_width=24),
     Column("cpu", "CPU", 9),
     Column("memory", "Mem", 9),
-    Column("jobs", "Jobs", 4, right=True),
+    Column("slots", "Slots", 5, right=True),
+    Column("vram", "VRAM", 4, wide_only=True, right=True),
     Column("failures", "Fail", 4, right=True),
     Column("seen", "Seen", 4, right=True),
 ]
@@ -62,7 +65,7 @@ SORTS: list[tuple[str, Any]] = [
     ("status", lambda n, now: (STATUS_RANK.get(n["status"], 9), n["node_id"])),
     ("cpu", lambda n, now: (-n["load"]["cpu"], n["node_id"])),
     ("memory", lambda n, now: (-n["load"]["memory"], n["node_id"])),
-    ("jobs", lambda n, now: (-n["active_jobs"], n["node_id"])),
+    ("slots", lambda n, now: (-n["active_jobs"], n["node_id"])),
     ("failures", lambda n, now: (-n["failure_count"], n["node_id"])),
     ("seen", lambda n, now: (parse_time(n["last_seen"]), n["node_id"])),
 ]
@@ -195,10 +198,11 @@ class NodeTable(ScrollView, can_focus=True):
             "node": [(node["node_id"], "")],
             "status": [(node["status"], STATUS_STYLE.get(node["status"], ""))],
             "address": [(address(node), "")],
-            "models": [(models_text(node["models"], models_room), "")],
+            "models": models_parts(node, models_room),
             "cpu": bar(node["load"]["cpu"]),
             "memory": bar(node["load"]["memory"]),
-            "jobs": [(str(node["active_jobs"]), "")],
+            "slots": slots_parts(node),
+            "vram": vram_parts(node),
             "failures": [(failures, "red" if node["failure_count"] else "")],
             "seen": [(age(now - parse_time(node["last_seen"])), "")],
         }
