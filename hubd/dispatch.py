@@ -7,6 +7,7 @@ and `shared.agent_contract.POLICY`; `classify` is the one place that turns an an
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +21,7 @@ from ollama_connector.hubd.errors import AllNodesFailed, CallerError, HubError, 
 from ollama_connector.hubd.keys import COUNTERS, PLACEMENT, REGISTRY, SESSION, SETTINGS
 from ollama_connector.hubd.placement import QueueFull
 from ollama_connector.hubd.registry import NodeRecord, Ticket
+from ollama_connector.hubd.sessions import session_of
 from ollama_connector.shared import error_formats
 from ollama_connector.shared.agent_contract import (
     FRAMED_HEADER,
@@ -32,7 +34,7 @@ from ollama_connector.shared.agent_contract import (
     reason_for_plain_status,
     reason_in,
 )
-from ollama_connector.shared.bodies import with_num_ctx
+from ollama_connector.shared.bodies import num_ctx_of, with_num_ctx
 from ollama_connector.shared.modelnames import canonical
 from ollama_connector.shared.relay import LineReader, UpstreamBroken, describe, relay
 
@@ -53,6 +55,31 @@ class Job:
     # An Ollama route (options.num_ctx can be set) and no num_ctx: a larger loaded context will do.
     larger_context_ok: bool = False
     errors: list[dict[str, Any]] = field(default_factory=list)
+
+
+async def new_job(
+    request: web.Request,
+    body: dict[str, Any],
+    model: str,
+    stream: bool,
+    *,
+    node_path: str | None = None,
+    options: bool = True,
+    context_settable: bool = False,
+) -> Job:
+    """A job for a caller's request: `options` when the route reads Ollama's options (num_ctx), and
+    `context_settable` when the hub may give it a loaded runner's larger context."""
+    num_ctx = num_ctx_of(body) if options else None
+    return Job(
+        job_id=str(uuid.uuid4()),
+        model=model,
+        node_path=node_path or request.path,
+        payload=await request.read(),
+        stream=stream,
+        num_ctx=num_ctx,
+        session=session_of(request, body, model),
+        larger_context_ok=context_settable and num_ctx is None,
+    )
 
 
 class NodeFailed(Exception):

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
 
-from ollama_connector.hubd.dispatch import Job, dispatch
-from ollama_connector.shared.bodies import num_ctx_of, parse_body_as, read_json_object
+from ollama_connector.hubd.dispatch import dispatch, new_job
+from ollama_connector.shared.bodies import parse_body_as, read_json_object
 from ollama_connector.shared.wire import MAX_MODEL_NAME
 
 routes = web.RouteTableDef()
@@ -29,17 +28,7 @@ class JobRequest(BaseModel):
 @routes.post("/jobs")
 async def submit_job(request: web.Request) -> web.StreamResponse:
     body = await read_json_object(request)
-    job = parse_body_as(JobRequest, body)
+    asked = parse_body_as(JobRequest, body)
     # The body goes on as the caller wrote it: an absent "stream" means true for Ollama too.
-    return await dispatch(
-        request,
-        Job(
-            job_id=str(uuid.uuid4()),
-            model=job.model,
-            node_path="/execute",
-            payload=await request.read(),
-            stream=job.stream,
-            num_ctx=num_ctx_of(body),
-            larger_context_ok=num_ctx_of(body) is None,
-        ),
-    )
+    job = await new_job(request, body, asked.model, asked.stream, node_path="/execute", context_settable=True)
+    return await dispatch(request, job)

@@ -9,14 +9,13 @@ from typing import Any
 
 from aiohttp import web
 
-from ollama_connector.hubd.dispatch import Job, counted, dispatch
+from ollama_connector.hubd.dispatch import counted, dispatch, new_job
 from ollama_connector.hubd.errors import AllNodesFailed, HubError, ModelManagementPerNode, NoHealthyNodes
 from ollama_connector.hubd.fanout import ask_nodes, ask_online_nodes, online
 from ollama_connector.hubd.keys import COUNTERS, REGISTRY
 from ollama_connector.hubd.limits import check_model_name
-from ollama_connector.hubd.sessions import session_of
 from ollama_connector.shared import error_formats
-from ollama_connector.shared.bodies import BadRequest, num_ctx_of, read_json_object
+from ollama_connector.shared.bodies import BadRequest, read_json_object
 from ollama_connector.shared.modelnames import canonical
 from ollama_connector.shared.wire import MAX_MODEL_NAME
 
@@ -76,16 +75,7 @@ async def relay_inference(request: web.Request) -> web.StreamResponse:
     if request.path in ("/api/generate", "/api/chat") and is_unload(request.path, body):
         return await unload_everywhere(request, model, await request.read())
     stream = INFERENCE[request.path] and body.get("stream") is not False
-    job = Job(
-        str(uuid.uuid4()),
-        model,
-        request.path,
-        await request.read(),
-        stream,
-        num_ctx_of(body),
-        session_of(request, body, model),
-        larger_context_ok=request.path in CONTEXT_SETTABLE and num_ctx_of(body) is None,
-    )
+    job = await new_job(request, body, model, stream, context_settable=request.path in CONTEXT_SETTABLE)
     return await dispatch(request, job)
 
 

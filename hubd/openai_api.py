@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import uuid
-
 from aiohttp import web
 
-from ollama_connector.hubd.dispatch import Job, dispatch
+from ollama_connector.hubd.dispatch import dispatch, new_job
 from ollama_connector.hubd.errors import HubError
 from ollama_connector.hubd.limits import check_model_name
 from ollama_connector.hubd.ollama_api import merged_tags, name_of, sort_time
-from ollama_connector.hubd.sessions import session_of
 from ollama_connector.shared.bodies import BadRequest, read_json_object
 from ollama_connector.shared.modelnames import canonical
 
@@ -24,15 +21,7 @@ async def relay_openai(request: web.Request) -> web.StreamResponse:
         raise BadRequest("model is required")
     check_model_name(model)
     stream = body.get("stream") is True  # OpenAI's default is not to stream
-    job = Job(
-        str(uuid.uuid4()),
-        model,
-        request.path,
-        await request.read(),
-        stream,
-        session=session_of(request, body, model),
-    )
-    return await dispatch(request, job)
+    return await dispatch(request, await new_job(request, body, model, stream, options=False))
 
 
 for path in ("/v1/chat/completions", "/v1/completions", "/v1/embeddings"):

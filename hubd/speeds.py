@@ -119,7 +119,9 @@ class FleetSpeeds:
         held = time.monotonic() - ticket.started
         timings = timings_of(final)
         loaded = timings.load > LOAD_SEEN if timings.load is not None else ticket.loads
-        if loaded and timings.load is not None and (size := node.sizes.get(ticket.key)):
+        # A load the hub expected teaches the node's load speed even when it was quick (a small model, a
+        # fast disk): otherwise a fleet whose loads are instant would be priced at the cautious default.
+        if (loaded or ticket.loads) and timings.load is not None and (size := node.sizes.get(ticket.key)):
             rate = timings.load / (size / 1e9)
             node.load_rate.add(rate)
             self.load_seconds_per_gb.add(rate)
