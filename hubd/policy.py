@@ -64,7 +64,6 @@ class Ask:
 
 
 Variant = tuple[str, int | None]  # a model and the num_ctx asked for (None: the node's default)
-ALL_CONTEXTS = -1  # in a Variant: the model's jobs whatever their context
 
 
 class Demand:
@@ -74,9 +73,8 @@ class Demand:
         self._level: dict[Variant, tuple[float, float, float]] = {}  # level, last noted, first noted
 
     def note(self, variant: Variant, now: float) -> None:
-        for counted in (variant, (variant[0], ALL_CONTEXTS)):
-            level, at, first = self._level.get(counted, (0.0, now, now))
-            self._level[counted] = (level * math.exp((at - now) / DEMAND_TAU) + 1.0, now, first)
+        level, at, first = self._level.get(variant, (0.0, now, now))
+        self._level[variant] = (level * math.exp((at - now) / DEMAND_TAU) + 1.0, now, first)
 
     def rate(self, variant: Variant, now: float) -> float:
         level, at, first = self._level.get(variant, (0.0, now, now))
@@ -194,8 +192,7 @@ class CapacityPolicy:
             and min(o.seconds for o in ready) <= best.seconds * READY_MARGIN
         ):
             best = min(ready, key=lambda o: o.seconds)  # a small gain never pays for a load
-        # Net costs may be negative (a copy's benefit to the jobs after it): the margin is on their size.
-        margin = abs(best.seconds) * (NEAR[best.tier] - 1) + 0.01
+        margin = best.seconds * (NEAR[best.tier] - 1) + 0.01
         near = [o for o in options if o.tier is best.tier and o.seconds <= best.seconds + margin]
         if best.tier is Tier.READY and ask.session_node is not None:
             for option in near:

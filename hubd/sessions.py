@@ -29,8 +29,5 @@ def session_of(request: web.Request, body: dict[str, Any], model: str) -> str | 
         if not isinstance(messages, list) or not messages:
             return None
         seed = ["messages", messages[:2]]
-    try:
-        text = json.dumps([caller_of(request), model, seed], sort_keys=True, default=str)
-    except (TypeError, ValueError):  # a body that decoded from JSON encodes again; this is a safety net
-        return None
+    text = json.dumps([caller_of(request), model, seed], sort_keys=True)  # it was JSON: it encodes again
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()

@@ -8,19 +8,15 @@ served goes to the back.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
-
-_arrivals = itertools.count()
 
 
 @dataclass(eq=False)
 class Waiter:
     caller: str  # the API key's id, or the caller's address (hubd.auth.caller_of)
     since: float = field(default_factory=time.monotonic)
-    number: int = field(default_factory=lambda: next(_arrivals))
     woken: asyncio.Event = field(default_factory=asyncio.Event)
 
 

@@ -6,7 +6,6 @@ initialised once; a failure is logged once, and the agent keeps heartbeating eit
 
 from __future__ import annotations
 
-import contextlib
 import logging
 
 import pynvml
@@ -18,7 +17,7 @@ GIB = 1024**3
 
 
 class Nvml:
-    """Reads the GPUs at each heartbeat; `None` from `read()` never happens: no GPU reads as []."""
+    """Reads the GPUs at each heartbeat; no GPU, or no driver, reads as []."""
 
     def __init__(self) -> None:
         self._ready: bool | None = None  # None: not tried yet
@@ -62,12 +61,6 @@ class Nvml:
             log.info("the GPUs can be read through NVML again")
             self._failing = False
         return gpus
-
-    def close(self) -> None:
-        if self._ready:
-            self._ready = None
-            with contextlib.suppress(pynvml.NVMLError):
-                pynvml.nvmlShutdown()
 
 
 def default_context(configured: int, vram_bytes: int) -> int:

@@ -98,9 +98,14 @@ def models_parts(node: dict[str, Any], room: int) -> Parts:
     return parts
 
 
+def slots_of(node: dict[str, Any]) -> dict[str, int]:
+    """Jobs running there and how many its loaded models can run at once (a hub too old to say: total 0)."""
+    return node.get("slots") or {"used": node["active_jobs"], "total": 0}
+
+
 def slots_parts(node: dict[str, Any]) -> Parts:
-    """Jobs running / jobs its loaded models can run at once (NUM_PARALLEL each); red when all are taken."""
-    slots = node.get("slots") or {"used": node["active_jobs"], "total": 0}
+    """`used/total` slots (NUM_PARALLEL per loaded model); yellow when all are taken."""
+    slots = slots_of(node)
     full = slots["total"] and slots["used"] >= slots["total"]
     return [(f"{slots['used']}/{slots['total']}", "yellow" if full else "")]
 

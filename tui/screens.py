@@ -19,7 +19,16 @@ from textual.widgets import Footer, Input, Label, Select, Static
 from textual.worker import Worker, WorkerState
 
 from ollama_connector.tui.client import FleetSnapshot, HubClient
-from ollama_connector.tui.render import address, age, count, parse_time, spark, status_text, vram_used
+from ollama_connector.tui.render import (
+    address,
+    age,
+    count,
+    parse_time,
+    slots_of,
+    spark,
+    status_text,
+    vram_used,
+)
 
 if TYPE_CHECKING:
     from ollama_connector.tui.app import OllamaTop
@@ -97,7 +106,7 @@ def last_error(node: dict[str, Any], now: float) -> Text:
 
 
 def slots_text(node: dict[str, Any]) -> Text:
-    slots = node.get("slots") or {"used": node["active_jobs"], "total": 0}
+    slots = slots_of(node)
     parallel = (node.get("capacity") or {}).get("num_parallel", 1)
     return Text(f"{slots['used']} of {slots['total']} in use ({parallel} per loaded model)")
 
