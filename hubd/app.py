@@ -15,13 +15,30 @@ from ollama_connector.hubd.admission import no_loops
 from ollama_connector.hubd.auth import api_keys
 from ollama_connector.hubd.buckets import Buckets
 from ollama_connector.hubd.counters import JobCounters
+from ollama_connector.hubd.durable import journal_ctx
 from ollama_connector.hubd.errors import error_bodies
-from ollama_connector.hubd.keys import BUCKETS, COUNTERS, HOP_ID, PLACEMENT, REGISTRY, SESSION, SETTINGS
+from ollama_connector.hubd.jobrecord import Tracker
+from ollama_connector.hubd.journal import Journal
+from ollama_connector.hubd.keys import (
+    BUCKETS,
+    COUNTERS,
+    HOP_ID,
+    JOURNAL,
+    METRICS,
+    PLACEMENT,
+    REGISTRY,
+    RUNS,
+    SESSION,
+    SETTINGS,
+    TRACKER,
+)
 from ollama_connector.hubd.limits import bounded_bodies
-from ollama_connector.hubd.persistence import persistence_ctx
+from ollama_connector.hubd.metrics import HubMetrics
+from ollama_connector.hubd.persistence import journal_path, persistence_ctx
 from ollama_connector.hubd.placement import Placement
 from ollama_connector.hubd.ratelimit import add_rate_headers, rate_limits
 from ollama_connector.hubd.registry import Registry
+from ollama_connector.hubd.runs import Runs
 from ollama_connector.hubd.settings import HubSettings
 from ollama_connector.hubd.upkeep import upkeep_ctx
 from ollama_connector.shared.settings import warn_if_open
@@ -64,10 +81,14 @@ def create_app(settings: HubSettings) -> web.Application:
         settings.queue_timeout,
         settings.sticky_sessions,
     )
+    app[TRACKER] = Tracker()
+    app[JOURNAL] = Journal(journal_path(settings), settings.journal_max_days, settings.journal_max_jobs)
+    app[RUNS] = Runs(settings.max_async_jobs)
+    app[METRICS] = HubMetrics(app[REGISTRY], app[PLACEMENT], app[COUNTERS], app[JOURNAL], app[RUNS])
     if settings.rate_limit:
         app[BUCKETS] = Buckets(settings.rate_limit, settings.rate_limit_burst or settings.rate_limit)
         app.on_response_prepare.append(add_rate_headers)
-    app.cleanup_ctx.extend([client_session_ctx, persistence_ctx, upkeep_ctx])
+    app.cleanup_ctx.extend([client_session_ctx, persistence_ctx, journal_ctx, upkeep_ctx])
     app.add_routes(nodes.routes)
     app.add_routes(jobs.routes)
     app.add_routes(stats.routes)

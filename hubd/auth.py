@@ -12,14 +12,16 @@ from ollama_connector.shared.auth import carries_one_of
 
 # What stays open with API_KEYS set: the agents' heartbeats (they carry CLUSTER_TOKEN), the health check,
 # the plain `Ollama is running` / dashboard page (which holds no data; its script sends the key), and the
-# API's description.
+# API's description; and /metrics with METRICS_PUBLIC=1.
 OPEN_PATHS = {"/healthz", "/nodes/heartbeat", "/", "/openapi.json"}
 
 
 @web.middleware
 async def api_keys(request: web.Request, handler: Handler) -> web.StreamResponse:
-    keys = request.app[SETTINGS].api_keys
-    if keys and request.path not in OPEN_PATHS and not carries_one_of(request, keys):
+    settings = request.app[SETTINGS]
+    keys = settings.api_keys
+    public = request.path in OPEN_PATHS or (request.path == "/metrics" and settings.metrics_public)
+    if keys and not public and not carries_one_of(request, keys):
         raise Unauthorized("missing or wrong API key (Authorization: Bearer <key>)")
     return await handler(request)
 

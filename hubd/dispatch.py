@@ -6,9 +6,11 @@ and `shared.agent_contract.POLICY`; `classify` is the one place that turns an an
 
 from __future__ import annotations
 
+import functools
 import logging
+import time
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,10 +20,12 @@ from aiohttp import web
 from ollama_connector.hubd.admission import node_headers
 from ollama_connector.hubd.auth import caller_of
 from ollama_connector.hubd.errors import AllNodesFailed, CallerError, HubError, NodeTimedOut, NoHealthyNodes
-from ollama_connector.hubd.keys import COUNTERS, PLACEMENT, REGISTRY, SESSION, SETTINGS
-from ollama_connector.hubd.placement import QueueFull
+from ollama_connector.hubd.jobrecord import JobRecord
+from ollama_connector.hubd.keys import COUNTERS, METRICS, PLACEMENT, REGISTRY, SESSION, SETTINGS, TRACKER
 from ollama_connector.hubd.registry import NodeRecord, Ticket
 from ollama_connector.hubd.sessions import session_of
+from ollama_connector.hubd.speeds import timings_of
+from ollama_connector.hubd.tracking import end, outcome_of
 from ollama_connector.shared import error_formats
 from ollama_connector.shared.agent_contract import (
     FRAMED_HEADER,
@@ -36,9 +40,11 @@ from ollama_connector.shared.agent_contract import (
 )
 from ollama_connector.shared.bodies import num_ctx_of, with_num_ctx
 from ollama_connector.shared.modelnames import canonical
-from ollama_connector.shared.relay import LineReader, UpstreamBroken, describe, relay
+from ollama_connector.shared.relay import LineReader, Relayed, UpstreamBroken, describe, relay
 
 log = logging.getLogger(__name__)
+# Where a streamed answer goes: to the caller (shared.relay.relay), or into an async job's run.
+Deliver = Callable[[LineReader, bytes, int, dict[str, str], Callable[[str], str]], Awaitable[Relayed]]
 
 
 @dataclass
@@ -50,6 +56,7 @@ class Job:
     node_path: str
     payload: bytes
     stream: bool
+    record: JobRecord
     num_ctx: int | None = None  # options.num_ctx: another one than the loaded model's makes Ollama reload it
     session: str | None = None  # the conversation, for sticky routing (hubd.sessions)
     # An Ollama route (options.num_ctx can be set) and no num_ctx: a larger loaded context will do.
@@ -66,16 +73,21 @@ async def new_job(
     node_path: str | None = None,
     options: bool = True,
     context_settable: bool = False,
+    payload: bytes | None = None,
+    durable: bool = False,
 ) -> Job:
     """A job for a caller's request: `options` when the route reads Ollama's options (num_ctx), and
-    `context_settable` when the hub may give it a loaded runner's larger context."""
+    `context_settable` when the hub may give it a loaded runner's larger context; `payload` when the body
+    sent on is not the caller's as it came."""
     num_ctx = num_ctx_of(body) if options else None
+    job_id = str(uuid.uuid4())
     return Job(
-        job_id=str(uuid.uuid4()),
+        job_id=job_id,
         model=model,
         node_path=node_path or request.path,
-        payload=await request.read(),
+        payload=payload if payload is not None else await request.read(),
         stream=stream,
+        record=JobRecord(job_id, request.path, model, caller_of(request), durable=durable),
         num_ctx=num_ctx,
         session=session_of(request, body, model),
         larger_context_ok=context_settable and num_ctx is None,
@@ -100,13 +112,19 @@ def broken(exc: UpstreamBroken, what: str) -> NodeFailed:
 
 
 async def dispatch(request: web.Request, job: Job) -> web.StreamResponse:
-    return await counted(request, _dispatch(request, job))
+    """Run a caller's job and answer it."""
+    response = await counted(
+        request.app, job.record, dispatch_to(request.app, job, functools.partial(relay, request))
+    )
+    assert response is not None  # only an async job's run answers no one
+    return response
 
 
-async def counted(request: web.Request, work: Coroutine[Any, Any, web.StreamResponse]) -> web.StreamResponse:
-    """Run a job within MAX_CONCURRENT_JOBS; count one that ended in the hub's own error as failed (a caller's
-    mistake counts nowhere)."""
-    counters, limit = request.app[COUNTERS], request.app[SETTINGS].max_concurrent_jobs
+async def counted(
+    app: web.Application, record: JobRecord, work: Coroutine[Any, Any, web.StreamResponse | None]
+) -> web.StreamResponse | None:
+    """Run a job within MAX_CONCURRENT_JOBS, and account its end once, however it ends (hubd.tracking)."""
+    counters, limit = app[COUNTERS], app[SETTINGS].max_concurrent_jobs
     if counters.running >= limit:
         work.close()
         raise HubError(
@@ -115,35 +133,38 @@ async def counted(request: web.Request, work: Coroutine[Any, Any, web.StreamResp
             headers={"Retry-After": "1"},
         )
     counters.running += 1
+    app[TRACKER].begin(record)
     try:
         return await work
-    except NoHealthyNodes as exc:
-        if exc.known:  # the model is there, the nodes are not: an outage, not the caller's mistake
-            request.app[COUNTERS].failed += 1
-        raise
-    except (AllNodesFailed, NodeTimedOut, QueueFull):
-        request.app[COUNTERS].failed += 1
+    except BaseException as exc:
+        record.finish(*outcome_of(exc))
         raise
     finally:
         counters.running -= 1
+        record.finish("failed", "ended without an answer")  # a no-op when the job ended as it should
+        end(app, record)
 
 
-async def _dispatch(request: web.Request, job: Job) -> web.StreamResponse:
-    registry, placement = request.app[REGISTRY], request.app[PLACEMENT]
+async def dispatch_to(app: web.Application, job: Job, deliver: Deliver) -> web.StreamResponse | None:
+    registry, placement, record = app[REGISTRY], app[PLACEMENT], job.record
     tried: set[str] = set()
-    caller = caller_of(request)
     # Each choice is made when it is needed, so a node that degraded while others were tried is skipped.
     while (
         node := await placement.choose(
-            job.model, job.num_ctx, tried, job.job_id, caller, job.session, job.larger_context_ok
+            job.model, job.num_ctx, tried, job.job_id, record.caller, job.session, job.larger_context_ok
         )
     ) is not None:
         tried.add(node.node_id)
+        if record.started is None:
+            record.started = time.time()
+            app[METRICS].queued(record)
+        record.status = "running"
+        record.nodes.append(node.node_id)
         num_ctx = registry.context_to_send(node, canonical(job.model), job.num_ctx, job.larger_context_ok)
         payload = with_num_ctx(job.payload, num_ctx) if num_ctx else job.payload
         with registry.job(node, job.model, num_ctx or job.num_ctx) as ticket:
             try:
-                return await _run_on(request, node, job, ticket, payload)
+                return await _run_on(app, node, job, ticket, payload, deliver)
             except NodeFailed as exc:
                 policy = POLICY[exc.reason]
                 job.errors.append(
@@ -161,6 +182,7 @@ async def _dispatch(request: web.Request, job: Job) -> web.StreamResponse:
                 if not policy.fails_over:
                     log.warning("job %s: node %s %s", job.job_id, node.node_id, exc.message)
                     raise NodeTimedOut(job.job_id, node.node_id, exc.message) from None
+                app[METRICS].failovers.labels(str(exc.reason)).inc()
                 log.log(
                     logging.WARNING if policy.counts_against_node else logging.INFO,
                     "job %s: node %s did not serve it (%s: %s); trying the next one",
@@ -177,9 +199,9 @@ async def _dispatch(request: web.Request, job: Job) -> web.StreamResponse:
 
 
 async def _run_on(
-    request: web.Request, node: NodeRecord, job: Job, ticket: Ticket, payload: bytes
-) -> web.StreamResponse:
-    settings = request.app[SETTINGS]
+    app: web.Application, node: NodeRecord, job: Job, ticket: Ticket, payload: bytes, deliver: Deliver
+) -> web.StreamResponse | None:
+    settings = app[SETTINGS]
     timeout = aiohttp.ClientTimeout(
         total=None, sock_connect=min(settings.request_timeout, 10.0), sock_read=settings.request_timeout
     )
@@ -188,10 +210,10 @@ async def _run_on(
         "X-Job-Id": job.job_id,
         # Keep-alives four times per timeout: the timeout then bounds a silence, never a long answer.
         KEEPALIVE_HEADER: f"{max(0.05, settings.request_timeout / 4):g}",
-        **node_headers(request.app),
+        **node_headers(app),
     }
     try:
-        upstream = await request.app[SESSION].post(
+        upstream = await app[SESSION].post(
             node.base_url + job.node_path, data=payload, headers=headers, timeout=timeout
         )
     except (aiohttp.ClientError, TimeoutError) as exc:
@@ -208,9 +230,10 @@ async def _run_on(
                 body = await reader.read_rest()
             except UpstreamBroken as exc:
                 raise broken(exc, "while answering") from exc
-            _finished(request, node, None, ticket, body)
+            job.record.first_token = time.time()
+            _finished(app, node, job, None, ticket, body)
             return web.Response(body=body, status=head.status, headers=answer_headers)
-        return await _relay(request, node, job, ticket, reader, head, answer_headers)
+        return await _relay(app, node, job, ticket, reader, head, answer_headers, deliver)
 
 
 async def classify(upstream: aiohttp.ClientResponse, reader: LineReader) -> Head:
@@ -249,14 +272,15 @@ async def _error_message(reader: LineReader, status: int) -> str:
 
 
 async def _relay(
-    request: web.Request,
+    app: web.Application,
     node: NodeRecord,
     job: Job,
     ticket: Ticket,
     reader: LineReader,
     head: Head,
     headers: dict[str, str],
-) -> web.StreamResponse:
+    deliver: Deliver,
+) -> web.StreamResponse | None:
     fmt = error_formats.for_stream(head.content_type)
     try:
         first = await reader.next_block()
@@ -266,33 +290,35 @@ async def _relay(
         raise NodeFailed(Reason.DROPPED, "answered with an empty stream")
     if (message := fmt.only_error(first)) is not None:
         raise NodeFailed(Reason.OLLAMA_FAILED, message)
-    outcome = await relay(
-        request,
-        reader,
-        first,
-        head.status,
-        headers,
-        explain=lambda reason: f"node {node.node_id} failed mid-stream: {reason}",
+    job.record.first_token = time.time()
+    outcome = await deliver(
+        reader, first, head.status, headers, lambda reason: f"node {node.node_id} failed mid-stream: {reason}"
     )
     if outcome.caller_gone:
         log.info("job %s: the caller hung up; the node's request is cancelled", job.job_id)
+        job.record.node = node.node_id
+        job.record.finish("cancelled", "the caller hung up")
     elif outcome.broken:
         log.warning("job %s: %s", job.job_id, outcome.broken)
-        _finished(request, node, outcome.broken, ticket, None)
+        _finished(app, node, job, outcome.broken, ticket, None)
     else:
-        _finished(request, node, fmt.error_at_end(outcome.last), ticket, outcome.last)
+        _finished(app, node, job, fmt.error_at_end(outcome.last), ticket, outcome.last)
     return outcome.response
 
 
 def _finished(
-    request: web.Request, node: NodeRecord, failure: str | None, ticket: Ticket, final: bytes | None
+    app: web.Application, node: NodeRecord, job: Job, failure: str | None, ticket: Ticket, final: bytes | None
 ) -> None:
-    """Count a job that reached the caller: served (and what it took, learned), or failed after its first
+    """A job whose answer reached the caller: served (and what it took, learned), or failed after its first
     byte."""
+    record = job.record
+    record.node = node.node_id
     if failure is None:
-        request.app[REGISTRY].record_success(node)
-        request.app[COUNTERS].served += 1
-        request.app[PLACEMENT].speeds.learn(node, ticket, final)
+        app[REGISTRY].record_success(node)
+        timings = timings_of(final)
+        record.prompt_tokens, record.output_tokens = timings.prompt_count, timings.eval_count
+        record.finish("done")
+        app[PLACEMENT].speeds.learn(node, ticket, timings)
     else:
-        request.app[REGISTRY].record_failure(node, failure)
-        request.app[COUNTERS].failed += 1
+        app[REGISTRY].record_failure(node, failure)
+        record.finish("failed", failure)

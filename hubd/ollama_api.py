@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from datetime import datetime
 from typing import Any
 
 from aiohttp import web
 
+from ollama_connector.hubd.auth import caller_of
 from ollama_connector.hubd.dispatch import counted, dispatch, new_job
 from ollama_connector.hubd.errors import AllNodesFailed, HubError, ModelManagementPerNode, NoHealthyNodes
 from ollama_connector.hubd.fanout import ask_nodes, ask_online_nodes, online
-from ollama_connector.hubd.keys import COUNTERS, REGISTRY
+from ollama_connector.hubd.jobrecord import JobRecord
+from ollama_connector.hubd.keys import REGISTRY
 from ollama_connector.hubd.limits import check_model_name
 from ollama_connector.shared import error_formats
 from ollama_connector.shared.bodies import BadRequest, read_json_object
@@ -91,13 +94,16 @@ def is_unload(path: str, body: dict[str, Any]) -> bool:
 
 async def unload_everywhere(request: web.Request, model: str, payload: bytes) -> web.StreamResponse:
     """keep_alive lives on each node, so an unload goes to every online node that has the model."""
-    return await counted(request, _unload(request, model, payload))
+    record = JobRecord(str(uuid.uuid4()), request.path, model, caller_of(request))
+    response = await counted(request.app, record, _unload(request, record, payload))
+    assert response is not None
+    return response
 
 
-async def _unload(request: web.Request, model: str, payload: bytes) -> web.Response:
-    registry = request.app[REGISTRY]
-    job_id = str(uuid.uuid4())
+async def _unload(request: web.Request, record: JobRecord, payload: bytes) -> web.Response:
+    registry, job_id, model = request.app[REGISTRY], record.job_id, record.model
     holders = online(request.app, registry.holders(model))
+    record.status, record.started = "running", time.time()
     if not holders:
         raise NoHealthyNodes(job_id, model, known=bool(registry.holders(model)))
     answers = await ask_nodes(request.app, holders, "POST", request.path, payload)
@@ -112,7 +118,9 @@ async def _unload(request: web.Request, model: str, payload: bytes) -> web.Respo
             for n, s, b in answers
         ]
         raise AllNodesFailed(job_id, errors)
-    request.app[COUNTERS].served += 1
+    record.nodes = record.nodes or [node.node_id for node, _, _ in answers]
+    record.node = ",".join(node.node_id for node, _ in done)
+    record.finish("done")
     headers = {"X-Job-Id": job_id, "X-Node-Id": ",".join(node.node_id for node, _ in done)}
     return web.Response(body=done[0][1], content_type="application/json", charset="utf-8", headers=headers)
 

@@ -1,8 +1,8 @@
 """GET /openapi.json: an OpenAPI 3.1 document of the hub's own routes, written from the models the routes use.
 
 The Ollama and OpenAI routes are those projects' own APIs and are documented there; this covers the seed's
-routes (jobs, nodes, heartbeats) and /stats. Every status a route answers is listed, so a client (and the
-schemathesis run in the suite) can rely on the list.
+routes (jobs, nodes, heartbeats), /stats and /metrics. Every status a route answers is listed, so a client
+(and the schemathesis run in the suite) can rely on the list.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from aiohttp import web
 from pydantic import BaseModel, TypeAdapter
 from typing_extensions import TypedDict  # pydantic reads these only from typing_extensions before 3.12
 
-from ollama_connector.hubd.jobs import JobRequest
+from ollama_connector.hubd.jobrecord import JobView
+from ollama_connector.hubd.jobs import JobRequest, JobsQuery
 from ollama_connector.shared.cli import package_version
 from ollama_connector.shared.wire import Heartbeat, NodeView
 
@@ -48,6 +49,22 @@ class JobCounts(TypedDict):
     in_flight: int
     served: int
     failed: int
+    jobs_per_second: float  # served, over the last minute
+    tokens_per_second: float
+
+
+class JobList(TypedDict):
+    jobs: list[JobView]
+    journal: str  # "ok", "failing", or why it is unavailable
+
+
+class Submitted(TypedDict):
+    """An async job, accepted."""
+
+    job_id: str
+    status: Literal["queued"]
+    status_url: str
+    stream_url: str
 
 
 class ModelPlaces(TypedDict):
@@ -57,6 +74,7 @@ class ModelPlaces(TypedDict):
 
 class Queue(TypedDict):
     waiting: int
+    by_model: dict[str, int]
     oldest_wait_seconds: dict[str, float]
 
 
@@ -98,6 +116,11 @@ def build() -> dict[str, Any]:
         return {"required": True, "content": {"application/json": {"schema": ref(kind)}}}
 
     keyed = [401, 429]  # with API_KEYS, or RATE_LIMIT, set
+    job_id = [{"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}]
+    query = [
+        {"name": name, "in": "query", "required": False, "schema": schema}
+        for name, schema in JobsQuery.model_json_schema()["properties"].items()
+    ]
     paths = {
         "/healthz": {"get": {"summary": "The hub answers", "responses": answers(json_answer(Health, "ok"))}},
         "/nodes": {
@@ -127,7 +150,7 @@ def build() -> dict[str, Any]:
         "/jobs": {
             "post": {
                 "summary": "Run a prompt on the best node: Ollama's /api/generate answer, streamed unless "
-                "`stream` is false",
+                "`stream` is false; with `async` true, 202 at once and the job runs on",
                 "requestBody": body(JobRequest),
                 "responses": answers(
                     {
@@ -144,6 +167,61 @@ def build() -> dict[str, Any]:
                     *keyed,
                     503,
                     504,
+                )
+                | {"202": json_answer(Submitted, "an async job, queued and on disk")},
+            },
+            "get": {
+                "summary": "Recent jobs, newest first: those in progress and those in the journal",
+                "parameters": query,
+                "responses": answers(json_answer(JobList, "the jobs"), 400, *keyed),
+            },
+        },
+        "/jobs/{job_id}": {
+            "get": {
+                "summary": "One job; an async job's answer once it is done",
+                "parameters": job_id,
+                "responses": answers(json_answer(JobView, "the job"), 404, *keyed),
+            },
+            "delete": {
+                "summary": "Cancel an async job, on its node too",
+                "parameters": job_id,
+                "responses": answers(json_answer(JobView, "the job, cancelled"), 403, 404, 409, *keyed),
+            },
+        },
+        "/jobs/{job_id}/stream": {
+            "get": {
+                "summary": "An async job's NDJSON lines from `from` (0: the first), then live to its end",
+                "parameters": [
+                    *job_id,
+                    {
+                        "name": "from",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "integer", "minimum": 0},
+                    },
+                ],
+                "responses": answers(
+                    {
+                        "description": "the lines",
+                        "content": {"application/x-ndjson": {"schema": {"type": "string"}}},
+                    },
+                    400,
+                    403,
+                    404,
+                    409,
+                    *keyed,
+                ),
+            }
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics (open with METRICS_PUBLIC=1)",
+                "responses": answers(
+                    {
+                        "description": "Prometheus' text format",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    },
+                    *keyed,
                 ),
             }
         },
@@ -165,12 +243,14 @@ def build() -> dict[str, Any]:
 ERRORS = {
     400: "the request is malformed; `detail` says what",
     401: "missing or wrong API key (or CLUSTER_TOKEN, for heartbeats)",
-    403: "refused: outside NODE_NETWORKS, or MAX_NODES reached",
-    404: "no such node, or no node has the model",
+    403: "refused: outside NODE_NETWORKS, or MAX_NODES reached; or another API key's async job",
+    404: "no such node or job, or no node has the model",
+    409: "the job is not async, or has already ended",
     408: "the body did not arrive within CLIENT_TIMEOUT",
     413: "the body is too large",
     429: "rate limited; see Retry-After",
-    503: "nodes have the model but none is healthy, or every one failed, or MAX_CONCURRENT_JOBS is reached",
+    503: "nodes have the model but none is healthy, or every one failed, or MAX_CONCURRENT_JOBS (or"
+    " MAX_ASYNC_JOBS) is reached, or async jobs lack the journal",
     504: "a node took the job and then fell silent",
 }
 _DOCUMENT = build()

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
 from aiohttp import web
+from platformdirs import user_state_path
 from pydantic import ValidationError
 
 from ollama_connector.hubd.keys import REGISTRY, SETTINGS
@@ -29,6 +30,14 @@ def state_path(settings: HubSettings, environ: Mapping[str, str] = os.environ) -
         return Path(settings.state_file)
     directory = environ.get("STATE_DIRECTORY", "").split(":")[0]  # set by systemd's StateDirectory=
     return Path(directory) / "registry.json" if directory else None
+
+
+def journal_path(settings: HubSettings, environ: Mapping[str, str] = os.environ) -> Path | None:
+    """JOURNAL_PATH; else journal.sqlite3 in systemd's StateDirectory, else in the user's state directory."""
+    if settings.journal_path:
+        return None if settings.journal_path.lower() == "off" else Path(settings.journal_path)
+    directory = environ.get("STATE_DIRECTORY", "").split(":")[0]
+    return Path(directory or user_state_path("ollama-connector")) / "journal.sqlite3"
 
 
 def load(registry: Registry, path: Path) -> int:

@@ -293,6 +293,10 @@ class Registry:
             )
         return entries
 
+    def knows(self, key: str) -> bool:
+        """Whether some registered node lists the model (a canonical name)."""
+        return key in self._by_model
+
     def known_models(self) -> set[str]:
         """Every canonical model name some registered node lists."""
         return set(self._by_model)

@@ -78,6 +78,19 @@ class HubSettings(EnvSettings):
     """The PEM private key of HUB_TLS_CERT."""
     node_ca_file: OptionalStr = Field(None, alias="NODE_CA_FILE")
     """The CA that signed the agents' certificates; the hub trusts only it for agents that serve HTTPS."""
+    journal_path: OptionalStr = Field(None, alias="JOURNAL_PATH")
+    """The job journal's SQLite file; unset: `journal.sqlite3` in the state directory (systemd's
+    StateDirectory, else the user's, from platformdirs); `off`: no journal (and no async jobs)."""
+    journal_max_days: float = Field(30.0, alias="JOURNAL_MAX_DAYS", gt=0)
+    """Days a finished job stays in the journal."""
+    journal_max_jobs: int = Field(100_000, alias="JOURNAL_MAX_JOBS", ge=1)
+    """Finished jobs the journal keeps at most; the oldest go first."""
+    max_async_jobs: int = Field(1000, alias="MAX_ASYNC_JOBS", ge=1)
+    """Async jobs (`"async": true`) unfinished at once; past it, 503 with Retry-After."""
+    max_answer_bytes: int = Field(16 * 1024 * 1024, alias="MAX_ANSWER_BYTES", ge=1024)
+    """Largest answer an async job may store; a longer one is stopped and fails, naming this setting."""
+    metrics_public: bool = Field(False, alias="METRICS_PUBLIC")
+    """1 serves GET /metrics without an API key (for a Prometheus that holds none)."""
     log_level: LogLevel = Field("INFO", alias="LOG_LEVEL")
     """Logging verbosity."""
     log_format: LogFormat = Field("text", alias="LOG_FORMAT")

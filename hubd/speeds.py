@@ -21,6 +21,7 @@ ALPHA = 0.2  # weight of the newest sample
 DEFAULT_JOB_SECONDS = 5.0  # a job's time before any job of the model has been measured
 DEFAULT_LOAD_SECONDS_PER_GB = 1.0  # a load's time per GB before any load has been measured
 DEFAULT_LOAD_SECONDS = 5.0  # a load's time when the model's size is unknown too
+MAX_PARSED = 1 << 20  # a longer non-streamed answer is not parsed for its figures
 LOAD_SEEN = 0.05  # seconds of load_duration above which a job counts as having loaded its model
 
 
@@ -61,15 +62,21 @@ class Timings:
     load: float | None = None
     eval_count: int | None = None
     eval_seconds: float | None = None
+    prompt_count: int | None = None
+
+
+def _count(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
 def timings_of(final: bytes | None) -> Timings:
-    """The timing fields of Ollama's final chunk (or whole non-streamed answer); empty for anything else."""
-    if (
-        not final
-        or (b'"eval_count"' not in final and b'"load_duration"' not in final)
-        or len(final) > 1 << 16
-    ):
+    """The timing fields of Ollama's final chunk (or whole non-streamed answer), or the token counts of
+    OpenAI's `usage` (its answer, or the last chunk of its stream); empty for anything else."""
+    if not final or len(final) > MAX_PARSED:
+        return Timings()
+    if b'"usage"' in final:
+        return _openai_usage(final)
+    if b'"eval_count"' not in final and b'"load_duration"' not in final:
         return Timings()
     try:
         chunk = json.loads(final)
@@ -86,12 +93,29 @@ def timings_of(final: bytes | None) -> Timings:
             else None
         )
 
-    count = chunk.get("eval_count")
     return Timings(
         load=seconds("load_duration"),
-        eval_count=count if isinstance(count, int) and not isinstance(count, bool) and count >= 0 else None,
+        eval_count=_count(chunk.get("eval_count")),
         eval_seconds=seconds("eval_duration"),
+        prompt_count=_count(chunk.get("prompt_eval_count")),
     )
+
+
+def _openai_usage(final: bytes) -> Timings:
+    for line in reversed(final.splitlines()):
+        text = line.removeprefix(b"data:").strip()
+        if b'"usage"' not in text:
+            continue
+        try:
+            usage = json.loads(text).get("usage")
+        except (ValueError, AttributeError):
+            return Timings()
+        if isinstance(usage, dict):
+            return Timings(
+                eval_count=_count(usage.get("completion_tokens")),
+                prompt_count=_count(usage.get("prompt_tokens")),
+            )
+    return Timings()
 
 
 class FleetSpeeds:
@@ -111,13 +135,12 @@ class FleetSpeeds:
             return sum(m.value for m in self.job_seconds.values()) / len(self.job_seconds)
         return DEFAULT_JOB_SECONDS
 
-    def learn(self, node: NodeRecord, ticket: Ticket, final: bytes | None) -> None:
+    def learn(self, node: NodeRecord, ticket: Ticket, timings: Timings) -> None:
         """A job ended well: what it took there. Its load (the final chunk's load_duration, or the hub's own
         expectation when the answer has no timings) is learned apart from the time it held a slot."""
         if ticket.key is None:
             return
         held = time.monotonic() - ticket.started
-        timings = timings_of(final)
         loaded = timings.load > LOAD_SEEN if timings.load is not None else ticket.loads
         # A load the hub expected teaches the node's load speed even when it was quick (a small model, a
         # fast disk): otherwise a fleet whose loads are instant would be priced at the cautious default.

@@ -1,12 +1,13 @@
-"""GET /stats: the fleet in one small answer, for ollama-top and the dashboard."""
+"""GET /stats, the fleet in one small answer (for ollama-top and the dashboard); GET /metrics."""
 
 from __future__ import annotations
 
 import time
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ollama_connector.hubd.keys import COUNTERS, PLACEMENT, REGISTRY
+from ollama_connector.hubd.keys import COUNTERS, METRICS, PLACEMENT, REGISTRY
 from ollama_connector.shared.cli import package_version
 from ollama_connector.shared.modelnames import display
 
@@ -32,10 +33,22 @@ async def stats(request: web.Request) -> web.Response:
     return web.json_response(
         {
             "nodes": {"total": len(registry), **by_status},
-            "jobs": {"in_flight": in_flight, "served": counters.served, "failed": counters.failed},
+            "jobs": {
+                "in_flight": in_flight,
+                "served": counters.served,
+                "failed": counters.failed,
+                **counters.rates(now),
+            },
             "models": {name: models[name] for name in sorted(models)},
             "queue": request.app[PLACEMENT].queue_view(now),
             "uptime_seconds": round(now - counters.started_at, 1),
             "version": package_version(),
         }
     )
+
+
+@routes.get("/metrics")
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus' text format (hubd.metrics)."""
+    body = generate_latest(request.app[METRICS].registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

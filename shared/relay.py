@@ -93,7 +93,7 @@ class LineReader:
 class Relayed:
     """How a relay ended: to the end, cut by the upstream (`broken` says why), or by the caller hanging up."""
 
-    response: web.StreamResponse
+    response: web.StreamResponse | None  # None for an answer that went to no caller (an async job)
     last: bytes = b""  # the last block the caller received
     broken: str | None = None
     caller_gone: bool = False

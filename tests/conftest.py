@@ -147,8 +147,9 @@ class Node(Running):
 class Fleet:
     """Starts simulators, hubs and nodes for one test and stops them all at its end."""
 
-    def __init__(self) -> None:
+    def __init__(self, state: Path) -> None:
         self.running: list[Running] = []
+        self.state = state  # where hubs keep their job journals
 
     async def _start(
         self, cls, app: web.Application, host: str, port: int = 0, node_id: str = "", **options
@@ -164,6 +165,7 @@ class Fleet:
         return await self._start(Sim, create_sim(models, Behaviour(**knobs)), host, port)
 
     async def hub(self, host: str = "127.0.0.1", **env: str) -> Hub:
+        env.setdefault("JOURNAL_PATH", str(self.state / f"journal-{len(self.running)}.sqlite3"))
         settings = HubSettings.from_env({"HUB_HOST": host, "HUB_PORT": "0", **env})
         return await self._start(Hub, create_hub(settings), host, settings.port, **runner_options(settings))
 
@@ -192,8 +194,8 @@ class Fleet:
 
 
 @pytest.fixture
-async def fleet() -> AsyncIterator[Fleet]:
-    fleet = Fleet()
+async def fleet(tmp_path: Path) -> AsyncIterator[Fleet]:
+    fleet = Fleet(tmp_path)
     try:
         yield fleet
     finally:

@@ -36,7 +36,9 @@ async def test_stats_summarises_the_fleet(fleet, http):
     async with http.get(hub.url + "/stats") as r:
         stats = await r.json()
     assert stats["nodes"] == {"total": 2, "online": 1, "offline": 0, "degraded": 0, "draining": 1}
+    rates = {key: stats["jobs"].pop(key) for key in ("jobs_per_second", "tokens_per_second")}
     assert stats["jobs"] == {"in_flight": 0, "served": 1, "failed": 1}
+    assert rates["jobs_per_second"] > 0 and rates["tokens_per_second"] > 0  # over the last minute
     assert stats["models"]["llama3:latest"] == {"nodes": ["n1"], "online": ["n1"]}
     assert stats["models"]["mistral:latest"] == {"nodes": ["leaving"], "online": []}
 

@@ -76,19 +76,26 @@ def test_ready_after_the_port_accepts_and_stopping_on_sigterm(tmp_path, program,
         ({"JOURNAL_STREAM": "8:1234"}, lambda line: line[:3] in {"<6>", "<4>"} and not line[3].isdigit()),
     ],
 )
-def test_log_formats(env, check):
+def test_log_formats(env, check, tmp_path):
     port = free_port()
+    journal = tmp_path / "journal.sqlite3"
     proc = subprocess.Popen(
         [str(BIN / "ollama-hubd")],
-        env={**os.environ, "HUB_HOST": "127.0.0.1", "HUB_PORT": str(port), **env},
+        env={
+            **os.environ,
+            "HUB_HOST": "127.0.0.1",
+            "HUB_PORT": str(port),
+            "JOURNAL_PATH": str(journal),
+            **env,
+        },
         stderr=subprocess.PIPE,
         text=True,
     )
     try:
-        first = proc.stderr.readline().rstrip("\n")  # the warning about CLUSTER_TOKEN
-        second = proc.stderr.readline().rstrip("\n")  # "listening on"
-        assert check(first) and check(second), (first, second)
-        assert "CLUSTER_TOKEN" in first and "listening" in second
+        # The warning about CLUSTER_TOKEN, where the job journal is, "listening on".
+        lines = [proc.stderr.readline().rstrip("\n") for _ in range(3)]
+        assert all(check(line) for line in lines), lines
+        assert "CLUSTER_TOKEN" in lines[0] and str(journal) in lines[1] and "listening" in lines[2]
     finally:
         proc.terminate()
         proc.wait(timeout=20)
