@@ -22,10 +22,11 @@ from aiohttp import web
 from ollama_connector.hubd.dispatch import Job, counted, dispatch_to, new_job
 from ollama_connector.hubd.errors import HubError
 from ollama_connector.hubd.journal import Journal, unfinished
-from ollama_connector.hubd.keys import JOURNAL, RUNS, SETTINGS
+from ollama_connector.hubd.keys import JOURNAL, REGISTRY, RUNS, SETTINGS
 from ollama_connector.hubd.runs import AnswerTooLarge, DurableRun, assemble
 from ollama_connector.shared.bodies import num_ctx_of
 from ollama_connector.shared.error_formats import Ollama
+from ollama_connector.shared.modelnames import canonical
 from ollama_connector.shared.relay import LineReader, Relayed, UpstreamBroken
 
 log = logging.getLogger(__name__)
@@ -64,15 +65,17 @@ def links(job_id: str) -> dict[str, str]:
     return {"job_id": job_id, "status_url": f"/jobs/{job_id}", "stream_url": f"/jobs/{job_id}/stream"}
 
 
-def start(app: web.Application, job: Job) -> None:
+def start(app: web.Application, job: Job, after_restart: bool = False) -> None:
     runs = app[RUNS]
     run = runs.unfinished[job.job_id] = DurableRun(job.record, app[SETTINGS].max_answer_bytes)
-    run.task = asyncio.create_task(_run(app, job, run))
+    run.task = asyncio.create_task(_run(app, job, run, after_restart))
 
 
-async def _run(app: web.Application, job: Job, run: DurableRun) -> None:
+async def _run(app: web.Application, job: Job, run: DurableRun, after_restart: bool) -> None:
     journal = app[JOURNAL]
     try:
+        if after_restart:
+            await _nodes_back(app, job.model)
         await counted(app, job.record, dispatch_to(app, job, functools.partial(_deliver, journal, run)))
     except HubError as exc:
         log.info("async job %s: %s", job.job_id, job.record.error or exc.detail)
@@ -118,6 +121,22 @@ def _keep(journal: Journal, run: DurableRun, lines: list[bytes], force: bool = F
     journal.chunks(run.record.job_id, first, lines)
 
 
+async def _nodes_back(app: web.Application, model: str) -> None:
+    """Nodes come back with their first heartbeats after a restart (at once when the registry was saved):
+    wait for one that has the model, HEARTBEAT_TTL_SECONDS at most."""
+    registry, heard = app[REGISTRY], asyncio.Event()
+    registry.heard.append(heard.set)
+    try:
+        async with asyncio.timeout(app[SETTINGS].heartbeat_ttl):
+            while not registry.knows(canonical(model)):
+                await heard.wait()
+                heard.clear()
+    except TimeoutError:
+        pass  # routed as it is: a model no node has ends the job with the usual 404
+    finally:
+        registry.heard.remove(heard.set)
+
+
 async def cancel(run: DurableRun) -> None:
     run.record.finish("cancelled", "cancelled by DELETE /jobs/{job_id}")
     if run.task is not None:
@@ -148,7 +167,7 @@ async def _recover(app: web.Application) -> None:
             num_ctx=num_ctx,
             larger_context_ok=num_ctx is None,
         )
-        start(app, job)
+        start(app, job, after_restart=True)
         again += 1
     if again:
         log.info("running again %d async job(s) the hub had not started before it stopped", again)

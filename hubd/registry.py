@@ -92,6 +92,7 @@ class Registry:
         self._assignments = itertools.count(1)
         self.full_announced = False  # MAX_NODES reached, and said so in the log
         self.job_ended: list = []  # callbacks: a slot may have freed (hubd.placement waits on them)
+        self.heard: list = []  # callbacks: a heartbeat came (jobs run again after a restart wait on them)
 
     def __len__(self) -> int:
         return len(self._nodes)
@@ -122,6 +123,8 @@ class Registry:
             record.last_seen, record.last_seen_wall, record.announced_offline = now, wall, False
         self._learn_loaded(record)
         self._index(record)
+        for listener in self.heard:
+            listener()
         return record
 
     def _learn_loaded(self, record: NodeRecord) -> None:

@@ -76,6 +76,8 @@ def timings_of(final: bytes | None) -> Timings:
         return Timings()
     if b'"usage"' in final:
         return _openai_usage(final)
+    final = final.rstrip()
+    final = final[final.rfind(b"\n") + 1 :]  # the last line of a block of several
     if b'"eval_count"' not in final and b'"load_duration"' not in final:
         return Timings()
     try:

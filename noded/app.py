@@ -10,7 +10,7 @@ import aiohttp
 from aiohttp import web
 from yarl import URL
 
-from ollama_connector.noded import routes
+from ollama_connector.noded import metrics, routes
 from ollama_connector.noded.heartbeat import HubRefused, heartbeat_ctx, send_heartbeat
 from ollama_connector.noded.keys import SESSION, SETTINGS, STATE, AgentState
 from ollama_connector.noded.proxy import refusal
@@ -58,7 +58,9 @@ def create_app(settings: NodeSettings) -> web.Application:
     app[SETTINGS] = settings
     app[STATE] = AgentState(port=settings.port)
     app.cleanup_ctx.extend([client_session_ctx, heartbeat_ctx, pull_ctx])
+    app[metrics.METRICS] = metrics.metrics_registry(app[STATE], settings.node_id)
     app.add_routes(routes.routes)
+    app.add_routes(metrics.routes)
     return app
 
 

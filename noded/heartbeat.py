@@ -82,6 +82,7 @@ async def heartbeat_loop(app: web.Application) -> None:
         try:
             await send_heartbeat(app)
         except (aiohttp.ClientError, TimeoutError, HubRefused) as exc:
+            state.heartbeat_failures += 1
             if outage_since is None:
                 outage_since = time.monotonic()
                 log.warning(

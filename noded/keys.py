@@ -27,6 +27,11 @@ class AgentState:
     loaded: list[LoadedModel] = field(default_factory=list)  # from /api/ps at the last check
     sizes: dict[str, int] = field(default_factory=dict)  # from /api/tags: bytes per model
     nvml: Nvml = field(default_factory=Nvml)
+    # Counters since the start, for GET /metrics (noded.metrics).
+    jobs: dict[str, int] = field(default_factory=dict)  # by route
+    relay_errors: int = 0  # Ollama unreachable, or failing mid-answer
+    heartbeat_failures: int = 0
+    pulls: dict[str, int] = field(default_factory=dict)  # by outcome: success, failure
 
 
 SETTINGS = web.AppKey("settings", NodeSettings)

@@ -14,7 +14,7 @@ import aiohttp
 from aiohttp import web
 
 from ollama_connector.noded.keepalive import KeepAlive
-from ollama_connector.noded.keys import SESSION, SETTINGS
+from ollama_connector.noded.keys import SESSION, SETTINGS, STATE
 from ollama_connector.shared import error_formats
 from ollama_connector.shared.agent_contract import (
     HOP_HEADER,
@@ -60,6 +60,7 @@ async def _ask_ollama(
             timeout=OLLAMA_STREAM_TIMEOUT,
         )
     except (aiohttp.ClientError, TimeoutError) as exc:
+        request.app[STATE].relay_errors += 1
         raise OllamaUnreachable(f"Ollama at {settings.ollama_url} is not answering: {describe(exc)}") from exc
 
 
@@ -76,10 +77,11 @@ def _streams(upstream: aiohttp.ClientResponse) -> bool:
     return upstream.status < 400 and _content_type(upstream).startswith(STREAMING_TYPES)
 
 
-def _log_outcome(outcome: Relayed, path: str) -> None:
+def _log_outcome(request: web.Request, outcome: Relayed, path: str) -> None:
     if outcome.caller_gone:
         log.info("the hub hung up on %s; cancelling the request to Ollama", path)
     elif outcome.broken:
+        request.app[STATE].relay_errors += 1
         log.warning("%s on %s", outcome.broken, path)
 
 
@@ -112,7 +114,7 @@ async def _plain(request: web.Request, path: str, upstream: aiohttp.ClientRespon
     outcome = await relay(
         request, LineReader(upstream.content), b"", upstream.status, {"Content-Type": content_type}, _explain
     )
-    _log_outcome(outcome, path)
+    _log_outcome(request, outcome, path)
     return outcome.response
 
 
@@ -138,11 +140,11 @@ async def forward_for_hub(
             return keepalive.response  # type: ignore[return-value]
         if not framed:
             return await _plain(request, path, upstream)
-        return await _framed(keepalive.response, path, upstream)  # type: ignore[arg-type]
+        return await _framed(request, keepalive.response, path, upstream)  # type: ignore[arg-type]
 
 
 async def _framed(
-    response: web.StreamResponse, path: str, upstream: aiohttp.ClientResponse
+    request: web.Request, response: web.StreamResponse, path: str, upstream: aiohttp.ClientResponse
 ) -> web.StreamResponse:
     """Ollama's answer after the keep-alives: its head line, then its body as it comes."""
     content_type = _content_type(upstream)
@@ -160,7 +162,7 @@ async def _framed(
     except ConnectionResetError:
         return response
     outcome = await pump(response, LineReader(upstream.content), b"", content_type, _explain)
-    _log_outcome(outcome, path)
+    _log_outcome(request, outcome, path)
     return response
 
 

@@ -75,6 +75,7 @@ async def pull_loop(app: web.Application) -> None:
                     await pull(app, model)
                 except PullFailed as exc:
                     failed = True
+                    state.pulls["failure"] = state.pulls.get("failure", 0) + 1
                     log.warning("pull of %s failed: %s; retrying in %.0f s", model, exc, retry)
                 else:
                     await refresh_ollama(app)
@@ -88,6 +89,7 @@ async def pull_loop(app: web.Application) -> None:
                         )
                         continue
                     log.info("pulled %s", model)
+                    state.pulls["success"] = state.pulls.get("success", 0) + 1
                     state.wake.set()  # a heartbeat now, so the hub can route to the new model
         else:
             failed = True

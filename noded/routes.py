@@ -62,6 +62,7 @@ async def run_job(request: web.Request, ollama_path: str) -> web.StreamResponse:
     if state.draining:
         return refusal(request.path, 503, Reason.DRAINING, "node is draining and takes no new jobs")
     state.active_jobs += 1
+    state.jobs[ollama_path] = state.jobs.get(ollama_path, 0) + 1
     try:
         log.debug("job %s on %s", request.headers.get("X-Job-Id", "-"), ollama_path)
         if (every := keepalive_interval(request)) is not None:
