@@ -124,7 +124,10 @@ async def test_dashboard_tells_the_fleets_story_in_headless_chromium(fleet, http
     assert (
         "3 models online" in page
     )  # llama3, mistral:7b and nomic-embed-text have an online node; mistral not
-    assert "hub 0." in page and "jobs per second" in page
+    assert "hub 0." in page and "jobs per second" in page and "jobs/s" in page and "tok/s" in page
+    # Recent jobs: both ran on alpha-node (the second after gamma-node failed it).
+    assert page.count('<td class="status done">done</td>') == 2 and "gamma-node" in page
+    assert "alpha-node (2 tried)" in page
     await screenshot(hub.url + "/", tmp_path / "shot", "dashboard-1280")
 
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from textual.widgets import Input, Label, Select, Static
+from textual.widgets import DataTable, Input, Label, Select, Static
 
 from ollama_connector.shared.wire import Heartbeat, Load
 from ollama_connector.tui.app import OllamaTop
+from ollama_connector.tui.jobs_screen import JobsScreen
 from ollama_connector.tui.screens import DetailsScreen, HelpScreen, PromptScreen
 from ollama_connector.tui.table import NodeTable
 from tests.conftest import free_port, wait_until
@@ -330,3 +331,35 @@ async def test_details_show_metadata_as_aligned_fields_and_a_flat_chart_as_a_lin
         assert metadata[0] == "Metadata:" and rows["ollama_version"] == "0.33.0" and "cpu_count" in rows
         assert len({line.index(value) for line, value in zip(metadata[1:], rows.values(), strict=True)}) == 1
         assert str(app.screen.query_one("#spark-jobs", Static).content) == "▁"  # no jobs: a flat line
+
+
+async def test_the_jobs_view_and_the_fleet_rates(fleet, http):
+    sim = await fleet.sim()
+    hub = await fleet.hub()
+    await fleet.node(hub, sim, "n1")
+    async with http.post(hub.url + "/jobs", json={"model": "llama3", "prompt": "x", "stream": False}) as r:
+        served = r.headers["X-Job-Id"]
+    async with http.post(hub.url + "/jobs", json={"model": "absent", "prompt": "x"}) as r:
+        rejected = r.headers["X-Job-Id"]
+    async with http.post(hub.url + "/jobs", json={"model": "llama3", "prompt": "x", "async": True}) as r:
+        durable = (await r.json())["job_id"]
+    app = OllamaTop(hub.url, interval=0.2)
+    async with app.run_test(size=(160, 30)) as pilot:
+        header = app.query_one("#header", Static)
+        await wait_until(lambda: "jobs/s" in str(header.content), what="the rates in the header")
+        assert "tok/s" in str(header.content)
+        await pilot.press("J")
+        assert isinstance(app.screen, JobsScreen)
+        table = app.screen.query_one(DataTable)
+        await wait_until(lambda: table.row_count == 3, what="three jobs")
+
+        def row(job_id: str) -> list[str]:
+            return [str(cell) for cell in table.get_row(job_id)]
+
+        await wait_until(lambda: row(durable)[1] == "done", what="the async job to be shown done")
+        assert row(served)[:4] == [served[:8], "done", "llama3", "n1"] and row(served)[9] == "24"
+        assert row(rejected)[1] == "rejected" and "absent" in row(rejected)[10]
+        assert row(durable)[0] == durable[:8] + " ⧗"
+        assert "3 " in str(app.screen.query_one("#jobs-summary", Static).content)
+        await pilot.press("escape")
+        assert app.screen is app.screen_stack[0]

@@ -48,7 +48,7 @@ GPU_BOX = {  # what a GPU node's agent adds: its Ollama's settings, what is load
 def hub() -> Iterator[str]:
     """The real hub on its own event loop in a thread, since snap_compare runs the app on another loop."""
     loop = asyncio.new_event_loop()
-    settings = HubSettings.from_env({"HUB_HOST": "127.0.0.1", "HUB_PORT": str(PORT)})
+    settings = HubSettings.from_env({"HUB_HOST": "127.0.0.1", "HUB_PORT": str(PORT), "JOURNAL_PATH": "off"})
     runner = loop.run_until_complete(start_runner(create_app(settings), ["127.0.0.1"], PORT))
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()

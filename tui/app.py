@@ -15,6 +15,7 @@ from textual.widgets import Footer, Input, Static
 from textual.worker import Worker, WorkerState
 
 from ollama_connector.tui.client import FleetSnapshot, HubClient, HubUnreachable
+from ollama_connector.tui.jobs_screen import JobsScreen
 from ollama_connector.tui.render import History, count
 from ollama_connector.tui.screens import DetailsScreen, HelpScreen, ProblemReported, PromptScreen
 from ollama_connector.tui.table import NodeTable
@@ -40,6 +41,7 @@ class OllamaTop(App[None]):
         Binding("s", "sort", "Sort"),
         Binding("slash", "filter", "Filter"),
         Binding("p", "prompt", "Prompt"),
+        Binding("J", "jobs", "Jobs"),  # j moves down, as in vi
         Binding("r", "poll_now", "Refresh"),
         Binding("question_mark", "help", "Keys"),
     ]
@@ -153,7 +155,13 @@ class OllamaTop(App[None]):
             )
             lines.append(
                 f"{count(nodes['total'], 'node')} ({statuses or 'none'}) · {jobs['in_flight']} in flight · "
-                f"{jobs['served']} served, {jobs['failed']} failed · "
+                f"{jobs['served']} served, {jobs['failed']} failed"
+                + (
+                    f" · {jobs['jobs_per_second']:g} jobs/s, {jobs['tokens_per_second']:g} tok/s"
+                    if "jobs_per_second" in jobs
+                    else ""
+                )
+                + " · "
                 f"{count(len(snapshot.models_online()), 'model')}"
                 + (
                     f" · [b]{waiting} waiting[/b]"
@@ -205,6 +213,9 @@ class OllamaTop(App[None]):
     def action_prompt(self) -> None:
         models = self.snapshot.models_that_generate() if self.snapshot else []
         self.push_screen(PromptScreen(models, self.client))
+
+    def action_jobs(self) -> None:
+        self.push_screen(JobsScreen())
 
     def action_poll_now(self) -> None:
         """Poll now; the pending timer goes, and the poll arms the next one when it ends."""

@@ -1,4 +1,5 @@
-"""ollama-top's view of the hub: one poll is GET /nodes and GET /stats; prompts stream from POST /jobs."""
+"""ollama-top's view of the hub: one poll is GET /nodes and GET /stats; prompts stream from POST /jobs; the
+jobs view reads GET /jobs."""
 
 from __future__ import annotations
 
@@ -92,6 +93,13 @@ class HubClient:
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             raise HubUnreachable(plainly(exc)) from exc
         return FleetSnapshot({node["node_id"]: node for node in nodes}, stats)
+
+    async def recent_jobs(self, limit: int) -> dict[str, Any]:
+        """GET /jobs: the newest jobs, and the journal's state."""
+        try:
+            return await self._get(f"/jobs?limit={limit}")
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            raise HubUnreachable(plainly(exc)) from exc
 
     async def run_prompt(self, body: dict[str, Any]) -> AsyncIterator[JobEvent]:
         """Stream a job; errors come back as events carrying what the hub said."""

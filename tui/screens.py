@@ -284,6 +284,7 @@ class HelpScreen(ModalScreen[None]):
         ("s", "cycle the sort column"),
         ("/", "filter nodes (Enter or Esc leaves the filter box)"),
         ("p", "send a test prompt"),
+        ("J", "recent jobs: node, duration, tokens/s, errors (⧗: async)"),
         ("r", "poll the hub now"),
         ("?", "this help"),
         ("q", "quit"),
