@@ -12,7 +12,7 @@ from pathlib import Path
 import psutil
 
 from bench.footprint import footprint
-from bench.scenarios import SMOKE, Size, overhead, registry_scale, streaming
+from bench.scenarios import SMOKE, Size, journal_cost, overhead, registry_scale, streaming
 from bench.scheduling import POLICIES, scheduling
 from bench.targets import check_targets
 
@@ -40,6 +40,7 @@ def machine() -> dict:
 def run(size: Size, only: set[str] | None = None) -> dict:
     scenarios = {
         "overhead": overhead,
+        "journal": journal_cost,
         "streaming": streaming,
         "registry": registry_scale,
         "footprint": footprint,
@@ -71,6 +72,16 @@ def print_report(results: dict) -> None:
                 f"  {key:<14}{r['p50_ms']:>9.3f}{r['p99_ms']:>9.3f}{r['per_second']:>10.0f}"
                 f"{r['per_second'] / direct['per_second']:>10.2f}x   {cpu}"
             )
+    if "journal" in results:
+        j = results["journal"]
+        print(
+            f"\njob journal (tiny jobs, c=32, in turns): {j['jobs_per_second_with']:.0f} jobs/s with it,"
+            f" {j['jobs_per_second_without']:.0f} without ({j['throughput_ratio']:.3f}x); hub CPU per job"
+            f" {j['hub_cpu_us_per_job_with']:.0f} µs with, {j['hub_cpu_us_per_job_without']:.0f} µs without"
+            f" ({j['hub_cpu_ratio']:.3f}x); the same two hubs without it:"
+            f" {j['control_throughput_ratio']:.3f}x; the journal's thread:"
+            f" {j['journal_thread_cpu_us_per_job']:.1f} µs of CPU per job"
+        )
     if "streaming" in results:
         print("\nstreaming relay (concurrent streams)")
         print(
@@ -131,7 +142,9 @@ def main() -> None:
     parser.add_argument(
         "--smoke", action="store_true", help="a tiny run that only checks the benchmarks work"
     )
-    parser.add_argument("--only", nargs="*", help="overhead, streaming, registry, footprint, scheduling")
+    parser.add_argument(
+        "--only", nargs="*", help="overhead, journal, streaming, registry, footprint, scheduling"
+    )
     args = parser.parse_args()
     results = run(SMOKE if args.smoke else Size(), set(args.only) if args.only else None)
     print_report(results)

@@ -1,4 +1,4 @@
-"""The four scenarios of `make bench`. Each returns plain data; `bench.__main__` prints and saves it."""
+"""The scenarios of `make bench`. Each returns plain data; `bench.__main__` prints and saves it."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 import random
 import statistics
 import time
+import urllib.request
 from dataclasses import dataclass
 
 import aiohttp
@@ -178,3 +179,64 @@ def registry_scale(size: Size) -> dict:
                 "hub_rss_mb": round(hub_process.memory_info().rss / 2**20, 1),
             }
     return results
+
+
+def journal_cost(size: Size) -> dict:
+    """The job journal's cost: tiny jobs at c=32 through a hub with it and one without, in turns (so that
+    both see the same noise), same simulator: throughput and the hub's CPU per job, and their ratios.
+
+    Two hubs that are the same differ here by several per cent from one run to the next, and the second
+    started tends to be the slower; so each order of starting them runs half of the rounds, and the same
+    procedure with the journal off in both ("control") gives the noise floor to read the ratio against."""
+    measured = _in_turns({"off": {"JOURNAL_PATH": "off"}, "on": {}}, size)
+    control = _in_turns({"off": {"JOURNAL_PATH": "off"}, "on": {"JOURNAL_PATH": "off"}}, size)
+    return {**measured, "control_throughput_ratio": control["throughput_ratio"]}
+
+
+def _in_turns(variants: dict[str, dict[str, str]], size: Size) -> dict:
+    rounds = 8
+    requests = max(1, size.requests_c32 // 4)
+    rates: dict[str, list[float]] = {name: [] for name in variants}
+    cpu: dict[str, list[float]] = {name: [] for name in variants}
+    journal_cpu = 0.0
+    for order in (("off", "on"), ("on", "off")):
+        with Fleet() as fleet:
+            sim = fleet.sim()
+            hubs = {}
+            for variant in order:
+                hub, process = fleet.hub(**variants[variant])
+                fleet.node(hub, sim, f"bench-{variant}")
+                hubs[variant] = (hub, process)
+            for turn in range(rounds // 2):
+                for variant in order if turn % 2 == 0 else order[::-1]:
+                    hub, process = hubs[variant]
+                    before = cpu_seconds(process)
+                    result = asyncio.run(closed_loop(hub + "/jobs", TINY, 32, requests))
+                    rates[variant].append(result.per_second)
+                    cpu[variant].append((cpu_seconds(process) - before) / (requests + 50) * 1e6)
+            with urllib.request.urlopen(hubs["on"][0] + "/jobs?limit=1", timeout=10) as answer:
+                journal = json.loads(answer.read())["journal"]
+            with urllib.request.urlopen(hubs["on"][0] + "/metrics", timeout=10) as answer:
+                journal_cpu += _sample(answer.read().decode(), "ollama_hub_journal_write_cpu_seconds_total")
+    jobs_on = len(rates["on"]) * (requests + 50)
+    off, on = statistics.median(rates["off"]), statistics.median(rates["on"])
+    cpu_off, cpu_on = statistics.median(cpu["off"]), statistics.median(cpu["on"])
+    return {
+        "rounds": rounds,
+        "jobs_per_second_without": round(off, 1),
+        "jobs_per_second_with": round(on, 1),
+        "throughput_ratio": round(on / off, 3),
+        "hub_cpu_us_per_job_without": round(cpu_off, 1),
+        "hub_cpu_us_per_job_with": round(cpu_on, 1),
+        "hub_cpu_ratio": round(cpu_on / cpu_off, 3),
+        # Exact where the ratios are noisy: the CPU the journal's own thread spent writing, per job.
+        "journal_thread_cpu_us_per_job": round(journal_cpu / max(1, jobs_on) * 1e6, 1),
+        "journal": journal,
+    }
+
+
+def _sample(exposition: str, name: str) -> float:
+    for line in exposition.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return 0.0

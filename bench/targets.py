@@ -16,6 +16,11 @@ def check_targets(results: dict) -> list[dict]:
         add("hub+node adds at p99, c=1", "< 3 ms", f"{p99:.3f} ms", p99 < 3)
         ratio = overhead["hub@c32"]["per_second"] / overhead["direct@c32"]["per_second"]
         add("throughput through the hub at c=32", ">= 0.5x direct", f"{ratio:.2f}x", ratio >= 0.5)
+    if journal := results.get("journal"):
+        # The throughput ratio swings by more than 5 % between two identical hubs on this VM (see
+        # control_throughput_ratio); the journal's own CPU per job, against the hub's, is exact.
+        share = journal["journal_thread_cpu_us_per_job"] / journal["hub_cpu_us_per_job_with"]
+        add("the job journal's share of the hub's CPU per job", "< 5 %", f"{share * 100:.1f} %", share < 0.05)
     if streaming := results.get("streaming"):
         rate = streaming["hub@top"]["chunks_per_second"]
         add("chunks relayed per second", ">= 20,000", f"{rate:,.0f}", rate >= 20000)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import logging
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,7 +19,7 @@ from aiohttp import web
 from ollama_connector.hubd.admission import node_headers
 from ollama_connector.hubd.auth import caller_of
 from ollama_connector.hubd.errors import AllNodesFailed, CallerError, HubError, NodeTimedOut, NoHealthyNodes
-from ollama_connector.hubd.jobrecord import JobRecord
+from ollama_connector.hubd.jobrecord import JobRecord, new_job_id
 from ollama_connector.hubd.keys import COUNTERS, METRICS, PLACEMENT, REGISTRY, SESSION, SETTINGS, TRACKER
 from ollama_connector.hubd.registry import NodeRecord, Ticket
 from ollama_connector.hubd.sessions import session_of
@@ -80,7 +79,7 @@ async def new_job(
     `context_settable` when the hub may give it a loaded runner's larger context; `payload` when the body
     sent on is not the caller's as it came."""
     num_ctx = num_ctx_of(body) if options else None
-    job_id = str(uuid.uuid4())
+    job_id = new_job_id()
     return Job(
         job_id=job_id,
         model=model,

@@ -6,7 +6,9 @@ the journal's columns. Times are wall-clock seconds (they outlive a restart).
 
 from __future__ import annotations
 
+import secrets
 import time
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import (
@@ -51,6 +53,13 @@ class JobView(TypedDict):
     output_tokens: int | None
     tokens_per_second: float | None
     error: str | None
+
+
+def new_job_id() -> str:
+    """A UUIDv7 (RFC 9562): 48 bits of milliseconds, then 74 random bits. Ordered by time, so the journal
+    appends to its index instead of writing a random page of it for each job (a third of the cost)."""
+    value = (time.time_ns() // 1_000_000) << 80 | 0x7 << 76 | secrets.randbits(12) << 64
+    return str(uuid.UUID(int=value | 0b10 << 62 | secrets.randbits(62)))
 
 
 def family_of(route: str) -> str:

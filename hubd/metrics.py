@@ -195,3 +195,8 @@ class FleetCollector(Collector):
         yield CounterMetricFamily(
             "ollama_hub_journal_jobs_written", "Job records written", value=journal.written
         )
+        yield CounterMetricFamily(
+            "ollama_hub_journal_write_cpu_seconds",
+            "CPU time of the journal's writes",
+            value=journal.cpu_seconds,
+        )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import time
-import uuid
 from datetime import datetime
 from typing import Any
 
@@ -14,7 +13,7 @@ from ollama_connector.hubd.auth import caller_of
 from ollama_connector.hubd.dispatch import counted, dispatch, new_job
 from ollama_connector.hubd.errors import AllNodesFailed, HubError, ModelManagementPerNode, NoHealthyNodes
 from ollama_connector.hubd.fanout import ask_nodes, ask_online_nodes, online
-from ollama_connector.hubd.jobrecord import JobRecord
+from ollama_connector.hubd.jobrecord import JobRecord, new_job_id
 from ollama_connector.hubd.keys import REGISTRY
 from ollama_connector.hubd.limits import check_model_name
 from ollama_connector.shared import error_formats
@@ -94,7 +93,7 @@ def is_unload(path: str, body: dict[str, Any]) -> bool:
 
 async def unload_everywhere(request: web.Request, model: str, payload: bytes) -> web.StreamResponse:
     """keep_alive lives on each node, so an unload goes to every online node that has the model."""
-    record = JobRecord(str(uuid.uuid4()), request.path, model, caller_of(request))
+    record = JobRecord(new_job_id(), request.path, model, caller_of(request))
     response = await counted(request.app, record, _unload(request, record, payload))
     assert response is not None
     return response
