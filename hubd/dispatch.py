@@ -124,7 +124,8 @@ async def counted(
 ) -> web.StreamResponse | None:
     """Run a job within MAX_CONCURRENT_JOBS, and account its end once, however it ends (hubd.tracking)."""
     counters, limit = app[COUNTERS], app[SETTINGS].max_concurrent_jobs
-    if counters.running >= limit:
+    # Async jobs hold no caller's connection and have their own bound (MAX_ASYNC_JOBS).
+    if counters.running >= limit and not record.durable:
         work.close()
         raise HubError(
             f"the hub is running MAX_CONCURRENT_JOBS={limit} jobs; retry shortly",
@@ -316,6 +317,7 @@ def _finished(
         app[REGISTRY].record_success(node)
         timings = timings_of(final)
         record.prompt_tokens, record.output_tokens = timings.prompt_count, timings.eval_count
+        record.eval_seconds = timings.eval_seconds
         record.finish("done")
         app[PLACEMENT].speeds.learn(node, ticket, timings)
     else:

@@ -20,7 +20,8 @@ from typing import Any
 from aiohttp import web
 
 from ollama_connector.hubd.dispatch import Job, counted, dispatch_to, new_job
-from ollama_connector.hubd.errors import HubError
+from ollama_connector.hubd.errors import HubError, NoHealthyNodes
+from ollama_connector.hubd.jobrecord import JobRecord, new_job_id
 from ollama_connector.hubd.journal import Journal, unfinished
 from ollama_connector.hubd.keys import JOURNAL, REGISTRY, RUNS, SETTINGS
 from ollama_connector.hubd.runs import AnswerTooLarge, DurableRun, assemble
@@ -38,6 +39,8 @@ async def submit(request: web.Request, body: dict[str, Any], model: str) -> web.
     journal, runs = app[JOURNAL], app[RUNS]
     if journal.unavailable is not None:
         raise HubError(f"async jobs need the job journal, which is unavailable ({journal.unavailable})", 503)
+    if not app[REGISTRY].knows(canonical(model)):  # said now, as for any job, rather than after a 202
+        raise NoHealthyNodes(new_job_id(), model, known=False)
     if len(runs.unfinished) >= runs.limit:
         raise HubError(
             f"MAX_ASYNC_JOBS={runs.limit} async jobs are unfinished; wait for some, or cancel them"
@@ -52,8 +55,8 @@ async def submit(request: web.Request, body: dict[str, Any], model: str) -> web.
         request, sent, model, True, node_path="/execute", context_settable=True, payload=payload, durable=True
     )
     journal.record(job.record, request=payload)
+    start(app, job)  # counted at once against MAX_ASYNC_JOBS; its lines are queued after its record
     await journal.flush()
-    start(app, job)
     return web.json_response(
         {**links(job.job_id), "status": job.record.status},
         status=202,
@@ -156,7 +159,7 @@ async def _recover(app: web.Application) -> None:
             journal.record(record)
             continue
         num_ctx = num_ctx_of(body)
-        fresh = dataclasses.replace(record, status="queued", started=None, nodes=[])
+        fresh = _queued_again(record)
         job = Job(
             record.job_id,
             record.model,
@@ -193,8 +196,13 @@ async def _stop(app: web.Application) -> None:
             run.task.cancel()
     await asyncio.gather(*(r.task for r in runs.unfinished.values() if r.task), return_exceptions=True)
     for record in waiting:  # queued again, for the next start of the hub (written after its cancellation)
-        again = dataclasses.replace(record, status="queued", started=None, first_token=None, ended=None)
-        journal.record(dataclasses.replace(again, error=None, nodes=[], node=None))
+        journal.record(_queued_again(record))
+
+
+def _queued_again(record: JobRecord) -> JobRecord:
+    return dataclasses.replace(
+        record, status="queued", started=None, first_token=None, ended=None, error=None, nodes=[], node=None
+    )
 
 
 async def journal_ctx(app: web.Application) -> AsyncIterator[None]:

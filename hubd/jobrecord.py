@@ -22,6 +22,7 @@ from typing_extensions import TypedDict
 Status = Literal["queued", "running", "done", "failed", "rejected", "cancelled", "interrupted"]
 UNFINISHED: frozenset[str] = frozenset({"queued", "running"})
 STATUSES: tuple[str, ...] = ("queued", "running", "done", "failed", "rejected", "cancelled", "interrupted")
+MIN_MEASURED = 0.05  # seconds of generation below which tokens per second are not worth showing
 # The route a job came in by, as a family: a bounded label for the metrics.
 FAMILIES = {"/jobs": "jobs", "/api/": "ollama", "/v1/": "openai"}
 
@@ -92,6 +93,7 @@ class JobRecord:
     node: str | None = None  # the one that served it
     prompt_tokens: int | None = None
     output_tokens: int | None = None
+    eval_seconds: float | None = None  # the generation's own time, as Ollama reports it (eval_duration)
     durable: bool = False  # submitted with "async": true
 
     @property
@@ -106,7 +108,9 @@ class JobRecord:
 
     def view(self) -> JobView:
         duration = _seconds(self.arrived, self.ended)
-        generating = _seconds(self.first_token, self.ended)
+        # Ollama's own measure of the generation; else the stream's time from its first byte (a non-streamed
+        # answer arrives whole, so its wall time says nothing of the speed).
+        generating = self.eval_seconds or _seconds(self.first_token, self.ended)
         return {
             "job_id": self.job_id,
             "status": self.status,
@@ -127,7 +131,7 @@ class JobRecord:
             "output_tokens": self.output_tokens,
             "tokens_per_second": (
                 round(self.output_tokens / generating, 1)
-                if self.output_tokens and generating and generating > 0
+                if self.output_tokens and generating and generating >= MIN_MEASURED
                 else None
             ),
             "error": self.error,

@@ -44,6 +44,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     node TEXT,
     prompt_tokens INTEGER,
     output_tokens INTEGER,
+    eval_seconds REAL,
     durable INTEGER NOT NULL,
     request BLOB,  -- async jobs: the body to run again after a restart
     answer BLOB  -- async jobs: the answer a synchronous job would have had
@@ -71,6 +72,7 @@ RECORD_COLUMNS = [
     "node",
     "prompt_tokens",
     "output_tokens",
+    "eval_seconds",
     "durable",
 ]
 
@@ -117,6 +119,7 @@ def row_of(record: JobRecord) -> tuple[Any, ...]:
         record.node,
         record.prompt_tokens,
         record.output_tokens,
+        record.eval_seconds,
         int(record.durable),
     )
 
@@ -137,6 +140,7 @@ def record_of(row: Mapping[str, Any]) -> JobRecord:
         node=row["node"],
         prompt_tokens=row["prompt_tokens"],
         output_tokens=row["output_tokens"],
+        eval_seconds=row["eval_seconds"],
         durable=bool(row["durable"]),
     )
 
@@ -233,12 +237,16 @@ class Journal:
         assert self.path is not None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            # Async jobs' prompts and answers are in it: only the hub's user may read it (SQLite gives its
+            # -wal and -shm files the same permissions).
+            self.path.touch(mode=0o600, exist_ok=True)
             db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             db.row_factory = sqlite3.Row
             db.execute("PRAGMA journal_mode = WAL")
             db.execute("PRAGMA synchronous = NORMAL")
             db.execute("PRAGMA foreign_keys = ON")
             db.executescript(SCHEMA)
+            _add_new_columns(db)
             db.execute("PRAGMA quick_check").fetchone()
         except (OSError, sqlite3.Error) as exc:
             self.unavailable = f"{self.path}: {exc}"
@@ -294,12 +302,26 @@ class Journal:
         if now - self._pruned_at < PRUNE_EVERY and self._since_prune < max(1, self.max_jobs // 10):
             return
         self._pruned_at, self._since_prune = now, 0
-        db.execute("DELETE FROM jobs WHERE ended IS NOT NULL AND ended < ?", (now - self.max_days * 86400,))
+        cutoff = now - self.max_days * 86400  # by arrival, which is indexed (a job ends after it arrives)
+        db.execute("DELETE FROM jobs WHERE arrived < ? AND ended IS NOT NULL AND ended < ?", (cutoff, cutoff))
         db.execute(
             "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE ended IS NOT NULL"
             " ORDER BY arrived DESC LIMIT -1 OFFSET ?)",
             (self.max_jobs,),
         )
+
+
+def _add_new_columns(db: sqlite3.Connection) -> None:
+    """A journal written by an older version of the hub lacks the columns added since: add them."""
+    have = {row["name"] for row in db.execute("PRAGMA table_info(jobs)")}
+    declared = {
+        line.split()[0]: line.split()[1].rstrip(",")
+        for line in SCHEMA.split("CREATE TABLE IF NOT EXISTS jobs (")[1].split(");")[0].splitlines()
+        if line.strip() and not line.strip().startswith("--")
+    }
+    for column, kind in declared.items():
+        if column not in have:
+            db.execute(f"ALTER TABLE jobs ADD COLUMN {column} {kind}")
 
 
 # --- queries, for Journal.read

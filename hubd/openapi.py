@@ -13,7 +13,7 @@ from aiohttp import web
 from pydantic import BaseModel, TypeAdapter
 from typing_extensions import TypedDict  # pydantic reads these only from typing_extensions before 3.12
 
-from ollama_connector.hubd.jobrecord import JobView
+from ollama_connector.hubd.jobrecord import JobView, Status
 from ollama_connector.hubd.jobs import JobRequest, JobsQuery
 from ollama_connector.shared.cli import package_version
 from ollama_connector.shared.wire import Heartbeat, NodeView
@@ -62,7 +62,7 @@ class Submitted(TypedDict):
     """An async job, accepted."""
 
     job_id: str
-    status: Literal["queued"]
+    status: Status  # as it is when the answer leaves: usually queued or running
     status_url: str
     stream_url: str
 

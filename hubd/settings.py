@@ -69,7 +69,8 @@ class HubSettings(EnvSettings):
     """Send a conversation back to the node that served it (its KV cache), while that node has a free slot:
     keyed by an `X-Session-Id` header, OpenAI's `user` field, or a hash of the first messages."""
     max_concurrent_jobs: int = Field(512, alias="MAX_CONCURRENT_JOBS", ge=1)
-    """Jobs the hub runs at once, over all callers; past it a job gets 503 with Retry-After."""
+    """Jobs the hub runs at once, over all callers; past it a job gets 503 with Retry-After (async jobs are
+    bounded by MAX_ASYNC_JOBS instead)."""
     client_timeout: float = Field(30.0, alias="CLIENT_TIMEOUT", gt=0)
     """Seconds a caller may take to send a request's headers, or its body, before the hub hangs up."""
     tls_cert: OptionalStr = Field(None, alias="HUB_TLS_CERT")

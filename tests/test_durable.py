@@ -4,7 +4,9 @@ restart of the hub."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import sqlite3
 
 import aiohttp
 
@@ -18,7 +20,9 @@ async def submit(http: aiohttp.ClientSession, hub: str, headers: dict | None = N
         assert r.status == 202, await r.text()
         body = await r.json()
         assert r.headers["Location"] == f"/jobs/{body['job_id']}" == body["status_url"]
-        assert body["status"] == "queued" and body["stream_url"] == f"/jobs/{body['job_id']}/stream"
+        assert (
+            body["status"] in ("queued", "running") and body["stream_url"] == f"/jobs/{body['job_id']}/stream"
+        )
         return body["job_id"]
 
 
@@ -174,3 +178,30 @@ async def _has_lines(http: aiohttp.ClientSession, hub: str, job_id: str) -> bool
 async def _waiting(http: aiohttp.ClientSession, hub: str) -> bool:
     async with http.get(hub + "/stats") as r:
         return (await r.json())["queue"]["waiting"] == 1
+
+
+async def test_after_a_crash_a_running_job_is_marked_interrupted(processes, http):
+    slow, _ = processes.sim(None, "--models", "mistral", "--tokens-per-second", "20")
+    port, saved = free_port(), {"HUB_STATE_FILE": str(processes.logs / "registry.json")}
+    hub, hub_proc = processes.hub(port, **saved)
+    processes.node(hub, slow, "slow")
+    running = await submit(http, hub, model="mistral", options={"num_predict": 1000})
+    journal = processes.logs / f"journal-{port}.sqlite3"
+    await wait_until(lambda: _committed_lines(journal, running), what="a line of the job on disk")
+    hub_proc.kill()  # no stop, no clean-up: what the journal had committed is all there is
+    await asyncio.to_thread(hub_proc.wait, 20)
+    hub, _ = processes.hub(port, **saved)
+    crashed = await job(http, hub, running)
+    assert crashed["status"] == "interrupted" and crashed["ended_at"] is not None
+
+
+def _committed_lines(journal, job_id: str) -> int:
+    with contextlib.closing(sqlite3.connect(f"file:{journal}?mode=ro", uri=True)) as db:
+        return db.execute("SELECT count(*) FROM chunks WHERE job_id = ?", (job_id,)).fetchone()[0]
+
+
+async def test_an_async_job_for_a_model_no_node_has_is_refused_at_once(fleet, http):
+    hub = await fleet.hub()
+    await fleet.node(hub, await fleet.sim(), "n1")
+    async with http.post(hub.url + "/jobs", json={**PROMPT, "model": "absent"}) as r:
+        assert r.status == 404 and (await r.json())["detail"] == "Model 'absent' is not available on any node"
