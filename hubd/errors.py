@@ -89,11 +89,12 @@ def error_response(
     request: web.Request, status: int, detail: Any, headers: dict[str, str] | None = None
 ) -> web.Response:
     family = api_family(request)
-    message = detail if family is error_formats.Seed or isinstance(detail, str) else _flatten(detail)
+    message = detail if family is error_formats.Seed or isinstance(detail, str) else flatten(detail)
     return error_formats.response(family, status, message, headers)
 
 
-def _flatten(detail: Any) -> str:
+def flatten(detail: Any) -> str:
+    """A detail as one line: an AllNodesFailed body with each node's error after the message."""
     if isinstance(detail, dict) and "errors" in detail:
         reasons = "; ".join(f"{e['node_id']}: {e['message']}" for e in detail["errors"])
         return f"{detail['message']} ({reasons})"

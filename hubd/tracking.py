@@ -11,7 +11,7 @@ import asyncio
 
 from aiohttp import web
 
-from ollama_connector.hubd.errors import CallerError, HubError, NoHealthyNodes
+from ollama_connector.hubd.errors import CallerError, HubError, NoHealthyNodes, flatten
 from ollama_connector.hubd.jobrecord import JobRecord, Status
 from ollama_connector.hubd.keys import COUNTERS, JOURNAL, METRICS, TRACKER
 
@@ -27,13 +27,6 @@ def outcome_of(exc: BaseException) -> tuple[Status, str]:
     if isinstance(exc, HubError):
         return "failed", flatten(exc.detail)
     return "failed", f"internal error: {type(exc).__name__}"
-
-
-def flatten(detail: object) -> str:
-    if isinstance(detail, dict) and "errors" in detail:
-        reasons = "; ".join(f"{e['node_id']}: {e['message']}" for e in detail["errors"])
-        return f"{detail['message']} ({reasons})"
-    return str(detail)
 
 
 def end(app: web.Application, record: JobRecord) -> None:
