@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from ollama_connector.hubd import dashboard, jobs, nodes, ollama_api, openai_api, openapi, stats
+from ollama_connector.hubd import dashboard, fleet_models, jobs, nodes, ollama_api, openai_api, openapi, stats
 from ollama_connector.hubd.admission import no_loops
 from ollama_connector.hubd.auth import api_keys
 from ollama_connector.hubd.buckets import Buckets
@@ -31,11 +31,13 @@ from ollama_connector.hubd.keys import (
     SESSION,
     SETTINGS,
     TRACKER,
+    TRANSFERS,
 )
 from ollama_connector.hubd.limits import bounded_bodies
 from ollama_connector.hubd.metrics import HubMetrics
 from ollama_connector.hubd.persistence import journal_path, persistence_ctx
 from ollama_connector.hubd.placement import Placement
+from ollama_connector.hubd.pulls import Transfers
 from ollama_connector.hubd.ratelimit import add_rate_headers, rate_limits
 from ollama_connector.hubd.registry import Registry
 from ollama_connector.hubd.runs import Runs
@@ -84,16 +86,20 @@ def create_app(settings: HubSettings) -> web.Application:
     app[TRACKER] = Tracker()
     app[JOURNAL] = Journal(journal_path(settings), settings.journal_max_days, settings.journal_max_jobs)
     app[RUNS] = Runs(settings.max_async_jobs)
+    app[TRANSFERS] = Transfers()
     app[METRICS] = HubMetrics(app[REGISTRY], app[PLACEMENT], app[COUNTERS], app[JOURNAL], app[RUNS])
     if settings.rate_limit:
         app[BUCKETS] = Buckets(settings.rate_limit, settings.rate_limit_burst or settings.rate_limit)
         app.on_response_prepare.append(add_rate_headers)
-    app.cleanup_ctx.extend([client_session_ctx, persistence_ctx, journal_ctx, upkeep_ctx])
+    app.cleanup_ctx.extend(
+        [client_session_ctx, persistence_ctx, journal_ctx, fleet_models.transfers_ctx, upkeep_ctx]
+    )
     app.add_routes(nodes.routes)
     app.add_routes(jobs.routes)
     app.add_routes(stats.routes)
     app.add_routes(dashboard.routes)
     app.add_routes(ollama_api.routes)
+    app.add_routes(fleet_models.routes)
     app.add_routes(openai_api.routes)
     app.add_routes(openapi.routes)
     return app

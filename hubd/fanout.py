@@ -25,7 +25,12 @@ def online(app: web.Application, nodes: list[NodeRecord] | None = None) -> list[
 
 
 async def ask_nodes(
-    app: web.Application, nodes: list[NodeRecord], method: str, path: str, payload: bytes | None = None
+    app: web.Application,
+    nodes: list[NodeRecord],
+    method: str,
+    path: str,
+    payload: bytes | None = None,
+    limit: aiohttp.ClientTimeout = FANOUT_TIMEOUT,
 ) -> list[tuple[NodeRecord, int | None, bytes]]:
     """The same request to each node at once: (node, status, body), or (node, None, reason) when it failed."""
     headers = {"Content-Type": "application/json", **node_headers(app)}
@@ -33,7 +38,7 @@ async def ask_nodes(
     async def ask(node: NodeRecord) -> tuple[NodeRecord, int | None, bytes]:
         try:
             async with app[SESSION].request(
-                method, node.base_url + path, data=payload, headers=headers, timeout=FANOUT_TIMEOUT
+                method, node.base_url + path, data=payload, headers=headers, timeout=limit
             ) as response:
                 return node, response.status, await response.read()
         except (aiohttp.ClientError, TimeoutError) as exc:

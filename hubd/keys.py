@@ -8,6 +8,7 @@ from ollama_connector.hubd.jobrecord import Tracker
 from ollama_connector.hubd.journal import Journal
 from ollama_connector.hubd.metrics import HubMetrics
 from ollama_connector.hubd.placement import Placement
+from ollama_connector.hubd.pulls import Transfers
 from ollama_connector.hubd.registry import Registry
 from ollama_connector.hubd.runs import Runs
 from ollama_connector.hubd.settings import HubSettings
@@ -23,3 +24,4 @@ TRACKER = web.AppKey("tracker", Tracker)  # jobs in progress
 JOURNAL = web.AppKey("journal", Journal)
 METRICS = web.AppKey("metrics", HubMetrics)
 RUNS = web.AppKey("runs", Runs)  # async jobs in progress
+TRANSFERS = web.AppKey("transfers", Transfers)  # pulls and creates on nodes, in progress

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from ollama_connector.hubd.auth import caller_of
 from ollama_connector.hubd.dispatch import counted, dispatch, new_job
-from ollama_connector.hubd.errors import AllNodesFailed, HubError, ModelManagementPerNode, NoHealthyNodes
+from ollama_connector.hubd.errors import AllNodesFailed, HubError, NoHealthyNodes
 from ollama_connector.hubd.fanout import ask_nodes, ask_online_nodes, online
 from ollama_connector.hubd.jobrecord import JobRecord, new_job_id
 from ollama_connector.hubd.keys import REGISTRY
@@ -175,20 +175,3 @@ async def version(request: web.Request) -> web.Response:
         if isinstance(r.beat.metadata.get("ollama_version"), str) and r.beat.metadata["ollama_version"]
     ]
     return web.json_response({"version": min(versions, key=version_key) if versions else "0.0.0"})
-
-
-# The ollama command that does the same on a node.
-CLI_COMMAND = {"pull": "pull", "push": "push", "create": "create", "copy": "cp", "delete": "rm"}
-
-
-async def per_node_only(request: web.Request) -> web.Response:
-    name = request.path.removeprefix("/api/")
-    raise ModelManagementPerNode(
-        f"/api/{name} is not available through the ollama-connector hub: models are managed on each node. "
-        f"Run `ollama {CLI_COMMAND[name]}` on the node itself, or list the model in its REQUIRED_MODELS."
-    )
-
-
-for path in ("/api/pull", "/api/push", "/api/create", "/api/copy"):
-    routes.post(path)(per_node_only)
-routes.delete("/api/delete")(per_node_only)

@@ -1,4 +1,5 @@
-"""The agent's API: /execute for the hub's jobs, /healthz for probes."""
+"""The agent's API: /execute and Ollama's inference routes for the hub's jobs, its model management routes,
+/healthz for probes."""
 
 from __future__ import annotations
 
@@ -102,7 +103,30 @@ async def read_route(request: web.Request) -> web.StreamResponse:
     return await forward(request, request.path, None, method="GET")
 
 
+# Model management, for the hub's fleet-wide routes (hubd.fleet_models): not counted as jobs, not refused
+# while draining, and with no timeout of the agent's (a large pull takes as long as it takes).
+MANAGE_ROUTES = (
+    ("POST", "/api/pull"),
+    ("POST", "/api/create"),
+    ("POST", "/api/copy"),
+    ("DELETE", "/api/delete"),
+)
+
+
+async def manage_route(request: web.Request) -> web.StreamResponse:
+    if refused := wrong_token(request):
+        return refused
+    state = request.app[STATE]
+    state.jobs[request.path] = state.jobs.get(request.path, 0) + 1
+    try:
+        return await forward(request, request.path, await request.read(), method=request.method)
+    finally:
+        state.wake.set()  # its models may have changed: a heartbeat now tells the hub
+
+
 for path in JOB_ROUTES:
     routes.post(path)(job_route)
+for method, path in MANAGE_ROUTES:
+    routes.route(method, path)(manage_route)
 for path in READ_ROUTES:
     routes.get(path, allow_head=False)(read_route)

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from ollama_connector.shared import error_formats
 from ollama_connector.shared.bodies import BadRequest, read_json_object
-from ollama_connector.sim import openai
+from ollama_connector.sim import models_api, openai
 from ollama_connector.sim.behaviour import Behaviour
 from ollama_connector.sim.catalog import Catalog
 from ollama_connector.sim.engine import Engine
@@ -70,6 +70,7 @@ def create_app(
     app[ENGINE] = Engine(Catalog(models), behaviour or Behaviour())
     app[VERSION] = version
     app.add_routes(routes)
+    app.add_routes(models_api.routes)
     app.add_routes(openai.routes)
     app.router.add_get("/_sim/stats", sim_stats)
     app.router.add_get("/_sim/requests", sim_requests)

@@ -19,7 +19,7 @@ from ollama_connector.sim.keys import ENGINE, VERSION
 from ollama_connector.sim.scheduler import finite
 
 routes = web.RouteTableDef()
-_NAME = re.compile(
+MODEL_NAME = re.compile(
     r"^(?:[A-Za-z0-9_][A-Za-z0-9_.-]*/){0,2}[A-Za-z0-9_][A-Za-z0-9_.-]{0,79}(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,79})?$"
 )
 _THINK_LEVELS = {"low", "medium", "high", "max"}
@@ -154,7 +154,7 @@ def validate(engine: Engine, body: dict, kind: str) -> Ask:
             if kind == "generate"
             else OllamaError(400, "model is required")
         )
-    if not _NAME.match(name):
+    if not MODEL_NAME.match(name):
         raise OllamaError(400, "invalid model name")
     if think is not None and not isinstance(think, bool) and think not in _THINK_LEVELS:
         raise OllamaError(
@@ -290,47 +290,3 @@ async def embeddings(request: web.Request) -> web.Response:
         raise OllamaError(404, f'model "{name}" not found, try pulling it first')
     prompt = field(body, "prompt", str, "string", "")
     return reply({"embedding": embedding(prompt) if prompt else []})
-
-
-@routes.post("/api/pull")
-async def pull(request: web.Request) -> web.StreamResponse:
-    engine: Engine = request.app[ENGINE]
-    body = await read_json_object(request)
-    name = field(body, "model", str, "string") or field(body, "name", str, "string") or ""
-    if not name or not _NAME.match(name):
-        raise OllamaError(400, "invalid model name")
-    stream = field(body, "stream", bool, "bool", True)
-    engine.stats.pulls += 1
-    model = engine.catalog.add(name)
-    if engine.behaviour.rng.random() < engine.behaviour.lost_pull_rate:
-        engine.catalog.remove(name)
-    total = model.size
-    digest = "sha256:" + model.digest
-    steps = [{"status": "pulling manifest"}]
-    steps += [
-        {
-            "status": f"pulling {model.digest[:12]}",
-            "digest": digest,
-            "total": total,
-            "completed": total * i // 4,
-        }
-        for i in range(1, 5)
-    ]
-    steps += [{"status": s} for s in ("verifying sha256 digest", "writing manifest", "success")]
-    if not stream:
-        return reply(steps[-1])
-    response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
-    await response.prepare(request)
-    for step in steps:
-        await response.write(compact(step) + b"\n")
-    await response.write_eof()
-    return response
-
-
-@routes.delete("/api/delete")
-async def delete(request: web.Request) -> web.Response:
-    body = await read_json_object(request)
-    name = field(body, "model", str, "string") or field(body, "name", str, "string") or ""
-    if not request.app[ENGINE].catalog.remove(name):
-        raise OllamaError(404, f"model '{name}' not found")
-    return web.Response()

@@ -106,17 +106,18 @@ async def test_model_known_but_no_healthy_node_is_503(fleet2, http):
         assert r.status == 503 and (await r.json())["error"]["type"] == "api_error"
 
 
-async def test_model_management_is_per_node(fleet2, http):
+async def test_push_and_blob_uploads_stay_per_node(fleet2, http):
     hub = fleet2[0]
     for method, path, command in (
-        ("POST", "/api/pull", "ollama pull"),
-        ("POST", "/api/create", "ollama create"),
-        ("POST", "/api/copy", "ollama cp"),
-        ("DELETE", "/api/delete", "ollama rm"),
+        ("POST", "/api/push", "ollama push"),
+        ("POST", "/api/blobs/sha256:" + "0" * 64, "ollama create"),
+        ("POST", "/api/create", "ollama create"),  # from files: the blobs would have to be on each node
     ):
-        async with http.request(method, hub.url + path, json={"model": "llama3"}) as r:
+        async with http.request(method, hub.url + path, json={"model": "llama3", "files": {"a": "b"}}) as r:
             message = (await r.json())["error"]
-            assert r.status == 501 and "managed on each node" in message and f"`{command}`" in message
+            assert (
+                r.status == 501 and "not available through the hub" in message and f"`{command}`" in message
+            )
 
 
 async def test_version_and_root(fleet2, http):
@@ -188,10 +189,12 @@ async def test_agent_exposes_only_the_allow_listed_routes(fleet, http):
         assert r.status == 200 and (await r.json())["models"]
     async with http.get(node.url + "/api/tags") as r:
         assert r.status == 401
-    async with http.post(node.url + "/api/pull", json={"model": "x"}, headers=auth) as r:
+    async with http.post(node.url + "/api/pull", json={"model": "x"}) as r:
+        assert r.status == 401  # model management too takes the cluster token
+    async with http.post(node.url + "/api/push", json={"model": "x"}, headers=auth) as r:
         assert r.status == 404
     async with http.post(node.url + "/api/delete", json={"model": "x"}, headers=auth) as r:
-        assert r.status == 404
+        assert r.status == 405  # DELETE only, as Ollama
 
 
 async def test_failover_when_a_node_agent_is_killed_before_the_first_byte(fleet, http, processes):

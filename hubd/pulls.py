@@ -1,0 +1,185 @@
+"""Model transfers on nodes (pulls, creates) that outlive the request that asked for them.
+
+A transfer runs as a task of its own and hands each progress line, with its `node_id`, to whoever listens; a
+caller who hangs up stops listening, and the transfer goes on. A pull of a model on a node that is already
+under way is joined rather than started again. Transfers in progress show in /stats.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from ollama_connector.shared.error_formats import Ollama, message_of
+from ollama_connector.shared.modelnames import canonical
+from ollama_connector.shared.relay import LineReader, UpstreamBroken, describe
+
+MANAGE_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10.0, sock_read=600.0)
+Listener = asyncio.Queue  # of (Transfer, line or None at its end)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    ok: bool
+    error: str | None = None
+    status: int | None = None
+
+    @classmethod
+    def of(cls, status: int | None, body: bytes) -> Outcome:
+        if status == 200:
+            return cls(True, status=200)
+        text = message_of(body) or body.decode(errors="replace").strip()[:300] or f"HTTP {status}"
+        return cls(False, text, status)
+
+    def view(self) -> dict[str, Any]:
+        # `reason`, not `error`: Ollama's clients stop at a line with an `error`, and one node's failure must
+        # not hide how the others end (the summary line carries the error).
+        return {"status": "success"} if self.ok else {"status": "failed", "reason": self.error}
+
+
+class Transfer:
+    def __init__(self, node_id: str, model: str, path: str) -> None:
+        self.node_id, self.model, self.path = node_id, model, path
+        self.status = "starting"
+        self.completed = self.total = 0
+        self.task: asyncio.Task[None] | None = None
+        self._outcome: Outcome | None = None
+        self._done = asyncio.Event()
+        self._listeners: set[Listener] = set()
+
+    @property
+    def finished(self) -> bool:
+        return self._outcome is not None
+
+    def listen(self, queue: Listener) -> None:
+        self._listeners.add(queue)
+
+    def unlisten(self, queue: Listener) -> None:
+        self._listeners.discard(queue)
+
+    async def outcome(self) -> Outcome:
+        await self._done.wait()
+        assert self._outcome is not None
+        return self._outcome
+
+    def end_line(self) -> bytes:
+        """How it ended on its node: not an `error` line, so that clients read on to the other nodes."""
+        assert self._outcome is not None
+        return (
+            json.dumps({**self._outcome.view(), "node_id": self.node_id, "model": self.model}).encode()
+            + b"\n"
+        )
+
+    def view(self) -> dict[str, Any]:
+        return {
+            "node_id": self.node_id,
+            "model": self.model,
+            "kind": self.path.removeprefix("/api/"),
+            "status": self.status,
+            "completed": self.completed,
+            "total": self.total,
+            "percent": round(100 * self.completed / self.total, 1) if self.total else None,
+        }
+
+    def _emit(self, line: bytes | None) -> None:
+        for queue in self._listeners:
+            queue.put_nowait((self, line))
+
+    def _end(self, outcome: Outcome) -> None:
+        if self._outcome is None:
+            self._outcome = outcome
+            self.status = "success" if outcome.ok else "failed"
+            self._done.set()
+            self._emit(None)
+
+    async def run(
+        self, session: aiohttp.ClientSession, url: str, headers: dict[str, str], payload: bytes
+    ) -> None:
+        try:
+            await self._run(session, url, headers, payload)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            self._end(Outcome(False, describe(exc)))
+        finally:
+            self._end(Outcome(False, "stopped: the hub is shutting down"))  # a no-op when it has ended
+
+    async def _run(
+        self, session: aiohttp.ClientSession, url: str, headers: dict[str, str], payload: bytes
+    ) -> None:
+        async with session.post(url, data=payload, headers=headers, timeout=MANAGE_TIMEOUT) as response:
+            if response.status != 200:
+                self._end(Outcome.of(response.status, await response.read()))
+                return
+            reader, succeeded = LineReader(response.content), False
+            try:
+                while line := await reader.next_line():
+                    progress = _object(line)
+                    if progress is None:
+                        continue
+                    if (message := Ollama.message_in(progress)) is not None:
+                        self._end(Outcome(False, message))
+                        return
+                    self._note(progress)
+                    succeeded = succeeded or progress.get("status") == "success"
+                    self._emit(json.dumps({**progress, "node_id": self.node_id}).encode() + b"\n")
+            except UpstreamBroken as exc:
+                self._end(Outcome(False, f"the connection failed: {exc}"))
+                return
+        self._end(
+            Outcome(True, status=200) if succeeded else Outcome(False, "the stream ended before success")
+        )
+
+    def _note(self, progress: dict[str, Any]) -> None:
+        if isinstance(status := progress.get("status"), str):
+            self.status = status[:200]
+        total, completed = progress.get("total"), progress.get("completed")
+        if isinstance(total, int) and isinstance(completed, int) and total > 0:
+            self.total, self.completed = total, min(completed, total)
+
+
+def _object(line: bytes) -> dict[str, Any] | None:
+    if not line.strip():
+        return None
+    try:
+        value = json.loads(line)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+class Transfers:
+    """Transfers in progress: pulls by (node, model), so that a second caller joins the first's."""
+
+    def __init__(self) -> None:
+        self._running: dict[tuple[str, ...], Transfer] = {}
+
+    def start(
+        self,
+        session: aiohttp.ClientSession,
+        base_url: str,
+        headers: dict[str, str],
+        node_id: str,
+        path: str,
+        model: str,
+        payload: bytes,
+    ) -> Transfer:
+        key = (node_id, path, canonical(model)) if path == "/api/pull" else (node_id, path, uuid.uuid4().hex)
+        if (running := self._running.get(key)) is not None and not running.finished:
+            return running
+        transfer = self._running[key] = Transfer(node_id, model, path)
+        transfer.task = asyncio.create_task(transfer.run(session, base_url + path, headers, payload))
+        transfer.task.add_done_callback(lambda _: self._running.pop(key, None))
+        return transfer
+
+    def view(self) -> list[dict[str, Any]]:
+        return [t.view() for t in self._running.values() if not t.finished]
+
+    async def close(self) -> None:
+        tasks = [t.task for t in self._running.values() if t.task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
