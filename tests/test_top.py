@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from textual.widgets import DataTable, Input, Label, Select, Static
+from textual.widgets import DataTable, Input, Label, ProgressBar, Select, SelectionList, Static
 
 from ollama_connector.shared.wire import Heartbeat, Load
 from ollama_connector.tui.app import OllamaTop
 from ollama_connector.tui.jobs_screen import JobsScreen
+from ollama_connector.tui.models_screen import ConfirmDelete, ModelsScreen, PullScreen
 from ollama_connector.tui.screens import DetailsScreen, HelpScreen, PromptScreen
 from ollama_connector.tui.table import NodeTable
 from tests.conftest import free_port, wait_until
@@ -363,3 +364,42 @@ async def test_the_jobs_view_and_the_fleet_rates(fleet, http):
         assert "3 " in str(app.screen.query_one("#jobs-summary", Static).content)
         await pilot.press("escape")
         assert app.screen is app.screen_stack[0]
+
+
+async def test_the_models_view_pulls_onto_chosen_nodes_and_deletes_with_a_confirmation(fleet):
+    hub = await fleet.hub()
+    sims = [await fleet.sim(models=["llama3"], pull_seconds=0.3) for _ in range(2)]
+    for n, sim in enumerate(sims):
+        await fleet.node(hub, sim, f"n{n}")
+    app = OllamaTop(hub.url, interval=0.2)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await wait_until(lambda: app.snapshot is not None, what="a first poll")
+        await pilot.press("m")
+        screen = app.screen
+        assert isinstance(screen, ModelsScreen)
+        table = screen.query_one(DataTable)
+        await wait_until(lambda: table.row_count == 1, what="the one model")
+        assert [str(c) for c in table.get_row("llama3:latest")][:4] == ["llama3", "4.8 GB", "2: n0, n1", "-"]
+
+        await pilot.press("p")
+        pull = app.screen
+        assert isinstance(pull, PullScreen)
+        await pilot.press(*"phi3")
+        pull.query_one(SelectionList).deselect("n1")  # onto n0 only
+        await pilot.press("enter")
+        status = pull.query_one("#pull-status", Label)
+        await wait_until(lambda: "done on every node" in str(status.content), what="the pull to end")
+        assert pull.query_one("#bar-n0", ProgressBar).progress == 100 and not pull.query("#bar-n1")
+        assert pull.outcomes == {"n0": "success"} and [s.stats.pulls for s in sims] == [1, 0]
+        await pilot.press("escape")
+        await wait_until(lambda: table.row_count == 2, what="phi3 in the table")
+        assert [str(c) for c in table.get_row("phi3:latest")][2] == "1: n0"
+
+        table.move_cursor(row=list(table.rows).index(next(k for k in table.rows if k.value == "phi3:latest")))
+        await pilot.press("d")
+        assert isinstance(app.screen, ConfirmDelete)
+        await pilot.press("n")  # changed its mind: nothing happens
+        assert app.screen is screen and table.row_count == 2
+        await pilot.press("d", "y")
+        await wait_until(lambda: table.row_count == 1, what="phi3 gone from the table")
+        assert app.screen is screen

@@ -16,6 +16,7 @@ from textual.worker import Worker, WorkerState
 
 from ollama_connector.tui.client import FleetSnapshot, HubClient, HubUnreachable
 from ollama_connector.tui.jobs_screen import JobsScreen
+from ollama_connector.tui.models_screen import ModelsScreen
 from ollama_connector.tui.render import History, count
 from ollama_connector.tui.screens import DetailsScreen, HelpScreen, ProblemReported, PromptScreen
 from ollama_connector.tui.table import NodeTable
@@ -42,6 +43,7 @@ class OllamaTop(App[None]):
         Binding("slash", "filter", "Filter"),
         Binding("p", "prompt", "Prompt"),
         Binding("J", "jobs", "Jobs"),  # j moves down, as in vi
+        Binding("m", "models", "Models"),
         Binding("r", "poll_now", "Refresh"),
         Binding("question_mark", "help", "Keys"),
     ]
@@ -213,6 +215,9 @@ class OllamaTop(App[None]):
     def action_prompt(self) -> None:
         models = self.snapshot.models_that_generate() if self.snapshot else []
         self.push_screen(PromptScreen(models, self.client))
+
+    def action_models(self) -> None:
+        self.push_screen(ModelsScreen())
 
     def action_jobs(self) -> None:
         self.push_screen(JobsScreen())

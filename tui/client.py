@@ -101,6 +101,51 @@ class HubClient:
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             raise HubUnreachable(plainly(exc)) from exc
 
+    async def model_sizes(self) -> dict[str, int]:
+        """GET /api/tags: each model's size on disk, by name."""
+        try:
+            tags = await self._get("/api/tags")
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            raise HubUnreachable(plainly(exc)) from exc
+        return {
+            m["name"]: m.get("size", 0) for m in tags.get("models", []) if isinstance(m, dict) and "name" in m
+        }
+
+    async def pull(self, model: str, nodes: list[str]) -> AsyncIterator[dict[str, Any]]:
+        """POST /api/pull on these nodes: each progress line as it comes (an `error` line ends it)."""
+        try:
+            async with self.session.post(
+                self.base_url + "/api/pull", json={"model": model, "nodes": nodes}, timeout=PROMPT_TIMEOUT
+            ) as response:
+                if response.status != 200:
+                    body = await response.read()
+                    said = message_of(body) or body.decode(errors="replace")
+                    yield {"error": f"HTTP {response.status}: {said}"}
+                    return
+                reader = LineReader(response.content)
+                while line := await reader.next_line():
+                    if line.strip():
+                        yield json.loads(line)
+        except UpstreamBroken as exc:
+            yield {"error": f"the stream broke: {exc}"}
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            yield {"error": f"the hub is unreachable: {plainly(exc)}"}
+        except ValueError as exc:
+            yield {"error": f"the hub sent something that is not JSON: {exc}"}
+
+    async def delete(self, model: str) -> str | None:
+        """DELETE /api/delete on every node that has it: None when done, else what went wrong."""
+        try:
+            async with self.session.delete(
+                self.base_url + "/api/delete", json={"model": model}, timeout=PROMPT_TIMEOUT
+            ) as response:
+                if response.status == 200:
+                    return None
+                body = await response.read()
+                return f"HTTP {response.status}: {message_of(body) or body.decode(errors='replace')}"
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            return f"the hub is unreachable: {plainly(exc)}"
+
     async def run_prompt(self, body: dict[str, Any]) -> AsyncIterator[JobEvent]:
         """Stream a job; errors come back as events carrying what the hub said."""
         try:

@@ -285,6 +285,7 @@ class HelpScreen(ModalScreen[None]):
         ("/", "filter nodes (Enter or Esc leaves the filter box)"),
         ("p", "send a test prompt"),
         ("J", "recent jobs: node, duration, tokens/s, errors (⧗: async)"),
+        ("m", "models: where each is, pull one onto nodes (p), delete one (d)"),
         ("r", "poll the hub now"),
         ("?", "this help"),
         ("q", "quit"),
