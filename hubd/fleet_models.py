@@ -28,10 +28,12 @@ from ollama_connector.hubd.pulls import Outcome, Transfer
 from ollama_connector.hubd.registry import NodeRecord
 from ollama_connector.shared.bodies import BadRequest, read_json_object
 from ollama_connector.shared.error_formats import NDJSON, Ollama
+from ollama_connector.shared.modelnames import canonical
 
 routes = web.RouteTableDef()
 QUICK_TIMEOUT = aiohttp.ClientTimeout(total=60.0)  # a delete or a copy, on every node
 NEITHER = "neither 'from' or 'files' was specified"  # Ollama's own text
+ROOM_MARGIN = 1_000_000_000  # bytes a pull must leave free on the node's disk
 
 
 def named_nodes(request: web.Request, body: dict[str, Any]) -> list[str] | None:
@@ -84,7 +86,13 @@ async def pull(request: web.Request) -> web.StreamResponse:
     if not nodes:
         raise HubError("no node is online to pull to", status=503)
     payload = json.dumps({**body, "stream": True}).encode()
-    transfers = [start(request.app, node, "/api/pull", model, payload) for node in nodes]
+    size = max((n.sizes.get(canonical(model), 0) for n in request.app[REGISTRY].all()), default=0)
+    transfers = [
+        request.app[TRANSFERS].refused(node.node_id, "/api/pull", model, lacking)
+        if (lacking := no_room(node, canonical(model), size))
+        else start(request.app, node, "/api/pull", model, payload)
+        for node in nodes
+    ]
     return await answer(request, transfers, body.get("stream") is not False)
 
 
@@ -200,6 +208,16 @@ async def per_node_only(request: web.Request) -> web.Response:
 routes.post("/api/push")(per_node_only)
 routes.post("/api/blobs/{digest}")(per_node_only)
 routes.head("/api/blobs/{digest}")(per_node_only)
+
+
+def no_room(node: NodeRecord, key: str, size: int) -> str | None:
+    """Why a node cannot take a pull of a model of `size` bytes (its size elsewhere in the fleet), if so."""
+    free = node.beat.disk_free_bytes
+    if not size or free is None or key in node.model_keys or free >= size + ROOM_MARGIN:
+        return None
+    return (
+        f"no room: the model takes {size / 1e9:.1f} GB, and {free / 1e9:.1f} GB are free for Ollama's models"
+    )
 
 
 def start(app: web.Application, node: NodeRecord, path: str, model: str, payload: bytes) -> Transfer:

@@ -175,6 +175,12 @@ class Transfers:
         transfer.task.add_done_callback(lambda _: self._running.pop(key, None))
         return transfer
 
+    def refused(self, node_id: str, path: str, model: str, reason: str) -> Transfer:
+        """A transfer that does not start (no room on the node), ended at once."""
+        transfer = Transfer(node_id, model, path)
+        transfer._end(Outcome(False, reason))
+        return transfer
+
     def view(self) -> list[dict[str, Any]]:
         return [t.view() for t in self._running.values() if not t.finished]
 

@@ -13,7 +13,7 @@ from aiohttp import web
 from ollama_connector.noded.gpus import default_context
 from ollama_connector.noded.keys import SESSION, SETTINGS, STATE
 from ollama_connector.noded.ollama import refresh_ollama
-from ollama_connector.noded.sysinfo import current_load, machine_metadata, primary_addresses
+from ollama_connector.noded.sysinfo import current_load, disk_free, machine_metadata, primary_addresses
 from ollama_connector.shared.auth import bearer
 from ollama_connector.shared.lifecycle import background
 from ollama_connector.shared.relay import describe
@@ -56,6 +56,7 @@ def build_heartbeat(app: web.Application) -> Heartbeat:
         loaded=state.loaded,
         model_sizes=state.sizes,
         gpus=gpus,
+        disk_free_bytes=disk_free(settings.models_dir),
     )
 
 

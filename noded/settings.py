@@ -71,6 +71,9 @@ class NodeSettings(EnvSettings):
     """A manual bias for mixed hardware: 2 tells the hub this node is twice as fast as its figures say."""
     allow_open_cluster: bool = Field(False, alias="ALLOW_OPEN_CLUSTER")
     """1 lets the agent listen beyond loopback with no CLUSTER_TOKEN: anyone who reaches it can use Ollama."""
+    models_dir: OptionalStr = Field(None, alias="OLLAMA_MODELS")
+    """Where the local Ollama keeps its models (its own OLLAMA_MODELS), for the free space the hub checks
+    before a pull; unset: /usr/share/ollama/.ollama/models (the service's), else ~/.ollama/models."""
     metrics_public: bool = Field(False, alias="METRICS_PUBLIC")
     """1 serves GET /metrics without CLUSTER_TOKEN (for a Prometheus that holds none)."""
     log_level: LogLevel = Field("INFO", alias="LOG_LEVEL")

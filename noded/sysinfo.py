@@ -52,3 +52,19 @@ def machine_metadata(ollama_version: str | None) -> dict[str, object]:
 
 
 psutil.cpu_percent(interval=None)
+
+
+SERVICE_MODELS = (
+    "/usr/share/ollama/.ollama/models"  # the home of ollama.service's user, as Ollama installs it
+)
+
+
+def disk_free(models_dir: str | None) -> int | None:
+    """Free bytes where Ollama keeps its models; None when that folder is not found (or not readable)."""
+    candidates = [models_dir] if models_dir else [SERVICE_MODELS, os.path.expanduser("~/.ollama/models")]
+    for path in candidates:
+        try:
+            return psutil.disk_usage(path).free
+        except OSError:
+            continue
+    return None

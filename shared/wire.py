@@ -161,6 +161,7 @@ class Heartbeat(BaseModel):
         default_factory=dict, max_length=MAX_MODELS
     )  # from /api/tags
     gpus: list[Gpu] | None = Field(None, max_length=64)  # None: not reported; []: a CPU node
+    disk_free_bytes: JsonInt | None = Field(None, ge=0)  # free space where Ollama keeps its models
 
     @field_validator("metadata")
     @classmethod

@@ -286,13 +286,13 @@ write_env() {
   put "$env_path" 600 "$content"
 }
 
-# OLLAMA_NUM_PARALLEL, _MAX_LOADED_MODELS, _MAX_QUEUE and _CONTEXT_LENGTH as an existing ollama.service sets
+# OLLAMA_NUM_PARALLEL, _MAX_LOADED_MODELS, _MAX_QUEUE, _CONTEXT_LENGTH and _MODELS as an existing ollama.service sets
 # them (its unit, then its drop-ins, as systemd reads them), one VAR=VALUE a line.
 ollama_service_settings() {
   "$python" - "$root" <<'PY'
 import glob, shlex, sys
 root = sys.argv[1]
-wanted = ("OLLAMA_NUM_PARALLEL", "OLLAMA_MAX_LOADED_MODELS", "OLLAMA_MAX_QUEUE", "OLLAMA_CONTEXT_LENGTH")
+wanted = ("OLLAMA_NUM_PARALLEL", "OLLAMA_MAX_LOADED_MODELS", "OLLAMA_MAX_QUEUE", "OLLAMA_CONTEXT_LENGTH", "OLLAMA_MODELS")
 files = []
 for base in ("/usr/lib/systemd/system", "/lib/systemd/system", "/etc/systemd/system"):
     files += glob.glob(f"{root}{base}/ollama.service")

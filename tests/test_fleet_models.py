@@ -120,3 +120,17 @@ async def test_an_offline_node_cannot_be_named(three, http):
         assert r.status == 409 and (await r.json())["error"] == "not online: n2 (offline)"
     async with http.post(hub.url + "/api/pull", json={"model": "phi3", "nodes": "n2"}) as r:
         assert r.status == 400 and "nodes must be a non-empty list" in (await r.json())["error"]
+
+
+async def test_a_node_without_room_says_so_instead_of_starting(fleet, http, tmp_path):
+    hub = await fleet.hub()
+    big = await fleet.sim(models=["llama3=50000GB"])  # the fleet knows the model's size from here
+    small = await fleet.sim(models=["mistral"])
+    await fleet.node(hub, big, "big")
+    await fleet.node(hub, small, "small", OLLAMA_MODELS=str(tmp_path))  # this disk: less than 50 TB free
+    assert 0 < hub.registry.get("small").beat.disk_free_bytes < 50e12
+    async with http.post(hub.url + "/api/pull", json={"model": "llama3", "stream": False}) as r:
+        answer = await r.json()
+    assert r.status == 502 and answer["nodes"]["big"] == {"status": "success"}  # it had it already
+    assert answer["nodes"]["small"]["reason"].startswith("no room: the model takes 50000.0 GB")
+    assert small.stats.pulls == 0  # never started
