@@ -15,6 +15,7 @@ from ollama_connector.hubd.admission import no_loops
 from ollama_connector.hubd.auth import api_keys
 from ollama_connector.hubd.buckets import Buckets
 from ollama_connector.hubd.counters import JobCounters
+from ollama_connector.hubd.desired import desired_ctx
 from ollama_connector.hubd.durable import journal_ctx
 from ollama_connector.hubd.errors import error_bodies
 from ollama_connector.hubd.jobrecord import Tracker
@@ -92,7 +93,14 @@ def create_app(settings: HubSettings) -> web.Application:
         app[BUCKETS] = Buckets(settings.rate_limit, settings.rate_limit_burst or settings.rate_limit)
         app.on_response_prepare.append(add_rate_headers)
     app.cleanup_ctx.extend(
-        [client_session_ctx, persistence_ctx, journal_ctx, fleet_models.transfers_ctx, upkeep_ctx]
+        [
+            client_session_ctx,
+            persistence_ctx,
+            journal_ctx,
+            fleet_models.transfers_ctx,
+            desired_ctx,
+            upkeep_ctx,
+        ]
     )
     app.add_routes(nodes.routes)
     app.add_routes(jobs.routes)

@@ -56,6 +56,11 @@ class Transfer:
     def finished(self) -> bool:
         return self._outcome is not None
 
+    @property
+    def result(self) -> Outcome | None:
+        """How it ended; None while it runs."""
+        return self._outcome
+
     def listen(self, queue: Listener) -> None:
         self._listeners.add(queue)
 

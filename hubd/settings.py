@@ -18,6 +18,19 @@ from ollama_connector.shared.settings import (
     open_to_the_network,
 )
 
+ALL = "all"
+
+
+def parse_fleet_models(value: list[str]) -> dict[str, str | int]:
+    """FLEET_MODELS: `model=all` or `model=N` (N >= 1), comma-separated; ValueError naming a bad entry."""
+    wanted: dict[str, str | int] = {}
+    for entry in value:
+        model, _, count = entry.rpartition("=")
+        if not model or not (count == ALL or (count.isdigit() and int(count) >= 1)):
+            raise ValueError(f"FLEET_MODELS entry {entry!r} is not model=all or model=N (N >= 1)")
+        wanted[model] = ALL if count == ALL else int(count)
+    return wanted
+
 
 class HubSettings(EnvSettings):
     """Every knob of `ollama-hubd`; the alias of each field is its environment variable."""
@@ -90,6 +103,9 @@ class HubSettings(EnvSettings):
     """Async jobs (`"async": true`) unfinished at once; past it, 503 with Retry-After."""
     max_answer_bytes: int = Field(16 * 1024 * 1024, alias="MAX_ANSWER_BYTES", ge=1024)
     """Largest answer an async job may store; a longer one is stopped and fails, naming this setting."""
+    fleet_models: CommaList = Field([], alias="FLEET_MODELS")
+    """Models the hub keeps on that many online nodes, pulling where missing: `llama3:8b=all,qwen2.5:14b=2`.
+    It never deletes a model."""
     metrics_public: bool = Field(False, alias="METRICS_PUBLIC")
     """1 serves GET /metrics without an API key (for a Prometheus that holds none)."""
     log_level: LogLevel = Field("INFO", alias="LOG_LEVEL")
@@ -102,4 +118,5 @@ class HubSettings(EnvSettings):
         if self.heartbeat_offline < self.heartbeat_ttl:
             raise ValueError("HEARTBEAT_OFFLINE_SECONDS must not be shorter than HEARTBEAT_TTL_SECONDS")
         open_to_the_network(self.hosts, self.cluster_token, self.allow_open_cluster, "HUB_HOST")
+        parse_fleet_models(self.fleet_models)  # a bad entry stops the hub at start, named
         return self

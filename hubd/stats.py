@@ -7,6 +7,7 @@ import time
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from ollama_connector.hubd.desired import DESIRED
 from ollama_connector.hubd.keys import COUNTERS, METRICS, PLACEMENT, REGISTRY, TRANSFERS
 from ollama_connector.shared.cli import package_version
 from ollama_connector.shared.modelnames import display
@@ -42,6 +43,7 @@ async def stats(request: web.Request) -> web.Response:
             "models": {name: models[name] for name in sorted(models)},
             "queue": request.app[PLACEMENT].queue_view(now),
             "transfers": request.app[TRANSFERS].view(),
+            "fleet_models": desired.state if (desired := request.app.get(DESIRED)) else {},
             "uptime_seconds": round(now - counters.started_at, 1),
             "version": package_version(),
         }

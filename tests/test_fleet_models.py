@@ -134,3 +134,34 @@ async def test_a_node_without_room_says_so_instead_of_starting(fleet, http, tmp_
     assert r.status == 502 and answer["nodes"]["big"] == {"status": "success"}  # it had it already
     assert answer["nodes"]["small"]["reason"].startswith("no room: the model takes 50000.0 GB")
     assert small.stats.pulls == 0  # never started
+
+
+async def test_fleet_models_keeps_each_model_on_its_count_of_nodes(fleet, http):
+    hub = await fleet.hub(FLEET_MODELS="phi3=all,mistral=2,qwen2=5")
+    sims = [await fleet.sim(models=["llama3", "mistral"] if n == 0 else ["llama3"]) for n in range(3)]
+    for n, sim in enumerate(sims):
+        await fleet.node(hub, sim, f"n{n}")
+    await wait_until(
+        lambda: (
+            all(has(hub, f"n{n}", "phi3") and has(hub, f"n{n}", "qwen2") for n in range(3))
+            and sum(has(hub, f"n{n}", "mistral") for n in range(3)) == 2
+        ),
+        within=20,
+        what="phi3 and qwen2 everywhere, mistral on two nodes",
+    )
+    assert sims[0].stats.pulls == 2  # phi3 and qwen2: n0 had mistral already, and it counted
+    joined = await fleet.sim(models=["llama3"])
+    await fleet.node(hub, joined, "n3")
+    await wait_until(lambda: has(hub, "n3", "phi3"), within=20, what="phi3 on the node that joined")
+
+    async def reported() -> bool:
+        async with http.get(hub.url + "/stats") as r:
+            state = (await r.json())["fleet_models"]
+        return (
+            state["qwen2"]["unplaced"] == "on 4 of 5 node(s): no other node"
+            and state["mistral"]["unplaced"] is None
+        )
+
+    await wait_until(reported, what="what could not be placed, in /stats")
+    assert all(has(hub, f"n{n}", "llama3") for n in range(4))  # a model it was not asked to manage stays
+    assert sum(has(hub, f"n{n}", "mistral") for n in range(4)) == 2  # and nothing is pulled past the count
