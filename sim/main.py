@@ -51,6 +51,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="load time per GB of model, after --load-delay (0)",
     )
     parser.add_argument("--version", dest="ollama_version", default="0.33.0", help="version to report")
+    parser.add_argument(
+        "--api",
+        choices=("ollama", "openai"),
+        default="ollama",
+        help="ollama: Ollama's whole API (default); openai: only OpenAI's /v1 routes, as llama.cpp's server",
+    )
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     for name in ("fail_rate", "hang_rate", "die_rate"):
@@ -87,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
         load_seconds_per_gb=args.load_seconds_per_gb,
     )
     models = [m.strip() for m in args.models.split(",") if m.strip()]
-    app = create_app(models, behaviour, version=args.ollama_version)
+    app = create_app(models, behaviour, version=args.ollama_version, api=args.api)
     logging.getLogger("ollama-sim").info(
         "simulating Ollama %s with %s", args.ollama_version, ", ".join(models)
     )

@@ -52,6 +52,7 @@ def usage(prompt: str, produced: int) -> dict[str, int]:
 async def completion(request: web.Request, chat: bool) -> web.StreamResponse:
     engine: Engine = request.app[ENGINE]
     body = await read_json_object(request)
+    engine.recent.append({"route": request.path, **body})
     name = find_model(engine, body)
     if chat:
         prompt = " ".join(
@@ -109,6 +110,10 @@ async def completion(request: web.Request, chat: bool) -> web.StreamResponse:
                 engine.stats.failed += 1
                 raise SimulatedCrash
             await response.write(event(None if chat else "", finish))
+            options = body.get("stream_options")
+            if isinstance(options, dict) and options.get("include_usage"):  # OpenAI's last chunk: usage only
+                chunk = {**base, "object": kind, "choices": [], "usage": usage(prompt, count)}
+                await response.write(b"data: " + compact(chunk) + b"\n\n")
             await response.write(b"data: [DONE]\n\n")
             await response.write_eof()
             engine.stats.completed += 1
@@ -134,6 +139,7 @@ async def completions(request: web.Request) -> web.StreamResponse:
 async def embeddings(request: web.Request) -> web.Response:
     engine: Engine = request.app[ENGINE]
     body = await read_json_object(request)
+    engine.recent.append({"route": request.path, **body})
     name = find_model(engine, body)
     given = body.get("input", "")
     inputs = [given] if isinstance(given, str) else [str(item) for item in given]

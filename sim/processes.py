@@ -106,7 +106,7 @@ class ProcessFleet:
         port = port or free_port()
         proc = self.start("ollama-sim", "--port", str(port), "--log-level", self.log_level, *args)
         url = f"http://127.0.0.1:{port}"
-        wait_http(url + "/api/version", what=f"ollama-sim on port {port}")
+        wait_http(url + "/v1/models", what=f"ollama-sim on port {port}")  # served whatever its --api
         return url, proc
 
     def hub(self, port: int | None = None, **env: str) -> tuple[str, subprocess.Popen]:

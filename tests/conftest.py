@@ -160,9 +160,11 @@ class Fleet:
         self.running.append(started)
         return started
 
-    async def sim(self, models: list[str] = MODELS, host: str = "127.0.0.1", port: int = 0, **knobs) -> Sim:
+    async def sim(
+        self, models: list[str] = MODELS, host: str = "127.0.0.1", port: int = 0, api: str = "ollama", **knobs
+    ) -> Sim:
         knobs.setdefault("tokens_per_second", 0)
-        return await self._start(Sim, create_sim(models, Behaviour(**knobs)), host, port)
+        return await self._start(Sim, create_sim(models, Behaviour(**knobs), api=api), host, port)
 
     async def hub(self, host: str = "127.0.0.1", **env: str) -> Hub:
         env.setdefault("JOURNAL_PATH", str(self.state / f"journal-{len(self.running)}.sqlite3"))
