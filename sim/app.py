@@ -66,7 +66,7 @@ async def sim_config(request: web.Request) -> web.Response:
 def create_app(
     models: list[str], behaviour: Behaviour | None = None, version: str = "0.33.0", api: str = "ollama"
 ) -> web.Application:
-    """The simulator; `api="openai"` serves only OpenAI's routes (/v1), as llama.cpp's or vLLM's server does."""
+    """The simulator; `api="openai"` serves only OpenAI's routes (/v1), as llama.cpp's or vLLM's server."""
     app = web.Application(middlewares=[ollama_errors], client_max_size=64 * 1024 * 1024)
     app[ENGINE] = Engine(Catalog(models), behaviour or Behaviour())
     app[VERSION] = version
