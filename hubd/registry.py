@@ -272,6 +272,7 @@ class Registry:
             "gpus": [gpu.model_dump() for gpu in beat.gpus] if beat.gpus is not None else None,
             "speeds": {display(key): speed.view() for key, speed in sorted(record.speeds.items())},
             "load_seconds_per_gb": round(record.load_rate.value, 3) if record.load_rate.samples else None,
+            "backend": beat.backend,
         }
 
     def slots(self, record: NodeRecord) -> int:

@@ -57,6 +57,7 @@ def build_heartbeat(app: web.Application) -> Heartbeat:
         model_sizes=state.sizes,
         gpus=gpus,
         disk_free_bytes=disk_free(settings.models_dir),
+        backend=settings.backend,
     )
 
 

@@ -9,6 +9,7 @@ import aiohttp
 from aiohttp import web
 
 from ollama_connector.noded.keys import SESSION, SETTINGS, STATE
+from ollama_connector.noded.proxy import engine_auth
 from ollama_connector.shared.relay import describe
 from ollama_connector.shared.wire import LoadedModel
 
@@ -18,7 +19,10 @@ OLLAMA_TIMEOUT = aiohttp.ClientTimeout(total=5.0)
 
 async def ollama_json(app: web.Application, path: str) -> dict:
     settings = app[SETTINGS]
-    async with app[SESSION].get(settings.ollama_url + path, timeout=OLLAMA_TIMEOUT) as response:
+    headers = engine_auth(settings)
+    async with app[SESSION].get(
+        settings.ollama_url + path, timeout=OLLAMA_TIMEOUT, headers=headers
+    ) as response:
         response.raise_for_status()
         return await response.json(content_type=None)
 
@@ -39,9 +43,20 @@ async def refresh_ollama(app: web.Application) -> bool:
     state, settings = app[STATE], app[SETTINGS]
     was_up = state.ollama_up
     try:
-        tags, version, ps = await asyncio.gather(
-            ollama_json(app, "/api/tags"), ollama_json(app, "/api/version"), ollama_json(app, "/api/ps")
-        )
+        if settings.backend == "openai":  # its /v1/models is all it says: no version, sizes or loaded models
+            listed = await ollama_json(app, "/v1/models")
+            tags = {
+                "models": [
+                    {"model": m["id"]}
+                    for m in listed.get("data") or []
+                    if isinstance(m, dict) and m.get("id")
+                ]
+            }
+            version, ps = {"version": None}, {}
+        else:
+            tags, version, ps = await asyncio.gather(
+                ollama_json(app, "/api/tags"), ollama_json(app, "/api/version"), ollama_json(app, "/api/ps")
+            )
     except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
         if was_up is not False:
             log.warning(
@@ -58,7 +73,8 @@ async def refresh_ollama(app: web.Application) -> bool:
     state.models = [
         m.get("model") or m.get("name") for m in tags.get("models") or [] if m.get("model") or m.get("name")
     ]
-    state.ollama_version, state.ollama_up = str(version.get("version", "unknown")), True
+    state.ollama_version = None if version.get("version") is None else str(version["version"])
+    state.ollama_up = True
     state.loaded = loaded_models(ps)
     state.sizes = {
         m["model"]: m["size"]

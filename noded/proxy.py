@@ -15,6 +15,7 @@ from aiohttp import web
 
 from ollama_connector.noded.keepalive import KeepAlive
 from ollama_connector.noded.keys import SESSION, SETTINGS, STATE
+from ollama_connector.noded.settings import NodeSettings
 from ollama_connector.shared import error_formats
 from ollama_connector.shared.agent_contract import (
     HOP_HEADER,
@@ -46,7 +47,7 @@ class OllamaUnreachable(Exception):
     pass
 
 
-async def _ask_ollama(
+async def ask_engine(
     request: web.Request, path: str, payload: bytes | None, method: str
 ) -> aiohttp.ClientResponse:
     settings = request.app[SETTINGS]
@@ -56,12 +57,18 @@ async def _ask_ollama(
             settings.ollama_url + path,
             data=payload,
             # The hub's hop mark goes on: if this "Ollama" is in truth the hub, the loop ends there.
-            headers={"Content-Type": "application/json", **hop_mark(request)},
+            headers={"Content-Type": "application/json", **hop_mark(request), **engine_auth(settings)},
             timeout=OLLAMA_STREAM_TIMEOUT,
         )
     except (aiohttp.ClientError, TimeoutError) as exc:
         request.app[STATE].relay_errors += 1
         raise OllamaUnreachable(f"Ollama at {settings.ollama_url} is not answering: {describe(exc)}") from exc
+
+
+def engine_auth(settings: NodeSettings) -> dict[str, str]:
+    """BACKEND_API_KEY, for an engine that wants one."""
+    key = settings.backend_api_key
+    return {"Authorization": f"Bearer {key.get_secret_value()}"} if key is not None else {}
 
 
 def hop_mark(request: web.Request) -> dict[str, str]:
@@ -94,7 +101,7 @@ async def forward(
 ) -> web.StreamResponse:
     """Ollama's status, type and body as it sends them, line by line when it streams."""
     try:
-        upstream = await _ask_ollama(request, path, payload, method)
+        upstream = await ask_engine(request, path, payload, method)
     except OllamaUnreachable as exc:
         return refusal(path, 502, Reason.OLLAMA_DOWN, str(exc))
     async with upstream:
@@ -124,7 +131,7 @@ async def forward_for_hub(
     """As `forward`, with keep-alives every `every` seconds while Ollama is silent (noded.keepalive)."""
     keepalive = KeepAlive(request, every)
     try:
-        upstream = await _ask_ollama(request, path, payload, "POST")
+        upstream = await ask_engine(request, path, payload, "POST")
     except OllamaUnreachable as exc:
         if not await keepalive.stop():
             return refusal(path, 502, Reason.OLLAMA_DOWN, str(exc))

@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 import aiohttp
 from aiohttp import web
 
+from ollama_connector.noded import openai_backend
 from ollama_connector.noded.keys import SETTINGS, STATE
 from ollama_connector.noded.ollama import ollama_json
 from ollama_connector.noded.proxy import forward, forward_for_hub, refusal
@@ -38,8 +40,9 @@ def keepalive_interval(request: web.Request) -> float | None:
 async def healthz(request: web.Request) -> web.Response:
     """200 when the local Ollama answers, 503 when it does not."""
     state = request.app[STATE]
+    openai = request.app[SETTINGS].backend == "openai"
     try:
-        version = await ollama_json(request.app, "/api/version")
+        version = await ollama_json(request.app, "/v1/models" if openai else "/api/version")
     except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
         return web.json_response(
             {"status": "unhealthy", "ollama": "down", "detail": describe(exc)}, status=503
@@ -66,6 +69,10 @@ async def run_job(request: web.Request, ollama_path: str) -> web.StreamResponse:
     state.jobs[ollama_path] = state.jobs.get(ollama_path, 0) + 1
     try:
         log.debug("job %s on %s", request.headers.get("X-Job-Id", "-"), ollama_path)
+        if request.app[SETTINGS].backend == "openai" and not ollama_path.startswith("/v1/"):
+            if request.path == "/api/show":
+                return await openai_backend.show(request, json.loads(body or b"{}"))
+            return await openai_backend.translated(request, request.path, body, keepalive_interval(request))
         if (every := keepalive_interval(request)) is not None:
             return await forward_for_hub(request, ollama_path, body, every)
         return await forward(request, ollama_path, body)
@@ -100,6 +107,8 @@ async def job_route(request: web.Request) -> web.StreamResponse:
 async def read_route(request: web.Request) -> web.StreamResponse:
     if refused := wrong_token(request):
         return refused
+    if request.app[SETTINGS].backend == "openai" and request.path.startswith("/api/"):
+        return openai_backend.read_answer(request)
     return await forward(request, request.path, None, method="GET")
 
 

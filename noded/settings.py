@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import socket
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field, model_validator
 
@@ -34,6 +34,13 @@ class NodeSettings(EnvSettings):
     """Port the agent listens on."""
     ollama_url: HttpUrl = Field("http://127.0.0.1:11434", alias="OLLAMA_BASE_URL")
     """The local Ollama; keep it on loopback, the agent is the only way in."""
+    backend: Literal["ollama", "openai"] = Field("ollama", alias="BACKEND")
+    """`ollama`, or `openai` for a server that speaks only OpenAI's API (llama.cpp's llama-server, vLLM, LM
+    Studio, LocalAI): the agent then translates Ollama-shaped work for it."""
+    backend_url: OptionalStr = Field(None, alias="BACKEND_URL")
+    """The engine's address (its /v1 routes are under it); for Ollama it may stand for OLLAMA_BASE_URL."""
+    backend_api_key: OptionalToken = Field(None, alias="BACKEND_API_KEY")
+    """A bearer token the engine wants (vLLM's --api-key, llama-server's --api-key); never logged."""
     heartbeat_interval: float = Field(30.0, alias="HEARTBEAT_INTERVAL", gt=0)
     """Seconds between heartbeats."""
     required_models: CommaList = Field([], alias="REQUIRED_MODELS")
@@ -80,6 +87,18 @@ class NodeSettings(EnvSettings):
     """Logging verbosity."""
     log_format: LogFormat = Field("text", alias="LOG_FORMAT")
     """`text`, or `json` for one JSON object per line."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _backend_url(cls, values: dict) -> dict:
+        """BACKEND_URL is where the engine answers, whichever it is; OLLAMA_BASE_URL stays Ollama's name."""
+        if isinstance(values, dict) and (url := blank_to_none(values.get("BACKEND_URL"))):
+            values = {**values, "OLLAMA_BASE_URL": url}
+        elif isinstance(values, dict) and values.get("BACKEND") == "openai":
+            raise ValueError(
+                "BACKEND=openai needs BACKEND_URL: the server's address, e.g. http://127.0.0.1:8080"
+            )
+        return values
 
     @model_validator(mode="after")
     def _not_open_by_accident(self) -> NodeSettings:

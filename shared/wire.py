@@ -162,6 +162,7 @@ class Heartbeat(BaseModel):
     )  # from /api/tags
     gpus: list[Gpu] | None = Field(None, max_length=64)  # None: not reported; []: a CPU node
     disk_free_bytes: JsonInt | None = Field(None, ge=0)  # free space where Ollama keeps its models
+    backend: Literal["ollama", "openai"] = "ollama"  # the engine behind the agent (BACKEND)
 
     @field_validator("metadata")
     @classmethod
@@ -198,3 +199,4 @@ class NodeView(TypedDict):
     gpus: list[dict[str, Any]] | None  # from NVML; [] on a CPU node, None when the agent did not say
     speeds: dict[str, dict[str, Any]]  # learned per model: job_seconds, tokens_per_second, jobs
     load_seconds_per_gb: float | None
+    backend: Literal["ollama", "openai"]  # the engine behind its agent

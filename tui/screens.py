@@ -71,6 +71,7 @@ class DetailsScreen(Screen[None]):
             ("node", Text(node["node_id"])),
             ("status", status_text(node["status"])),
             ("hub dials", Text(address(node))),
+            ("engine", Text("OpenAI-compatible server" if node.get("backend") == "openai" else "Ollama")),
             ("advertises", Text(f"{node['ipv4'] or '-'} / {node['ipv6'] or '-'}")),
             ("cpu / memory", Text(f"{node['load']['cpu'] * 100:.0f}% / {node['load']['memory'] * 100:.0f}%")),
             ("active jobs", Text(str(node["active_jobs"]))),
