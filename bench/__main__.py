@@ -12,6 +12,7 @@ from pathlib import Path
 import psutil
 
 from bench.footprint import footprint
+from bench.real_model import real_model
 from bench.scenarios import SMOKE, Size, journal_cost, overhead, registry_scale, streaming
 from bench.scheduling import POLICIES, scheduling
 from bench.targets import check_targets
@@ -45,6 +46,7 @@ def run(size: Size, only: set[str] | None = None) -> dict:
         "registry": registry_scale,
         "footprint": footprint,
         "scheduling": scheduling,
+        "real_model": real_model,
     }
     results: dict = {"machine": machine(), "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     for name, scenario in scenarios.items():
@@ -131,6 +133,17 @@ def print_report(results: dict) -> None:
                     f"{r['latency_p95_s']:>7}{r['latency_p99_s']:>7}{r['ttft_p50_s']:>8}{r['ttft_p99_s']:>8}"
                     f"{r['loads']:>7}{r['evictions']:>7}{r['errors']:>8}"
                 )
+    if "real_model" in results:
+        r = results["real_model"]
+        if "skipped" in r:
+            print(f"\nreal model: skipped ({r['skipped']})")
+        else:
+            direct, hub = r["direct"], r["hub"]
+            print(
+                f"\nreal model (SmolLM2-135M, llama-cpp-python, CPU): {direct['tokens_per_second']} tokens/s"
+                f" direct, {hub['tokens_per_second']} through the hub ({r['throughput_ratio']}x); time to"
+                f" first token {direct['ttft_ms']} ms direct, +{r['added_ttft_ms']} ms through the hub"
+            )
     print("\ntargets")
     for target in results["targets"]:
         mark = "met   " if target["met"] else "MISSED"
@@ -143,7 +156,7 @@ def main() -> None:
         "--smoke", action="store_true", help="a tiny run that only checks the benchmarks work"
     )
     parser.add_argument(
-        "--only", nargs="*", help="overhead, journal, streaming, registry, footprint, scheduling"
+        "--only", nargs="*", help="overhead, journal, streaming, registry, footprint, scheduling, real_model"
     )
     args = parser.parse_args()
     results = run(SMOKE if args.smoke else Size(), set(args.only) if args.only else None)

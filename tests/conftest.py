@@ -37,6 +37,20 @@ MODELS = ["llama3", "mistral:7b", "nomic-embed-text"]
 SCREENSHOTS = Path(__file__).parent / "screenshots"
 
 
+def pytest_addoption(parser) -> None:
+    parser.addoption("--real", action="store_true", help="run tests/real: a real model (make test-real)")
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """tests/real needs llama-cpp-python and a model: only `make test-real` (--real) runs it."""
+    if config.getoption("--real"):
+        return
+    skip = pytest.mark.skip(reason="a real model: make test-real")
+    for item in items:
+        if "real" in item.keywords:
+            item.add_marker(skip)
+
+
 def pytest_sessionstart(session) -> None:
     for old in SCREENSHOTS.glob("*.png") if SCREENSHOTS.exists() else []:
         old.unlink()  # only this run's pictures are listed

