@@ -43,16 +43,14 @@ async def refresh_ollama(app: web.Application) -> bool:
     state, settings = app[STATE], app[SETTINGS]
     was_up = state.ollama_up
     try:
-        if settings.backend == "openai":  # its /v1/models is all it says: no version, sizes or loaded models
+        if settings.backend == "openai":  # its /v1/models is all it says: no version or sizes
             listed = await ollama_json(app, "/v1/models")
-            tags = {
-                "models": [
-                    {"model": m["id"]}
-                    for m in listed.get("data") or []
-                    if isinstance(m, dict) and m.get("id")
-                ]
-            }
-            version, ps = {"version": None}, {}
+            data = [
+                m for m in listed.get("data") or [] if isinstance(m, dict) and isinstance(m.get("id"), str)
+            ]
+            tags = {"models": [{"model": m["id"]} for m in data]}
+            # It serves the models it lists (llama-server and vLLM load theirs at start): all are loaded.
+            version, ps = {"version": None}, {"models": [{"name": m["id"]} for m in data]}
         else:
             tags, version, ps = await asyncio.gather(
                 ollama_json(app, "/api/tags"), ollama_json(app, "/api/version"), ollama_json(app, "/api/ps")

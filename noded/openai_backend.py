@@ -2,8 +2,8 @@
 
 Jobs are translated there and back, with the same keep-alives for the hub as a relayed Ollama answer
 (noded.keepalive). The read routes are answered from what the engine's /v1/models lists: `/api/tags` (no
-sizes: the engine does not say), `/api/ps` (empty: neither does it say what is loaded), `/api/show` (the
-name only).
+sizes: the engine does not say), `/api/ps` (every model it lists: it serves them), `/api/show` (the name
+only).
 """
 
 from __future__ import annotations
@@ -139,8 +139,10 @@ def read_answer(request: web.Request) -> web.Response:
         return web.json_response(
             {"version": "0.0.0"}
         )  # not an Ollama: the hub's lowest-version rule skips it
-    if request.path == "/api/ps":
-        return web.json_response({"models": []})
+    if request.path == "/api/ps":  # what it lists it serves, so all of it is loaded
+        return web.json_response(
+            {"models": [{"name": m, "model": m, "size": 0, "size_vram": 0} for m in state.models]}
+        )
     models = [
         {
             "name": name,
