@@ -10,6 +10,8 @@ from pathlib import Path
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.conftest import report_cpu
+
 DASHBOARD = Path(__file__).parent.parent / "docs" / "grafana-dashboard.json"
 
 
@@ -74,7 +76,7 @@ async def test_failovers_are_counted_by_reason(fleet, http):
     good = await fleet.sim()
     hub = await fleet.hub()
     await fleet.node(hub, broken, "broken")
-    await fleet.node(hub, good, "good")
+    await report_cpu(http, hub, await fleet.node(hub, good, "good"), 0.9)  # the broken one is tried first
     for _ in range(2):
         async with http.post(
             hub.url + "/jobs", json={"model": "llama3", "prompt": "x", "stream": False}

@@ -41,7 +41,7 @@ async def test_nodes_in_the_seeds_shape(fleet, http):
         "slots",
         "models_loaded",
     }
-    beside |= {"gpus", "speeds", "load_seconds_per_gb"}
+    beside |= {"gpus", "speeds", "load_seconds_per_gb", "backend"}
     assert set(listed) - SEED_FIELDS == beside  # beside the seed's fields
     assert listed["capacity"] == {
         "num_parallel": 1,
