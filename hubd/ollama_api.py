@@ -175,3 +175,23 @@ async def version(request: web.Request) -> web.Response:
         if isinstance(r.beat.metadata.get("ollama_version"), str) and r.beat.metadata["ollama_version"]
     ]
     return web.json_response({"version": min(versions, key=version_key) if versions else "0.0.0"})
+
+
+# Ollama's sources of the cloud setting, from the least to the most decided (internal/cloud/policy.go).
+CLOUD_SOURCES = ("none", "env", "config", "both")
+
+
+@routes.get("/api/status")
+async def status(request: web.Request) -> web.Response:
+    """Ollama's cloud status for the fleet: the most conservative among the online Ollama nodes (disabled if
+    any node has it disabled, with the most decided source among those)."""
+    disabled, source = False, "none"
+    for node, answer in await ask_online_nodes(request.app, "/api/status"):
+        cloud = answer.get("cloud") if isinstance(answer, dict) and node.beat.backend == "ollama" else None
+        if not isinstance(cloud, dict) or cloud.get("disabled") is not True:
+            continue
+        said = cloud.get("source") if cloud.get("source") in CLOUD_SOURCES else "env"
+        if not disabled or CLOUD_SOURCES.index(said) > CLOUD_SOURCES.index(source):
+            source = said
+        disabled = True
+    return web.json_response({"cloud": {"disabled": disabled, "source": source}})

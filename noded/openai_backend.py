@@ -139,6 +139,8 @@ def read_answer(request: web.Request) -> web.Response:
         return web.json_response(
             {"version": "0.0.0"}
         )  # not an Ollama: the hub's lowest-version rule skips it
+    if request.path == "/api/status":  # it runs no Ollama cloud models: nothing disables them either
+        return web.json_response({"cloud": {"disabled": False, "source": "none"}})
     if request.path == "/api/ps":  # what it lists it serves, so all of it is loaded
         return web.json_response(
             {"models": [{"name": m, "model": m, "size": 0, "size_vram": 0} for m in state.models]}

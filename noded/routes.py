@@ -97,7 +97,7 @@ JOB_ROUTES = (
     "/v1/completions",
     "/v1/embeddings",
 )
-READ_ROUTES = ("/api/tags", "/api/ps", "/api/version", "/v1/models")
+READ_ROUTES = ("/api/tags", "/api/ps", "/api/version", "/api/status", "/v1/models")
 
 
 async def job_route(request: web.Request) -> web.StreamResponse:

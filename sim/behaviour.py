@@ -26,6 +26,7 @@ class Behaviour:
     lost_pull_rate: float = 0.0  # share of pulls that report success but leave no model behind
     pull_seconds: float = 0.0  # how long a pull's download takes
     pull_fail_rate: float = 0.0  # share of pulls that fail half-way, with an error line
+    cloud_disabled: float = 0.0  # 1: OLLAMA_NO_CLOUD is set (GET /api/status says so)
     # Ollama's scheduler (reference §8): OLLAMA_NUM_PARALLEL, _MAX_LOADED_MODELS, VRAM, _MAX_QUEUE,
     # OLLAMA_KEEP_ALIVE, and how long a load takes (load_delay plus this much per GB of model).
     num_parallel: int = 1
@@ -59,6 +60,7 @@ class Behaviour:
         "lost_pull_rate",
         "pull_seconds",
         "pull_fail_rate",
+        "cloud_disabled",
         "num_parallel",
         "max_loaded_models",
         "vram_gb",

@@ -1,5 +1,5 @@
 """Ollama's model management as the real server answers it (reference §5): pull with progress, delete, copy,
-and create from an existing model. Push and blob uploads are not simulated.
+and create from an existing model; and its cloud status. Push and blob uploads are not simulated.
 
 Pulls take `pull_seconds` (0: at once) in ten steps of progress, and `pull_fail_rate` of them fail half-way
 with an error line, as a dropped download does; the model is listed only once a pull succeeds.
@@ -127,3 +127,10 @@ async def create(request: web.Request) -> web.StreamResponse:
         yield {"status": "success"}
 
     return await progress(request, field(body, "stream", bool, "bool", True), creating())
+
+
+@routes.get("/api/status")
+async def status(request: web.Request) -> web.Response:
+    """Ollama's cloud setting: disabled by OLLAMA_NO_CLOUD (source `env`), or not (`none`)."""
+    disabled = bool(request.app[ENGINE].behaviour.cloud_disabled)
+    return reply({"cloud": {"disabled": disabled, "source": "env" if disabled else "none"}})

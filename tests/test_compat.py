@@ -276,3 +276,18 @@ async def test_bad_input_on_openai_routes_gets_openais_error_shape(fleet, http):
     assert r.status == 400 and error["type"] == "invalid_request_error" and "JSON object" in error["message"]
     async with http.post(hub.url + "/v1/embeddings", json={"input": "x"}) as r:
         assert r.status == 400 and (await r.json())["error"]["message"] == "model is required"
+
+
+async def test_api_status_is_the_most_conservative_among_online_nodes(fleet, http):
+    hub = await fleet.hub()
+    open_sim, closed_sim = await fleet.sim(), await fleet.sim()
+    await fleet.node(hub, open_sim, "n1")
+    await fleet.node(hub, closed_sim, "n2")
+    async with http.get(hub.url + "/api/status") as r:
+        assert r.status == 200 and await r.json() == {"cloud": {"disabled": False, "source": "none"}}
+    closed_sim.behaviour.cloud_disabled = 1  # OLLAMA_NO_CLOUD on one node
+    async with http.get(hub.url + "/api/status") as r:
+        assert await r.json() == {"cloud": {"disabled": True, "source": "env"}}
+    hub.registry.get("n2").last_seen -= 1000  # offline: no longer counted
+    async with http.get(hub.url + "/api/status") as r:
+        assert await r.json() == {"cloud": {"disabled": False, "source": "none"}}
