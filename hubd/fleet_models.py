@@ -34,6 +34,7 @@ routes = web.RouteTableDef()
 QUICK_TIMEOUT = aiohttp.ClientTimeout(total=60.0)  # a delete or a copy, on every node
 NEITHER = "neither 'from' or 'files' was specified"  # Ollama's own text
 ROOM_MARGIN = 1_000_000_000  # bytes a pull must leave free on the node's disk
+MAX_TRANSFERS = 256  # pulls and creates in progress over the fleet at once, whoever asked
 
 
 def named_nodes(request: web.Request, body: dict[str, Any]) -> list[str] | None:
@@ -69,6 +70,16 @@ def targets(request: web.Request, body: dict[str, Any], model: str | None) -> li
     return chosen
 
 
+def not_too_many(request: web.Request) -> None:
+    """A bound on the transfers callers may start (each holds a connection to a node until it ends)."""
+    if len(request.app[TRANSFERS]) >= MAX_TRANSFERS:
+        raise HubError(
+            f"{MAX_TRANSFERS} pulls and creates are in progress; retry when some are done",
+            status=503,
+            headers={"Retry-After": "30"},
+        )
+
+
 def model_field(body: dict[str, Any], *names: str) -> str:
     for name in names:
         value = body.get(name)
@@ -82,6 +93,7 @@ def model_field(body: dict[str, Any], *names: str) -> str:
 async def pull(request: web.Request) -> web.StreamResponse:
     body = await read_json_object(request)
     model = model_field(body, "model", "name")
+    not_too_many(request)
     nodes = targets(request, body, None)
     if not nodes:
         raise HubError("no node is online to pull to", status=503)
@@ -109,6 +121,7 @@ async def create(request: web.Request) -> web.StreamResponse:
     if not isinstance(base, str) or not base:
         raise BadRequest(NEITHER)
     check_model_name(base)
+    not_too_many(request)
     nodes = targets(request, body, base)
     if not nodes:
         raise HubError(f"model '{base}' not found", status=404)

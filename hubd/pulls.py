@@ -189,6 +189,9 @@ class Transfers:
     def view(self) -> list[dict[str, Any]]:
         return [t.view() for t in self._running.values() if not t.finished]
 
+    def __len__(self) -> int:
+        return len(self._running)
+
     async def close(self) -> None:
         tasks = [t.task for t in self._running.values() if t.task is not None]
         for task in tasks:
