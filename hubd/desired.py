@@ -42,7 +42,7 @@ class Desired:
 
     def look(self, app: web.Application, now: float) -> None:
         registry = app[REGISTRY]
-        nodes = online(app)
+        nodes = [node for node in online(app) if node.beat.backend == "ollama"]  # pulls are Ollama's
         for model, count in self.wanted.items():
             key = canonical(model)
             have = [n.node_id for n in nodes if key in n.model_keys]

@@ -59,8 +59,9 @@ def targets(request: web.Request, body: dict[str, Any], model: str | None) -> li
     """The named nodes (each must be online), else the online nodes (that have `model`, when given)."""
     registry = request.app[REGISTRY]
     names = named_nodes(request, body)
-    if names is None:
-        return online(request.app, registry.holders(model) if model is not None else None)
+    if names is None:  # model management is Ollama's: nodes with another engine are left out
+        nodes = online(request.app, registry.holders(model) if model is not None else None)
+        return [node for node in nodes if node.beat.backend == "ollama"]
     records = {name: registry.get(name) for name in names}
     if unknown := [name for name, record in records.items() if record is None]:
         raise BadRequest(f"no such node: {', '.join(unknown)}")

@@ -113,3 +113,11 @@ async def test_a_caller_hanging_up_stops_the_generation_on_the_engine(openai_nod
     await response.content.readline()
     response.close()
     await wait_until(lambda: engine.stats.cancelled == 1, what="the engine to see the hang-up")
+
+
+async def test_model_management_leaves_openai_engines_out(openai_node, fleet, http):
+    hub, _, engine = openai_node
+    await fleet.node(hub, await fleet.sim(models=["llama3"]), "ollama-node")
+    async with http.post(hub.url + "/api/pull", json={"model": "phi3", "stream": False}) as r:
+        assert r.status == 200 and (await r.json())["nodes"] == {"ollama-node": {"status": "success"}}
+    assert engine.stats.pulls == 0
