@@ -191,14 +191,14 @@ async def answer(request: web.Request, transfers: list[Transfer], stream: bool) 
             return web.json_response(body, status=200 if "error" not in body else 502)
         response = web.StreamResponse(headers={"Content-Type": NDJSON})
         await response.prepare(request)
-        pending = {id(t) for t in transfers if not t.finished}
+        pending = {t for t in transfers if not t.finished}
         for transfer in transfers:
             if transfer.finished:  # a shared pull that ended before this caller came
                 await response.write(transfer.end_line())
         while pending:
             transfer, line = await queue.get()
             if line is None:
-                pending.discard(id(transfer))
+                pending.discard(transfer)
                 await response.write(transfer.end_line())
             else:
                 await response.write(line)

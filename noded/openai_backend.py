@@ -30,11 +30,7 @@ TRANSLATED = ("/execute", "/api/generate", "/api/chat", "/api/embed", "/api/embe
 async def translated(
     request: web.Request, path: str, payload: bytes, every: float | None
 ) -> web.StreamResponse:
-    try:
-        body = json.loads(payload)
-    except ValueError:
-        body = None
-    if not isinstance(body, dict) or not isinstance(body.get("model"), str):
+    if (body := _body(payload)) is None:
         return refusal(path, 400, Reason.CALLER_ERROR, "invalid request body")
     model = body["model"]
     route, sent, stream = openai_request(path, body)
@@ -69,22 +65,29 @@ async def translated(
         return await _stream(request, keepalive, StreamTranslator(path, model, clock), upstream)
 
 
+def _body(payload: bytes) -> dict[str, Any] | None:
+    """The request's JSON object, when it is one with a model name."""
+    try:
+        body = json.loads(payload or b"{}")
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) and isinstance(body.get("model") or body.get("name"), str) else None
+
+
 def _error(message: str) -> bytes:
     return json.dumps({"error": message}).encode()
 
 
-async def _open(
-    request: web.Request, keepalive: KeepAlive | None, head: Head
-) -> tuple[web.StreamResponse, bool]:
+async def _open(request: web.Request, keepalive: KeepAlive | None, head: Head) -> web.StreamResponse:
     """The response to write to: the keep-alives' (framed: the head line goes first), or a new one."""
     if keepalive is not None and await keepalive.stop():
         assert keepalive.response is not None
         await keepalive.response.write(head.line())
-        return keepalive.response, True
+        return keepalive.response
     headers = {"Content-Type": head.content_type, **({REASON_HEADER: head.reason} if head.reason else {})}
     response = web.StreamResponse(status=head.status, headers=headers)
     await response.prepare(request)
-    return response, False
+    return response
 
 
 async def _answer(
@@ -97,7 +100,7 @@ async def _answer(
 ) -> web.StreamResponse:
     head = Head(status, content_type, reason or reason_for_ollama_status(status))
     try:
-        response, _ = await _open(request, keepalive, head)
+        response = await _open(request, keepalive, head)
         await response.write(body)
         await response.write_eof()
     except ConnectionResetError:  # the hub hung up
@@ -112,7 +115,7 @@ async def _stream(
     upstream: aiohttp.ClientResponse,
 ) -> web.StreamResponse:
     try:
-        response, _ = await _open(request, keepalive, Head(200, NDJSON))
+        response = await _open(request, keepalive, Head(200, NDJSON))
     except ConnectionResetError:
         return keepalive.response if keepalive and keepalive.response else web.Response(status=499)
     reader = LineReader(upstream.content)
@@ -159,8 +162,10 @@ def read_answer(request: web.Request) -> web.Response:
     return web.json_response({"models": models})
 
 
-async def show(request: web.Request, body: dict[str, Any]) -> web.Response:
-    name = body.get("model") or body.get("name") or ""
+async def show(request: web.Request, payload: bytes) -> web.Response:
+    if (body := _body(payload)) is None:
+        return refusal(request.path, 400, Reason.CALLER_ERROR, "invalid request body")
+    name = body.get("model") or body.get("name")
     if not any(canonical(m) == canonical(str(name)) for m in request.app[STATE].models):
         return refusal(request.path, 404, Reason.MODEL_MISSING, f"model '{name}' not found")
     return web.json_response(

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 
 import aiohttp
@@ -71,7 +70,7 @@ async def run_job(request: web.Request, ollama_path: str) -> web.StreamResponse:
         log.debug("job %s on %s", request.headers.get("X-Job-Id", "-"), ollama_path)
         if request.app[SETTINGS].backend == "openai" and not ollama_path.startswith("/v1/"):
             if request.path == "/api/show":
-                return await openai_backend.show(request, json.loads(body or b"{}"))
+                return await openai_backend.show(request, body)
             return await openai_backend.translated(request, request.path, body, keepalive_interval(request))
         if (every := keepalive_interval(request)) is not None:
             return await forward_for_hub(request, ollama_path, body, every)

@@ -99,6 +99,8 @@ async def test_errors_come_back_in_ollamas_format(openai_node, http):
         assert r.status == 404 and await r.json() == {
             "error": 'model "absent" not found, try pulling it first'
         }
+    async with http.post(node.url + "/api/show", data=b"not json") as r:
+        assert r.status == 400 and await r.json() == {"error": "invalid request body"}  # not a 500
     engine.behaviour.fail_rate = 1.0
     async with http.post(node.url + "/api/chat", json={"model": "llama3", "messages": []}) as r:
         assert r.status == 500 and "simulated" in (await r.json())["error"]

@@ -118,9 +118,7 @@ class HubClient:
                 self.base_url + "/api/pull", json={"model": model, "nodes": nodes}, timeout=PROMPT_TIMEOUT
             ) as response:
                 if response.status != 200:
-                    body = await response.read()
-                    said = message_of(body) or body.decode(errors="replace")
-                    yield {"error": f"HTTP {response.status}: {said}"}
+                    yield {"error": await refused(response)}
                     return
                 reader = LineReader(response.content)
                 while line := await reader.next_line():
@@ -139,10 +137,7 @@ class HubClient:
             async with self.session.delete(
                 self.base_url + "/api/delete", json={"model": model}, timeout=PROMPT_TIMEOUT
             ) as response:
-                if response.status == 200:
-                    return None
-                body = await response.read()
-                return f"HTTP {response.status}: {message_of(body) or body.decode(errors='replace')}"
+                return None if response.status == 200 else await refused(response)
         except (aiohttp.ClientError, TimeoutError) as exc:
             return f"the hub is unreachable: {plainly(exc)}"
 
@@ -154,9 +149,7 @@ class HubClient:
             ) as response:
                 node_id = response.headers.get("X-Node-Id")
                 if response.status != 200:
-                    body = await response.read()
-                    message = message_of(body) or body.decode(errors="replace").strip()
-                    yield JobEvent(node_id=node_id, error=f"HTTP {response.status}: {message}")
+                    yield JobEvent(node_id=node_id, error=await refused(response))
                     return
                 # Whole lines however long they are (the last one carries the context array).
                 reader = LineReader(response.content)
@@ -176,6 +169,12 @@ class HubClient:
             yield JobEvent(error=f"the hub is unreachable: {plainly(exc)}")
         except ValueError as exc:
             yield JobEvent(error=f"the hub sent something that is not JSON: {exc}")
+
+
+async def refused(response: aiohttp.ClientResponse) -> str:
+    """What the hub said when it did not do what was asked: its status and message."""
+    body = await response.read()
+    return f"HTTP {response.status}: {message_of(body) or body.decode(errors='replace').strip()}"
 
 
 def plainly(exc: BaseException) -> str:
