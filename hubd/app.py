@@ -10,7 +10,17 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from ollama_connector.hubd import dashboard, fleet_models, jobs, nodes, ollama_api, openai_api, openapi, stats
+from ollama_connector.hubd import (
+    anthropic_api,
+    dashboard,
+    fleet_models,
+    jobs,
+    nodes,
+    ollama_api,
+    openai_api,
+    openapi,
+    stats,
+)
 from ollama_connector.hubd.admission import no_loops
 from ollama_connector.hubd.auth import api_keys
 from ollama_connector.hubd.buckets import Buckets
@@ -109,6 +119,7 @@ def create_app(settings: HubSettings) -> web.Application:
     app.add_routes(ollama_api.routes)
     app.add_routes(fleet_models.routes)
     app.add_routes(openai_api.routes)
+    app.add_routes(anthropic_api.routes)
     app.add_routes(openapi.routes)
     return app
 

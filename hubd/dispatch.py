@@ -60,6 +60,7 @@ class Job:
     session: str | None = None  # the conversation, for sticky routing (hubd.sessions)
     # An Ollama route (options.num_ctx can be set) and no num_ctx: a larger loaded context will do.
     larger_context_ok: bool = False
+    content_type: str = "application/json"  # of the payload: a form for an audio transcription
     errors: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -73,6 +74,7 @@ async def new_job(
     options: bool = True,
     context_settable: bool = False,
     payload: bytes | None = None,
+    content_type: str = "application/json",
     durable: bool = False,
 ) -> Job:
     """A job for a caller's request: `options` when the route reads Ollama's options (num_ctx), and
@@ -90,6 +92,7 @@ async def new_job(
         num_ctx=num_ctx,
         session=session_of(request, body, model),
         larger_context_ok=context_settable and num_ctx is None,
+        content_type=content_type,
     )
 
 
@@ -206,7 +209,7 @@ async def _run_on(
         total=None, sock_connect=min(settings.request_timeout, 10.0), sock_read=settings.request_timeout
     )
     headers = {
-        "Content-Type": "application/json",
+        "Content-Type": job.content_type,
         "X-Job-Id": job.job_id,
         # Keep-alives four times per timeout: the timeout then bounds a silence, never a long answer.
         KEEPALIVE_HEADER: f"{max(0.05, settings.request_timeout / 4):g}",
@@ -281,7 +284,7 @@ async def _relay(
     headers: dict[str, str],
     deliver: Deliver,
 ) -> web.StreamResponse | None:
-    fmt = error_formats.for_stream(head.content_type)
+    fmt = error_formats.stream_format(job.record.route)
     try:
         first = await reader.next_block()
     except UpstreamBroken as exc:

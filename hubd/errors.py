@@ -77,12 +77,8 @@ class AllNodesFailed(HubError):
 
 
 def api_family(request: web.Request) -> error_formats.Format:
-    """Which error dialect a route speaks: Ollama's, OpenAI's, or the seed's `{"detail": ...}`."""
-    if request.path.startswith("/api/"):
-        return error_formats.Ollama
-    if request.path.startswith("/v1/"):
-        return error_formats.OpenAI
-    return error_formats.Seed
+    """Which error dialect a route speaks (shared.error_formats.for_path)."""
+    return error_formats.for_path(request.path)
 
 
 def error_response(
@@ -101,9 +97,15 @@ def flatten(detail: Any) -> str:
     return str(detail)
 
 
+# Routes Ollama's middleware turns into a chat, whose handler says "model 'x' not found".
+CHAT_HANDLED = ("/v1/messages", "/v1/responses", "/v1/audio/transcriptions")
+
+
 def model_not_found(request: web.Request, model: str) -> str:
     """Ollama's own wording per route, which clients match on ("not found")."""
-    if request.path in ("/api/embed", "/api/embeddings", "/v1/embeddings") or request.path.startswith("/v1/"):
+    if request.path in CHAT_HANDLED:
+        return f"model '{model}' not found"
+    if request.path in ("/api/embed", "/api/embeddings") or request.path.startswith("/v1/"):
         return f'model "{model}" not found, try pulling it first'
     if request.path == "/api/show":
         return f"model '{model if ':' in model else model + ':latest'}' not found"

@@ -24,7 +24,7 @@ UNFINISHED: frozenset[str] = frozenset({"queued", "running"})
 STATUSES: tuple[str, ...] = ("queued", "running", "done", "failed", "rejected", "cancelled", "interrupted")
 MIN_MEASURED = 0.05  # seconds of generation below which tokens per second are not worth showing
 # The route a job came in by, as a family: a bounded label for the metrics.
-FAMILIES = {"/jobs": "jobs", "/api/": "ollama", "/v1/": "openai"}
+FAMILIES = {"/jobs": "jobs", "/api/": "ollama", "/v1/messages": "anthropic", "/v1/": "openai"}
 
 
 class JobView(TypedDict):

@@ -1,4 +1,5 @@
-"""OpenAI-compatible routes: relayed to the nodes' own Ollama /v1 endpoints, which do the translating."""
+"""OpenAI-compatible routes (chat, completions, embeddings, the Responses API, audio transcriptions):
+relayed to the nodes' own Ollama /v1 endpoints, which do the translating."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from aiohttp import web
 
 from ollama_connector.hubd.dispatch import dispatch, new_job
 from ollama_connector.hubd.errors import HubError
+from ollama_connector.hubd.forms import read_form
 from ollama_connector.hubd.limits import check_model_name
 from ollama_connector.hubd.ollama_api import merged_tags, name_of, sort_time
 from ollama_connector.shared.bodies import BadRequest, read_json_object
@@ -24,8 +26,23 @@ async def relay_openai(request: web.Request) -> web.StreamResponse:
     return await dispatch(request, await new_job(request, body, model, stream, options=False))
 
 
-for path in ("/v1/chat/completions", "/v1/completions", "/v1/embeddings"):
+for path in ("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses"):
     routes.post(path)(relay_openai)
+
+
+@routes.post("/v1/audio/transcriptions")
+async def transcription(request: web.Request) -> web.StreamResponse:
+    """A form with the audio file: read for its model, relayed as it came. Ollama answers it whole."""
+    raw, content_type = await request.read(), request.headers.get("Content-Type", "")
+    form = await read_form(raw, content_type)
+    model = form.fields.get("model")
+    if not model:
+        raise BadRequest("model is required")
+    check_model_name(model)
+    if "file" not in form.files:
+        raise BadRequest("file is required: the form has no file part named 'file'")
+    job = await new_job(request, {}, model, False, options=False, payload=raw, content_type=content_type)
+    return await dispatch(request, job)
 
 
 def model_object(entry: dict) -> dict:

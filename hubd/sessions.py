@@ -25,7 +25,7 @@ def session_of(request: web.Request, body: dict[str, Any], model: str) -> str | 
     if isinstance(given, str) and given.strip():
         seed: object = ["given", given.strip()[:MAX_KEY]]
     else:
-        messages = body.get("messages")
+        messages = body.get("messages") or body.get("input")  # `input`: the Responses API's conversation
         if not isinstance(messages, list) or not messages:
             return None
         seed = ["messages", messages[:2]]

@@ -70,12 +70,13 @@ def _count(value: object) -> int | None:
 
 
 def timings_of(final: bytes | None) -> Timings:
-    """The timing fields of Ollama's final chunk (or whole non-streamed answer), or the token counts of
-    OpenAI's `usage` (its answer, or the last chunk of its stream); empty for anything else."""
+    """The timing fields of Ollama's final chunk (or whole non-streamed answer), or the token counts of a
+    `usage` (OpenAI's, Anthropic's, the Responses API's: in the answer, or the last events of its stream);
+    empty for anything else."""
     if not final or len(final) > MAX_PARSED:
         return Timings()
     if b'"usage"' in final:
-        return _openai_usage(final)
+        return _usage(final)
     final = final.rstrip()
     final = final[final.rfind(b"\n") + 1 :]  # the last line of a block of several
     if b'"eval_count"' not in final and b'"load_duration"' not in final:
@@ -103,19 +104,20 @@ def timings_of(final: bytes | None) -> Timings:
     )
 
 
-def _openai_usage(final: bytes) -> Timings:
+def _usage(final: bytes) -> Timings:
     for line in reversed(final.splitlines()):
         text = line.removeprefix(b"data:").strip()
         if b'"usage"' not in text:
             continue
         try:
-            usage = json.loads(text).get("usage")
+            answer = json.loads(text)
+            usage = answer.get("usage") or answer.get("response", {}).get("usage")  # Responses: its end event
         except (ValueError, AttributeError):
             return Timings()
-        if isinstance(usage, dict):
+        if isinstance(usage, dict):  # OpenAI's names, or Anthropic's and the Responses API's
             return Timings(
-                eval_count=_count(usage.get("completion_tokens")),
-                prompt_count=_count(usage.get("prompt_tokens")),
+                eval_count=_count(usage.get("completion_tokens", usage.get("output_tokens"))),
+                prompt_count=_count(usage.get("prompt_tokens", usage.get("input_tokens"))),
             )
     return Timings()
 

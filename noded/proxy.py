@@ -33,9 +33,9 @@ OLLAMA_STREAM_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10.0)
 STREAMING_TYPES = (NDJSON, SSE)
 
 
-def error_format(path: str) -> error_formats.Format:
-    """The agent answers in the dialect of the route it relays: OpenAI's on /v1, Ollama's elsewhere."""
-    return error_formats.OpenAI if path.startswith("/v1/") else error_formats.Ollama
+def error_format(path: str) -> error_formats.StreamFormat:
+    """The agent answers in the dialect of the route it relays (Ollama's for /execute)."""
+    return error_formats.stream_format(path)
 
 
 def refusal(path: str, status: int, reason: Reason, message: str) -> web.Response:
@@ -57,12 +57,18 @@ async def ask_engine(
             settings.ollama_url + path,
             data=payload,
             # The hub's hop mark goes on: if this "Ollama" is in truth the hub, the loop ends there.
-            headers={"Content-Type": "application/json", **hop_mark(request), **engine_auth(settings)},
+            headers={"Content-Type": body_type(request), **hop_mark(request), **engine_auth(settings)},
             timeout=OLLAMA_STREAM_TIMEOUT,
         )
     except (aiohttp.ClientError, TimeoutError) as exc:
         request.app[STATE].relay_errors += 1
         raise OllamaUnreachable(f"Ollama at {settings.ollama_url} is not answering: {describe(exc)}") from exc
+
+
+def body_type(request: web.Request) -> str:
+    """JSON, but for a form (an audio transcription's multipart body, with its boundary)."""
+    given = request.headers.get("Content-Type", "")
+    return given if given.startswith("multipart/form-data") else "application/json"
 
 
 def engine_auth(settings: NodeSettings) -> dict[str, str]:
@@ -168,7 +174,7 @@ async def _framed(
         await response.write(head.line())
     except ConnectionResetError:
         return response
-    outcome = await pump(response, LineReader(upstream.content), b"", content_type, _explain)
+    outcome = await pump(response, LineReader(upstream.content), b"", error_format(path), _explain)
     _log_outcome(request, outcome, path)
     return response
 

@@ -95,6 +95,9 @@ JOB_ROUTES = (
     "/v1/chat/completions",
     "/v1/completions",
     "/v1/embeddings",
+    "/v1/responses",
+    "/v1/messages",
+    "/v1/audio/transcriptions",
 )
 READ_ROUTES = ("/api/tags", "/api/ps", "/api/version", "/api/status", "/v1/models")
 

@@ -18,9 +18,19 @@ def is_authorized(request: web.Request, token: SecretStr | None) -> bool:
     return token is None or carries_one_of(request, [token])
 
 
-def carries_one_of(request: web.Request, tokens: list[SecretStr]) -> bool:
-    """True when the request's bearer token is one of `tokens`; every one is compared, in constant time."""
+def bearer_of(request: web.Request) -> str | None:
+    """The request's bearer token, if it presents one."""
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    presented = given.strip().encode()
-    matches = [hmac.compare_digest(presented, t.get_secret_value().encode()) for t in tokens]
-    return scheme.lower() == "bearer" and any(matches)
+    return given.strip() if scheme.lower() == "bearer" and given.strip() else None
+
+
+def is_one_of(presented: str | None, tokens: list[SecretStr]) -> bool:
+    """True when `presented` is one of `tokens`; every one is compared, in constant time."""
+    given = (presented or "").encode()
+    matches = [hmac.compare_digest(given, t.get_secret_value().encode()) for t in tokens]
+    return presented is not None and any(matches)
+
+
+def carries_one_of(request: web.Request, tokens: list[SecretStr]) -> bool:
+    """True when the request's bearer token is one of `tokens`."""
+    return is_one_of(bearer_of(request), tokens)

@@ -3,16 +3,21 @@
 - Ollama's: a `{"error": "..."}` body, and the same object as the last line of a broken NDJSON stream.
 - OpenAI's: an `{"error": {"message", "type", "param", "code"}}` body, and that object as an SSE event
   (followed by `data: [DONE]`) at the end of a broken event stream.
+- Anthropic's (/v1/messages): a `{"type": "error", "error": {"type", "message"}}` body, and that object as an
+  `event: error` at the end of a broken event stream.
+- OpenAI's Responses (/v1/responses): OpenAI's error body, and a Responses `error` event in its stream.
 - The seed's: a `{"detail": ...}` body on the hub's own routes (/jobs, /nodes); its streams are Ollama's.
 
-The hub writes all three to its callers and reads Ollama's and OpenAI's from its nodes; the agent and the
-simulator write Ollama's and OpenAI's; ollama-top reads Ollama's stream form. None of them builds these
-shapes by hand.
+Which one a request gets depends on its route (`for_path`), never on a content type: OpenAI's, Anthropic's
+and the Responses streams are all `text/event-stream`. The hub writes all of them to its callers and reads
+them from its nodes; the agent and the simulator write them; ollama-top reads Ollama's stream form. None of
+them builds these shapes by hand.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from aiohttp import web
@@ -23,6 +28,21 @@ SSE = "text/event-stream"
 
 def _json(obj: Any) -> bytes:
     return json.dumps(obj, ensure_ascii=False).encode()
+
+
+def _last_data(block: bytes) -> Any:
+    """The JSON of the last `data:` line of a block of SSE lines (None when there is none, or unreadable)."""
+    for line in reversed(block.splitlines()):
+        if line.startswith(b"data:"):
+            try:
+                return json.loads(line[5:])
+            except ValueError:
+                return None
+    return None
+
+
+def _data_lines(block: bytes) -> list[bytes]:
+    return [line for line in block.splitlines() if line.startswith(b"data:")]
 
 
 class Ollama:
@@ -38,7 +58,7 @@ class Ollama:
         return error if isinstance(error, str) else None
 
     @staticmethod
-    def stream_tail(message: str) -> bytes:
+    def stream_tail(message: str, after: bytes = b"") -> bytes:
         """The last line of a broken NDJSON stream."""
         return _json({"error": message}) + b"\n"
 
@@ -82,7 +102,7 @@ class OpenAI:
         return None
 
     @staticmethod
-    def stream_tail(message: str) -> bytes:
+    def stream_tail(message: str, after: bytes = b"") -> bytes:
         """The end of a broken SSE stream: an error event, then [DONE]."""
         return b"data: " + _json(OpenAI.body(message)) + b"\n\ndata: [DONE]\n\n"
 
@@ -112,6 +132,97 @@ class OpenAI:
         return OpenAI.error_at_end(block)
 
 
+class Anthropic:
+    """Anthropic's Messages API, as Ollama's `anthropic.NewError` and its stream write it."""
+
+    name = "anthropic"
+    KINDS = {
+        400: "invalid_request_error",
+        401: "authentication_error",
+        403: "permission_error",
+        404: "not_found_error",
+        413: "request_too_large",
+        429: "rate_limit_error",
+        503: "overloaded_error",
+        529: "overloaded_error",
+    }
+
+    @staticmethod
+    def body(message: str, status: int = 500) -> dict[str, Any]:
+        kind = Anthropic.KINDS.get(status, "invalid_request_error" if status < 500 else "api_error")
+        return {"type": "error", "error": {"type": kind, "message": message}}
+
+    @staticmethod
+    def message_in(obj: Any) -> str | None:
+        if not isinstance(obj, dict) or obj.get("type") != "error":
+            return None
+        error = obj.get("error")
+        message = error.get("message") if isinstance(error, dict) else None
+        return message if isinstance(message, str) else None
+
+    @staticmethod
+    def stream_tail(message: str, after: bytes = b"") -> bytes:
+        """The end of a broken event stream: one `error` event (the SDKs raise it)."""
+        return b"event: error\ndata: " + _json(Anthropic.body(message)) + b"\n\n"
+
+    @staticmethod
+    def error_at_end(block: bytes) -> str | None:
+        return Anthropic.message_in(_last_data(block))
+
+    @staticmethod
+    def only_error(block: bytes) -> str | None:
+        """The message when this first block is nothing but an error event (pings aside)."""
+        events = [e for e in _data_lines(block) if b'"ping"' not in e]
+        return Anthropic.error_at_end(block) if len(events) == 1 else None
+
+
+class Responses:
+    """OpenAI's Responses API: OpenAI's error body, and its stream's `error` event
+    (`{"type": "error", "code", "message", "param", "sequence_number"}`)."""
+
+    name = "responses"
+    SEQUENCE = re.compile(rb'"sequence_number":\s*(\d+)')
+
+    @staticmethod
+    def body(message: str, status: int = 500) -> dict[str, Any]:
+        return OpenAI.body(message, status)
+
+    @staticmethod
+    def message_in(obj: Any) -> str | None:
+        return OpenAI.message_in(obj)
+
+    @staticmethod
+    def stream_tail(message: str, after: bytes = b"") -> bytes:
+        """An `error` event numbered after the last event the caller received (`after`)."""
+        numbers = Responses.SEQUENCE.findall(after)
+        event = {
+            "type": "error",
+            "code": "api_error",
+            "message": message,
+            "param": None,
+            "sequence_number": int(numbers[-1]) + 1 if numbers else 0,
+        }
+        return b"event: error\ndata: " + _json(event) + b"\n\n"
+
+    @staticmethod
+    def error_at_end(block: bytes) -> str | None:
+        """The message of a final `error` or `response.failed` event."""
+        event = _last_data(block)
+        if not isinstance(event, dict):
+            return None
+        if event.get("type") == "error":
+            return str(event.get("message") or "error")
+        if event.get("type") == "response.failed":
+            response = event.get("response")
+            error = response.get("error") if isinstance(response, dict) else None
+            return str(error.get("message") if isinstance(error, dict) else "the response failed")
+        return None
+
+    @staticmethod
+    def only_error(block: bytes) -> str | None:
+        return Responses.error_at_end(block) if len(_data_lines(block)) == 1 else None
+
+
 class Seed:
     name = "seed"
 
@@ -127,7 +238,8 @@ class Seed:
         return detail if isinstance(detail, str) else None
 
 
-Format = type[Ollama] | type[OpenAI] | type[Seed]
+StreamFormat = type[Ollama] | type[OpenAI] | type[Anthropic] | type[Responses]
+Format = StreamFormat | type[Seed]
 
 
 def response(fmt: Format, status: int, message: Any, headers: dict[str, str] | None = None) -> web.Response:
@@ -137,17 +249,24 @@ def response(fmt: Format, status: int, message: Any, headers: dict[str, str] | N
     )
 
 
-def for_stream(content_type: str) -> type[Ollama] | type[OpenAI]:
-    """The format a stream's errors take: SSE streams are OpenAI's, everything else Ollama's NDJSON."""
-    return OpenAI if content_type.startswith(SSE) else Ollama
+def for_path(path: str) -> Format:
+    """The dialect a route speaks: Ollama's under /api, Anthropic's and the Responses API's on their routes,
+    OpenAI's elsewhere under /v1, and the seed's on everything else (the hub's own /jobs, /nodes...)."""
+    if path.startswith("/api/"):
+        return Ollama
+    if path == "/v1/messages" or path.startswith("/v1/messages/"):
+        return Anthropic
+    if path == "/v1/responses" or path.startswith("/v1/responses/"):
+        return Responses
+    if path.startswith("/v1/"):
+        return OpenAI
+    return Seed
 
 
-def stream_tail(content_type: str, message: str) -> bytes:
-    return for_stream(content_type).stream_tail(message)
-
-
-def error_at_end(content_type: str, block: bytes) -> str | None:
-    return for_stream(content_type).error_at_end(block)
+def stream_format(path: str) -> StreamFormat:
+    """The format of a route's streams and in-stream errors: the seed's routes stream Ollama's NDJSON."""
+    fmt = for_path(path)
+    return Ollama if fmt is Seed else fmt
 
 
 def message_of(body: bytes) -> str | None:
@@ -156,7 +275,7 @@ def message_of(body: bytes) -> str | None:
         obj = json.loads(body)
     except ValueError:
         return None
-    for fmt in (Ollama, OpenAI, Seed):
+    for fmt in (Ollama, OpenAI, Anthropic, Seed):
         if (message := fmt.message_in(obj)) is not None:
             return message
     return None

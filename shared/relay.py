@@ -1,4 +1,4 @@
-"""Relaying a stream (Ollama's NDJSON or OpenAI's SSE) from an upstream to a caller, whole lines at a time.
+"""Relaying a stream (Ollama's NDJSON or an SSE stream) from an upstream to a caller, whole lines at a time.
 
 Only complete lines are forwarded, so when the upstream breaks mid-line the caller never receives half a JSON
 object: it receives the lines that were complete, then one error line in the stream's own format. The hub
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import aiohttp
 from aiohttp import web
 
-from ollama_connector.shared.error_formats import stream_tail
+from ollama_connector.shared.error_formats import StreamFormat, stream_format
 
 
 class UpstreamBroken(Exception):
@@ -109,25 +109,26 @@ async def relay(
 ) -> Relayed:
     """Stream `first` and every later block to the caller, flushing each as it comes.
 
-    If the upstream breaks, the caller gets `explain(reason)` as the stream's last line, in the format its
-    Content-Type says. A caller who hangs up just ends the relay; closing the upstream is the caller's part.
+    If the upstream breaks, the caller gets `explain(reason)` as the stream's last line, in the format of the
+    route asked (`error_formats.stream_format`). A caller who hangs up just ends the relay; closing the
+    upstream is the caller's part.
     """
     response = web.StreamResponse(status=status, headers=headers)
     try:
         await response.prepare(request)
     except ConnectionResetError:
         return Relayed(response, caller_gone=True)
-    return await pump(response, reader, first, headers.get("Content-Type", ""), explain)
+    return await pump(response, reader, first, stream_format(request.path), explain)
 
 
 async def pump(
     response: web.StreamResponse,
     reader: LineReader,
     first: bytes,
-    content_type: str,
+    fmt: StreamFormat,
     explain: Callable[[str], str],
 ) -> Relayed:
-    """The loop of `relay`, into a response already sent; `content_type` picks the error tail's format."""
+    """The loop of `relay`, into a response already sent; `fmt` writes the tail of a broken stream."""
     last = first
     try:
         if first:
@@ -137,7 +138,7 @@ async def pump(
             last = block
     except UpstreamBroken as exc:
         message = explain(str(exc))
-        await _close(response, stream_tail(content_type, message))
+        await _close(response, fmt.stream_tail(message, last))
         return Relayed(response, broken=message)
     except ConnectionResetError:
         return Relayed(response, caller_gone=True)

@@ -9,10 +9,11 @@ from aiohttp import web
 
 from ollama_connector.shared import error_formats
 from ollama_connector.shared.bodies import BadRequest, read_json_object
-from ollama_connector.sim import models_api, openai
+from ollama_connector.sim import anthropic, models_api, openai, responses
 from ollama_connector.sim.behaviour import Behaviour
 from ollama_connector.sim.catalog import Catalog
 from ollama_connector.sim.engine import Engine
+from ollama_connector.sim.generation import ApiError
 from ollama_connector.sim.keys import ENGINE, VERSION
 from ollama_connector.sim.routes import OllamaError, SimulatedCrash, routes
 from ollama_connector.sim.scheduler import ServerBusy
@@ -22,21 +23,21 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 @web.middleware
 async def ollama_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Errors in Ollama's shapes: JSON `{"error": ...}`, and gin's plain-text 404 and 405."""
+    """Errors in Ollama's shapes: each route's dialect (shared.error_formats), and gin's plain-text 404 and
+    405."""
     try:
         return await handler(request)
     except SimulatedCrash:
         # The socket is already closed; this response only lets aiohttp finish the request quietly.
         return web.Response(status=500)
-    except openai.OpenAIError as exc:
-        return exc.response()
+    except ApiError as exc:
+        return exc.response(request.path)
     except ServerBusy as exc:
-        fmt = error_formats.OpenAI if request.path.startswith("/v1/") else error_formats.Ollama
-        return error_formats.response(fmt, 503, str(exc))
+        return error_formats.response(error_formats.stream_format(request.path), 503, str(exc))
     except OllamaError as exc:
         return error_formats.response(error_formats.Ollama, exc.status, exc.message)
     except BadRequest as exc:
-        return error_formats.response(error_formats.Ollama, exc.status, str(exc))
+        return error_formats.response(error_formats.stream_format(request.path), exc.status, str(exc))
     except web.HTTPNotFound:
         return web.Response(status=404, text="404 page not found")
     except web.HTTPMethodNotAllowed:
@@ -73,6 +74,8 @@ def create_app(
     if api == "ollama":
         app.add_routes(routes)
         app.add_routes(models_api.routes)
+        app.add_routes(anthropic.routes)
+        app.add_routes(responses.routes)
     app.add_routes(openai.routes)
     app.router.add_get("/_sim/stats", sim_stats)
     app.router.add_get("/_sim/requests", sim_requests)
