@@ -22,6 +22,7 @@ from ollama_connector.shared.agent_contract import (
     REASON_HEADER,
     Head,
     Reason,
+    reason_for_ollama_answer,
     reason_for_ollama_status,
 )
 from ollama_connector.shared.error_formats import NDJSON, SSE
@@ -116,12 +117,13 @@ async def forward(
 
 async def _plain(request: web.Request, path: str, upstream: aiohttp.ClientResponse) -> web.StreamResponse:
     content_type = _content_type(upstream)
-    reason = reason_for_ollama_status(upstream.status)
     if not _streams(upstream):
         try:
             body = await upstream.read()
         except (aiohttp.ClientError, TimeoutError) as exc:
             return refusal(path, 502, Reason.OLLAMA_FAILED, f"Ollama failed while answering: {describe(exc)}")
+        if (reason := reason_for_ollama_answer(upstream.status, body)) is Reason.ROUTE_MISSING:
+            return refusal(path, 502, reason, _unserved(request, body))
         headers = {"Content-Type": content_type, **({REASON_HEADER: reason} if reason else {})}
         return web.Response(body=body, status=upstream.status, headers=headers)
     outcome = await relay(
@@ -169,6 +171,9 @@ async def _framed(
             failed = Head(502, "application/json", Reason.OLLAMA_FAILED)
             message = f"Ollama failed while answering: {describe(exc)}"
             return await _finish(response, failed, _error(path, message))
+        if reason_for_ollama_answer(upstream.status, body) is Reason.ROUTE_MISSING:
+            unserved = Head(502, "application/json", Reason.ROUTE_MISSING)
+            return await _finish(response, unserved, _error(path, _unserved(request, body)))
         return await _finish(response, head, body)
     try:
         await response.write(head.line())
@@ -177,6 +182,11 @@ async def _framed(
     outcome = await pump(response, LineReader(upstream.content), b"", error_format(path), _explain)
     _log_outcome(request, outcome, path)
     return response
+
+
+def _unserved(request: web.Request, body: bytes) -> str:
+    said = body.decode(errors="replace").strip()[:200]
+    return f"this node's engine does not serve {request.method} {request.path} (an older Ollama?): {said}"
 
 
 def _error(path: str, message: object) -> bytes:

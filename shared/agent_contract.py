@@ -22,6 +22,8 @@ import json
 from dataclasses import dataclass
 from enum import StrEnum
 
+from ollama_connector.shared import error_formats
+
 REASON_HEADER = "X-Agent-Reason"
 KEEPALIVE_HEADER = "X-Connector-Keepalive"
 FRAMED_HEADER = "X-Connector-Framed"
@@ -36,6 +38,7 @@ class Reason(StrEnum):
     OLLAMA_DOWN = "ollama_down"  # Ollama refused the connection or did not answer
     OLLAMA_BUSY = "ollama_busy"  # Ollama's queue is full (its 503 "server busy")
     MODEL_MISSING = "model_missing"  # Ollama does not have the model (the node's list was stale)
+    ROUTE_MISSING = "route_missing"  # the engine does not serve the route (an older Ollama, another engine)
     OLLAMA_FAILED = "ollama_failed"  # Ollama answered 5xx, or its stream failed before its first token
     CALLER_ERROR = "caller_error"  # Ollama rejected the request itself (4xx): the caller's to fix
     # Seen by the hub.
@@ -57,6 +60,7 @@ POLICY: dict[Reason, Policy] = {
     Reason.OLLAMA_DOWN: Policy(fails_over=True, counts_against_node=True),
     Reason.OLLAMA_BUSY: Policy(fails_over=True, counts_against_node=False),
     Reason.MODEL_MISSING: Policy(fails_over=True, counts_against_node=False),
+    Reason.ROUTE_MISSING: Policy(fails_over=True, counts_against_node=False),
     Reason.OLLAMA_FAILED: Policy(fails_over=True, counts_against_node=True),
     Reason.CALLER_ERROR: Policy(fails_over=False, counts_against_node=False),
     Reason.UNREACHABLE: Policy(fails_over=True, counts_against_node=True),
@@ -77,6 +81,14 @@ def reason_for_ollama_status(status: int) -> Reason | None:
     if status >= 500:
         return Reason.OLLAMA_FAILED
     return Reason.CALLER_ERROR
+
+
+def reason_for_ollama_answer(status: int, body: bytes) -> Reason | None:
+    """As `reason_for_ollama_status`, knowing the body: a 404 that is no engine's error body (gin's
+    "404 page not found", a web framework's `{"detail": "Not Found"}`) is a route the engine lacks."""
+    if status == 404 and error_formats.message_of(body, error_formats.ENGINE_FORMATS) is None:
+        return Reason.ROUTE_MISSING
+    return reason_for_ollama_status(status)
 
 
 def reason_in(value: str | None) -> Reason | None:

@@ -269,13 +269,16 @@ def stream_format(path: str) -> StreamFormat:
     return Ollama if fmt is Seed else fmt
 
 
-def message_of(body: bytes) -> str | None:
-    """The message of an error body in any of the formats, or None when it is none of them."""
+def message_of(body: bytes, formats: tuple[Format, ...] = (Ollama, OpenAI, Anthropic, Seed)) -> str | None:
+    """The message of an error body in any of `formats`, or None when it is none of them."""
     try:
         obj = json.loads(body)
     except ValueError:
         return None
-    for fmt in (Ollama, OpenAI, Anthropic, Seed):
+    for fmt in formats:
         if (message := fmt.message_in(obj)) is not None:
             return message
     return None
+
+
+ENGINE_FORMATS: tuple[Format, ...] = (Ollama, OpenAI, Anthropic)  # what an engine's own errors look like

@@ -251,3 +251,21 @@ async def test_the_anthropic_sdk_raises_a_broken_stream(fleet, http, processes):
                     agents["a"].send_signal(signal.SIGKILL)
     finally:
         await client.close()
+
+
+async def test_a_node_whose_engine_lacks_the_route_is_passed_over(fleet, http):
+    """An engine without /v1/messages (an older Ollama, a llama.cpp server) answers a bare 404: the job goes on
+    to the next node, and that node's model is not taken for missing."""
+    hub = await fleet.hub()
+    engine = await fleet.sim(models=["llama3"], api="openai")  # serves /v1/chat/completions, not /v1/messages
+    await fleet.node(hub, "http://unused", "old", BACKEND="openai", BACKEND_URL=engine.url)
+    async with http.post(hub.url + "/v1/messages", json=_ask("llama3")) as r:
+        error = await r.json()
+    assert r.status == 503 and error["error"]["type"] == "overloaded_error"
+    assert "old: this node's engine does not serve POST /v1/messages" in error["error"]["message"]
+    await fleet.node(hub, await fleet.sim(models=["llama3"]), "new")
+    await report_cpu(http, hub, "old", 0.0)  # "old" ranks first
+    await report_cpu(http, hub, "new", 0.9)
+    async with http.post(hub.url + "/v1/messages", json=_ask("llama3")) as r:
+        assert r.status == 200 and r.headers["X-Node-Id"] == "new"
+    assert hub.registry.get("old").failure_count == 0  # not the node's fault
