@@ -254,8 +254,8 @@ async def test_the_anthropic_sdk_raises_a_broken_stream(fleet, http, processes):
 
 
 async def test_a_node_whose_engine_lacks_the_route_is_passed_over(fleet, http):
-    """An engine without /v1/messages (an older Ollama, a llama.cpp server) answers a bare 404: the job goes on
-    to the next node, and that node's model is not taken for missing."""
+    """An engine without /v1/messages (an older Ollama, a llama.cpp server) answers a bare 404: the job goes
+    on to the next node, and that node's model is not taken for missing."""
     hub = await fleet.hub()
     engine = await fleet.sim(models=["llama3"], api="openai")  # serves /v1/chat/completions, not /v1/messages
     await fleet.node(hub, "http://unused", "old", BACKEND="openai", BACKEND_URL=engine.url)
@@ -269,3 +269,16 @@ async def test_a_node_whose_engine_lacks_the_route_is_passed_over(fleet, http):
     async with http.post(hub.url + "/v1/messages", json=_ask("llama3")) as r:
         assert r.status == 200 and r.headers["X-Node-Id"] == "new"
     assert hub.registry.get("old").failure_count == 0  # not the node's fault
+
+
+async def test_the_agent_serves_the_new_routes_behind_its_token_in_their_dialects(fleet, http):
+    hub = await fleet.hub(CLUSTER_TOKEN="tok")
+    node = await fleet.node(hub, await fleet.sim(default_tokens=3), "n1", CLUSTER_TOKEN="tok")
+    for path, body, error_of in (
+        ("/v1/messages", _ask("llama3"), lambda e: e["error"]["type"] == "authentication_error"),
+        ("/v1/responses", {"model": "llama3", "input": "x"}, lambda e: e["error"]["message"]),
+    ):
+        async with http.post(node.url + path, json=body) as r:
+            assert r.status == 401 and error_of(await r.json())
+        async with http.post(node.url + path, json=body, headers={"Authorization": "Bearer tok"}) as r:
+            assert r.status == 200 and (await r.json())["model"] == "llama3"

@@ -97,6 +97,9 @@ ROUTES = [
     "/api/show",
     "/v1/chat/completions",
     "/v1/embeddings",
+    "/v1/responses",
+    "/v1/messages",
+    "/v1/audio/transcriptions",
     "/jobs",
 ]
 

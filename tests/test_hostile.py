@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 
+import aiohttp
 import pytest
 
 from ollama_connector.shared.modelnames import canonical
@@ -108,7 +109,16 @@ async def test_one_bad_version_does_not_break_api_version(fleet, http):
 
 
 @pytest.mark.parametrize(
-    "path", ["/jobs", "/api/generate", "/api/chat", "/v1/chat/completions", "/nodes/heartbeat"]
+    "path",
+    [
+        "/jobs",
+        "/api/generate",
+        "/api/chat",
+        "/v1/chat/completions",
+        "/v1/messages",
+        "/v1/responses",
+        "/nodes/heartbeat",
+    ],
 )
 async def test_deeply_nested_json_is_a_400_not_a_traceback(fleet, http, caplog, path):
     hub = await fleet.hub()
@@ -125,6 +135,7 @@ async def test_long_model_names_are_refused_and_the_name_cache_stays_small(fleet
         ("/jobs", {"model": name, "prompt": "x"}),
         ("/api/generate", {"model": name, "prompt": "x"}),
         ("/v1/chat/completions", {"model": name, "messages": []}),
+        ("/v1/messages", {"model": name, "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}),
     ):
         async with http.post(hub.url + path, json=body) as r:
             text = json.dumps(await r.json())
@@ -209,3 +220,23 @@ async def test_the_hub_caps_the_jobs_it_runs_at_once(fleet, http):
     chat = {"model": "llama3", "messages": [], "stream": False}
     async with http.post(hub.url + "/api/chat", json=chat) as r:
         assert r.status == 200
+
+
+async def test_transcription_forms_are_bounded(fleet, http):
+    hub = await fleet.hub(MAX_REQUEST_BYTES="65536")
+    route = hub.url + "/v1/audio/transcriptions"
+    many = aiohttp.FormData({"model": "llama3"}, default_to_multipart=True)
+    for i in range(70):
+        many.add_field(f"f{i}", "x")
+    broken = b"--b\r\nContent-Disposition: form-data; name=model\r\n\r\nllama3\r\n--b--garbage"
+    big = aiohttp.FormData({"model": "llama3"})
+    big.add_field("file", bytes(70_000), filename="a.wav")
+    for data, headers, status, says in (
+        (many, {}, 400, "more than 64 parts"),
+        (broken, {"Content-Type": "multipart/form-data; boundary=b"}, 400, "Invalid boundary"),
+        (b"x", {"Content-Type": "multipart/form-data"}, 400, "failed to parse multipart form"),
+        (big, {}, 413, "larger than 65536 bytes"),
+    ):
+        async with http.post(route, data=data, headers=headers) as r:
+            error = (await r.json())["error"]
+            assert r.status == status and says in error["message"] and error["type"], error
