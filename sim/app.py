@@ -13,9 +13,9 @@ from ollama_connector.sim import anthropic, models_api, openai, responses
 from ollama_connector.sim.behaviour import Behaviour
 from ollama_connector.sim.catalog import Catalog
 from ollama_connector.sim.engine import Engine
-from ollama_connector.sim.generation import ApiError
+from ollama_connector.sim.generation import ApiError, SimulatedCrash
 from ollama_connector.sim.keys import ENGINE, VERSION
-from ollama_connector.sim.routes import OllamaError, SimulatedCrash, routes
+from ollama_connector.sim.routes import OllamaError, routes
 from ollama_connector.sim.scheduler import ServerBusy
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -1,19 +1,30 @@
-"""What every simulated generation on a translated route (/v1/*) goes through, as in Ollama, where each of
-those routes ends in the same handler: the scheduler's queue, a load, a slot held to the end, the injected
-faults; and errors in the route's own dialect."""
+"""What every simulated generation goes through, as in Ollama, where every route that generates ends in the
+same scheduler: its queue, a load, a slot held to the end; here also the injected faults, and errors in the
+route's own dialect."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from typing import NamedTuple
 
 from aiohttp import web
 
 from ollama_connector.shared import error_formats
 from ollama_connector.sim.behaviour import Fault
+from ollama_connector.sim.catalog import SimModel
 from ollama_connector.sim.engine import Engine
-from ollama_connector.sim.routes import SimulatedCrash
+from ollama_connector.sim.scheduler import finite
+
+
+class SimulatedCrash(Exception):
+    """The connection was dropped on purpose (die_rate); there is nothing left to answer."""
+
+
+class Run(NamedTuple):
+    fault: Fault
+    load_ns: int  # spent waiting for the model and loading it
 
 
 class ApiError(Exception):
@@ -37,19 +48,24 @@ def find_model(engine: Engine, name: object, not_found: str = "model '{}' not fo
 
 
 @contextlib.asynccontextmanager
-async def generation(engine: Engine, name: str) -> AsyncIterator[Fault]:
-    """Counted in the stats, queued for the model's slot and holding it; yields the fault drawn for it."""
+async def generation(
+    engine: Engine, model: str | SimModel, num_ctx: int | None = None, keep_alive: float | None = None
+) -> AsyncIterator[Run]:
+    """Counted in the stats, queued for the model's slot and holding it; yields the fault drawn for it and
+    the time it waited. `keep_alive`: the request's own, when it set one."""
     engine.stats.requests += 1
     engine.stats.in_flight += 1
     fault = engine.behaviour.draw_fault()
+    found = engine.catalog.find(model) if isinstance(model, str) else model
+    assert found is not None  # the route checked it exists
     try:
         if fault == "hang":
             await engine.hang()
-        async with engine.scheduler.slot(engine.catalog.find(name), None, None):
+        async with engine.scheduler.slot(found, num_ctx, finite(keep_alive)) as load_ns:
             if fault == "fail":
                 engine.stats.failed += 1
                 raise ApiError(500, "an error was encountered while running the model (simulated)")
-            yield fault
+            yield Run(fault, load_ns)
         engine.stats.completed += 1
     except SimulatedCrash:
         engine.stats.failed += 1

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import time
@@ -15,6 +14,7 @@ from ollama_connector.shared.bodies import num_ctx_of, read_json_object
 from ollama_connector.sim.behaviour import Fault, parse_keep_alive
 from ollama_connector.sim.catalog import SimModel, now_rfc3339
 from ollama_connector.sim.engine import Engine, embedding
+from ollama_connector.sim.generation import generation, tokens
 from ollama_connector.sim.keys import ENGINE, VERSION
 from ollama_connector.sim.scheduler import finite
 
@@ -23,10 +23,6 @@ MODEL_NAME = re.compile(
     r"^(?:[A-Za-z0-9_][A-Za-z0-9_.-]*/){0,2}[A-Za-z0-9_][A-Za-z0-9_.-]{0,79}(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,79})?$"
 )
 _THINK_LEVELS = {"low", "medium", "high", "max"}
-
-
-class SimulatedCrash(Exception):
-    """The connection was dropped on purpose (die_rate); there is nothing left to answer."""
 
 
 class OllamaError(Exception):
@@ -127,20 +123,10 @@ async def inference(request: web.Request, kind: str) -> web.StreamResponse:
             )
         reason = "unload" if ask.keep_alive == 0 else "load"
         return reply(_chunk(kind, ask.name, "", done=True, done_reason=reason))
-    engine.stats.requests += 1
-    engine.stats.in_flight += 1
-    try:
-        result = await _answer(request, engine, ask)
-        engine.stats.completed += 1
-        return result
-    except SimulatedCrash:
-        engine.stats.failed += 1
-        raise
-    except (asyncio.CancelledError, ConnectionResetError):
-        engine.stats.cancelled += 1
-        raise
-    finally:
-        engine.stats.in_flight -= 1
+    started = time.perf_counter_ns()
+    num_ctx = num_ctx_of({"options": ask.options})
+    async with generation(engine, ask.model, num_ctx, ask.keep_alive) as (fault, load_ns):
+        return await _generate(request, engine, ask, fault, started, load_ns)
 
 
 def validate(engine: Engine, body: dict, kind: str) -> Ask:
@@ -180,24 +166,9 @@ def validate(engine: Engine, body: dict, kind: str) -> Ask:
     return Ask(kind, name, model, prompt or "", options, keep_alive, stream, bool(body.get("raw")))
 
 
-async def _answer(request: web.Request, engine: Engine, ask: Ask) -> web.StreamResponse:
-    """Wait for the model (queue, load, a slot), then generate while holding the slot."""
-    started = time.perf_counter_ns()
-    fault = engine.behaviour.draw_fault()
-    if fault == "hang":
-        await engine.hang()
-    async with engine.scheduler.slot(
-        ask.model, num_ctx_of({"options": ask.options}), finite(ask.keep_alive)
-    ) as load_ns:
-        return await _generate(request, engine, ask, fault, started, load_ns)
-
-
 async def _generate(
     request: web.Request, engine: Engine, ask: Ask, fault: Fault, started: int, load_ns: int
 ) -> web.StreamResponse:
-    if fault == "fail":
-        engine.stats.failed += 1
-        raise OllamaError(500, "an error was encountered while running the model (simulated)")
     count, done_reason = engine.token_count(ask.options)
     eval_started = time.perf_counter_ns()
 
@@ -216,19 +187,15 @@ async def _generate(
         }
 
     if not ask.stream:
-        parts = [token async for token in engine.tokens(count, request, fault)]
-        if fault == "die":
-            raise SimulatedCrash
+        parts = [token async for token in tokens(engine, count, request, fault)]
         return reply(_chunk(ask.kind, ask.name, "".join(parts), done=True, **metrics(len(parts))))
 
     response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
     await response.prepare(request)
     produced = 0
-    async for token in engine.tokens(count, request, fault):
+    async for token in tokens(engine, count, request, fault):
         await response.write(compact(_chunk(ask.kind, ask.name, token)) + b"\n")
         produced += 1
-    if fault == "die":
-        raise SimulatedCrash
     await response.write(compact(_chunk(ask.kind, ask.name, "", done=True, **metrics(produced))) + b"\n")
     await response.write_eof()
     return response

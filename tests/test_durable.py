@@ -20,9 +20,9 @@ async def submit(http: aiohttp.ClientSession, hub: str, headers: dict | None = N
         assert r.status == 202, await r.text()
         body = await r.json()
         assert r.headers["Location"] == f"/jobs/{body['job_id']}" == body["status_url"]
-        assert (
-            body["status"] in ("queued", "running") and body["stream_url"] == f"/jobs/{body['job_id']}/stream"
-        )
+        # As it was when the answer left: a fast simulator may have finished it already.
+        assert body["status"] in ("queued", "running", "done")
+        assert body["stream_url"] == f"/jobs/{body['job_id']}/stream"
         return body["job_id"]
 
 
