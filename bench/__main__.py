@@ -11,6 +11,7 @@ from pathlib import Path
 
 import psutil
 
+from bench.dialects import dialects
 from bench.footprint import footprint
 from bench.real_model import real_model
 from bench.scenarios import SMOKE, Size, journal_cost, overhead, registry_scale, streaming
@@ -43,6 +44,7 @@ def run(size: Size, only: set[str] | None = None) -> dict:
         "overhead": overhead,
         "journal": journal_cost,
         "streaming": streaming,
+        "dialects": dialects,
         "registry": registry_scale,
         "footprint": footprint,
         "scheduling": scheduling,
@@ -94,6 +96,14 @@ def print_report(results: dict) -> None:
             print(
                 f"  {key:<12}{r['chunks_per_second']:>10.0f}{r['ttft_p50_ms']:>9.1f}m"
                 f"{r['delay_p50_ms']:>10.2f}m{r['delay_p99_ms']:>10.2f}m{cpu:>9}"
+            )
+    if "dialects" in results:
+        print("\nthe same streams in each API, at the top rate: tokens/s straight, and through the hub")
+        print(f"  {'route':<22}{'direct':>9}{'hub':>9}{'ratio':>8}{'hub µs/token':>14}{'errors':>8}")
+        for route, r in results["dialects"].items():
+            print(
+                f"  {route:<22}{r['direct_tokens_per_second']:>9}{r['hub_tokens_per_second']:>9}"
+                f"{r['ratio']:>8.3f}{r['hub_cpu_us_per_token']:>14.2f}{r['errors']:>8}"
             )
     if "registry" in results:
         print("\nregistry scale")

@@ -88,6 +88,11 @@ class Streams:
         return asdict(self)
 
 
+# How a stream's error begins in each dialect: Ollama's NDJSON line, OpenAI's data event, Anthropic's and the
+# Responses API's named event. (A Responses object's `"error": null` is none of them.)
+ERROR_LINES = (b'{"error"', b'data: {"error"', b"event: error")
+
+
 def stamp(line: bytes) -> float | None:
     try:
         created = json.loads(line).get("created_at")
@@ -127,7 +132,7 @@ async def concurrent_streams(url: str, body: dict, streams: int) -> Streams:
                         gaps.append(now - last)
                     last = now
                     chunks += 1
-                    if b'"error"' in line:
+                    if line.startswith(ERROR_LINES):
                         errors += 1
                     # Sample the one-way delay on a share of chunks; parsing all would slow the client down.
                     if chunks % 16 == 0 and (created := stamp(line)) is not None:

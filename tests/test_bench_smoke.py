@@ -16,6 +16,7 @@ def test_every_scenario_runs_and_reports_its_targets():
         results["streaming"]["hub@top"]["chunks"] == 4 * 21 and results["streaming"]["hub@top"]["errors"] == 0
     )
     assert results["registry"]["50_nodes"]["routing_decision_us"] > 0
+    assert len(results["dialects"]) == 4 and all(r["errors"] == 0 for r in results["dialects"].values())
     assert results["footprint"]["ollama_top"]["rss_mb_peak"] > 0
     assert {t["name"] for t in results["targets"]} >= {"chunks relayed per second", "idle hub RSS"}
     for policy in ("capacity", "least-busy", "round-robin"):  # one load, 150 %, in the smoke run
