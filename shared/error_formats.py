@@ -22,6 +22,8 @@ from typing import Any
 
 from aiohttp import web
 
+from ollama_connector.shared import sse
+
 NDJSON = "application/x-ndjson"
 SSE = "text/event-stream"
 
@@ -104,7 +106,7 @@ class OpenAI:
     @staticmethod
     def stream_tail(message: str, after: bytes = b"") -> bytes:
         """The end of a broken SSE stream: an error event, then [DONE]."""
-        return b"data: " + _json(OpenAI.body(message)) + b"\n\ndata: [DONE]\n\n"
+        return sse.data(OpenAI.body(message)) + sse.DONE
 
     @staticmethod
     def error_at_end(block: bytes) -> str | None:
@@ -163,7 +165,7 @@ class Anthropic:
     @staticmethod
     def stream_tail(message: str, after: bytes = b"") -> bytes:
         """The end of a broken event stream: one `error` event (the SDKs raise it)."""
-        return b"event: error\ndata: " + _json(Anthropic.body(message)) + b"\n\n"
+        return sse.named("error", Anthropic.body(message))
 
     @staticmethod
     def error_at_end(block: bytes) -> str | None:
@@ -202,7 +204,7 @@ class Responses:
             "param": None,
             "sequence_number": int(numbers[-1]) + 1 if numbers else 0,
         }
-        return b"event: error\ndata: " + _json(event) + b"\n\n"
+        return sse.named("error", event)
 
     @staticmethod
     def error_at_end(block: bytes) -> str | None:

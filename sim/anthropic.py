@@ -9,11 +9,12 @@ from typing import Any
 
 from aiohttp import web
 
+from ollama_connector.shared import sse
 from ollama_connector.shared.bodies import read_json_object
 from ollama_connector.sim.engine import Engine
 from ollama_connector.sim.generation import ApiError, find_model, generation, prompt_tokens, tokens
 from ollama_connector.sim.keys import ENGINE
-from ollama_connector.sim.routes import compact, reply
+from ollama_connector.sim.routes import reply
 
 routes = web.RouteTableDef()
 
@@ -30,7 +31,7 @@ def text_of(content: Any) -> str:
 
 
 def event(name: str, data: dict[str, Any]) -> bytes:
-    return f"event: {name}\ndata: ".encode() + compact({"type": name, **data}) + b"\n\n"
+    return sse.named(name, {"type": name, **data})
 
 
 @routes.post("/v1/messages")

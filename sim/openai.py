@@ -9,11 +9,12 @@ from typing import Any
 
 from aiohttp import web
 
+from ollama_connector.shared import sse
 from ollama_connector.shared.bodies import read_json_object
 from ollama_connector.sim.engine import Engine, embedding
 from ollama_connector.sim.generation import ApiError, find_model, generation, prompt_tokens, tokens
 from ollama_connector.sim.keys import ENGINE
-from ollama_connector.sim.routes import compact, reply
+from ollama_connector.sim.routes import reply
 
 routes = web.RouteTableDef()
 _ids = itertools.count()
@@ -67,7 +68,7 @@ async def completion(request: web.Request, chat: bool) -> web.StreamResponse:
                 choice = {"index": 0, "delta": delta, "finish_reason": finish_reason}
             else:
                 choice = {"text": text or "", "index": 0, "finish_reason": finish_reason}
-            return b"data: " + compact({**base, "object": kind, "choices": [choice]}) + b"\n\n"
+            return sse.data({**base, "object": kind, "choices": [choice]})
 
         async for token in tokens(engine, count, request, fault):
             await response.write(event(token, None))
@@ -75,8 +76,8 @@ async def completion(request: web.Request, chat: bool) -> web.StreamResponse:
         options = body.get("stream_options")
         if isinstance(options, dict) and options.get("include_usage"):  # OpenAI's last chunk: usage only
             chunk = {**base, "object": kind, "choices": [], "usage": usage(prompt, count)}
-            end += b"data: " + compact(chunk) + b"\n\n"
-        await response.write(end + b"data: [DONE]\n\n")
+            end += sse.data(chunk)
+        await response.write(end + sse.DONE)
         await response.write_eof()
         return response
 

@@ -9,11 +9,12 @@ from typing import Any
 
 from aiohttp import web
 
+from ollama_connector.shared import sse
 from ollama_connector.shared.bodies import read_json_object
 from ollama_connector.sim.engine import Engine
 from ollama_connector.sim.generation import find_model, generation, prompt_tokens, tokens
 from ollama_connector.sim.keys import ENGINE
-from ollama_connector.sim.routes import compact, reply
+from ollama_connector.sim.routes import reply
 
 routes = web.RouteTableDef()
 _ids = itertools.count(1)
@@ -91,7 +92,7 @@ class Events:
     def __call__(self, kind: str, **data: Any) -> bytes:
         payload = {"type": kind, **data, "sequence_number": self.number}
         self.number += 1
-        return f"event: {kind}\ndata: ".encode() + compact(payload) + b"\n\n"
+        return sse.named(kind, payload)
 
 
 @routes.post("/v1/responses")
