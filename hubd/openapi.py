@@ -1,8 +1,8 @@
 """GET /openapi.json: an OpenAPI 3.1 document of the hub's own routes, written from the models the routes use.
 
-The Ollama and OpenAI routes are those projects' own APIs and are documented there; this covers the seed's
-routes (jobs, nodes, heartbeats), /stats and /metrics. Every status a route answers is listed, so a client
-(and the schemathesis run in the suite) can rely on the list.
+The Ollama, OpenAI and Anthropic routes are those projects' own APIs and are documented there; this covers
+the seed's routes (jobs, nodes, heartbeats), /stats and /metrics. Every status a route answers is listed, so
+a client (and the schemathesis run in the suite) can rely on the list.
 """
 
 from __future__ import annotations

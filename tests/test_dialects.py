@@ -12,6 +12,7 @@ import anthropic
 import openai
 import pytest
 
+from ollama_connector.shared import error_formats
 from ollama_connector.sim.keys import ENGINE
 from ollama_connector.sim.processes import agent_env
 from tests.conftest import free_port, report_cpu, wait_until
@@ -282,3 +283,34 @@ async def test_the_agent_serves_the_new_routes_behind_its_token_in_their_dialect
             assert r.status == 401 and error_of(await r.json())
         async with http.post(node.url + path, json=body, headers={"Authorization": "Bearer tok"}) as r:
             assert r.status == 200 and (await r.json())["model"] == "llama3"
+
+
+@pytest.mark.parametrize(
+    ("path", "fmt"),
+    [
+        ("/api/chat", error_formats.Ollama),
+        ("/v1/chat/completions", error_formats.OpenAI),
+        ("/v1/messages", error_formats.Anthropic),
+        ("/v1/responses", error_formats.Responses),
+        ("/v1/audio/transcriptions", error_formats.OpenAI),
+        ("/jobs", error_formats.Seed),
+    ],
+)
+def test_each_route_has_one_dialect_that_reads_what_it_writes(path, fmt):
+    assert error_formats.for_path(path) is fmt
+    body = json.dumps(fmt.body("it broke", 503)).encode()
+    assert error_formats.message_of(body) == "it broke"
+    stream = error_formats.stream_format(path)
+    tail = stream.stream_tail("it broke", b'data: {"sequence_number":7}\n\n')
+    assert stream.error_at_end(b"earlier\n\n" + tail) == stream.only_error(tail) == "it broke"
+
+
+def test_the_anthropic_and_responses_tails():
+    assert error_formats.Anthropic.body("slow down", 429)["error"]["type"] == "rate_limit_error"
+    assert error_formats.Anthropic.body("busy", 503)["error"]["type"] == "overloaded_error"
+    ping = b'event: ping\ndata: {"type":"ping"}\n\n'
+    assert error_formats.Anthropic.only_error(ping + error_formats.Anthropic.stream_tail("x")) == "x"
+    assert error_formats.Anthropic.error_at_end(ping) is None
+    after = b'event: response.output_text.delta\ndata: {"type":"x","sequence_number":41}\n\n'
+    tail = error_formats.Responses.stream_tail("x", after)
+    assert json.loads(tail.split(b"data: ")[1])["sequence_number"] == 42
