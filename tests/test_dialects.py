@@ -12,6 +12,7 @@ import anthropic
 import openai
 import pytest
 
+from ollama_connector.hubd import unserved
 from ollama_connector.shared import error_formats
 from ollama_connector.sim.keys import ENGINE
 from ollama_connector.sim.processes import agent_env
@@ -256,20 +257,38 @@ async def test_the_anthropic_sdk_raises_a_broken_stream(fleet, http, processes):
 
 async def test_a_node_whose_engine_lacks_the_route_is_passed_over(fleet, http):
     """An engine without /v1/messages (an older Ollama, a llama.cpp server) answers a bare 404: the job goes
-    on to the next node, and that node's model is not taken for missing."""
+    on to the next node, that node's model is not taken for missing, and the hub remembers."""
     hub = await fleet.hub()
     engine = await fleet.sim(models=["llama3"], api="openai")  # serves /v1/chat/completions, not /v1/messages
     await fleet.node(hub, "http://unused", "old", BACKEND="openai", BACKEND_URL=engine.url)
-    async with http.post(hub.url + "/v1/messages", json=_ask("llama3")) as r:
-        error = await r.json()
-    assert r.status == 503 and error["error"]["type"] == "overloaded_error"
-    assert "old: this node's engine does not serve POST /v1/messages" in error["error"]["message"]
+    for said in ("old: this node's engine does not serve POST /v1/messages", "learned from an earlier job"):
+        async with http.post(hub.url + "/v1/messages", json=_ask("llama3")) as r:
+            error = await r.json()
+        assert (
+            r.status == 503
+            and error["error"]["type"] == "overloaded_error"
+            and said in error["error"]["message"]
+        )
+    body = {"model": "llama3", "messages": MESSAGE}
+    async with http.post(hub.url + "/v1/chat/completions", json=body) as r:  # served as before
+        assert r.status == 200 and r.headers["X-Node-Id"] == "old"
     await fleet.node(hub, await fleet.sim(models=["llama3"]), "new")
     await report_cpu(http, hub, "old", 0.0)  # "old" ranks first
     await report_cpu(http, hub, "new", 0.9)
-    async with http.post(hub.url + "/v1/messages", json=_ask("llama3")) as r:
-        assert r.status == 200 and r.headers["X-Node-Id"] == "new"
+    for _ in range(2):
+        async with http.post(hub.url + "/v1/messages", json=_ask("llama3")) as r:
+            assert r.status == 200 and r.headers["X-Node-Id"] == "new"
+    async with http.get(hub.url + "/jobs", params={"limit": "2"}) as r:
+        assert [job["nodes_tried"] for job in (await r.json())["jobs"]] == [["new"], ["new"]]  # "old" skipped
     assert hub.registry.get("old").failure_count == 0  # not the node's fault
+    # An upgrade (another engine version in its heartbeat) may bring the route: the hub forgets at once.
+    assert unserved.lacks(hub.registry.get("old"), "/v1/messages")
+    beat = hub.registry.get("old").beat.model_dump()
+    async with http.post(
+        hub.url + "/nodes/heartbeat", json={**beat, "metadata": {"ollama_version": "9.9"}}
+    ) as r:
+        assert r.status == 200
+    assert not unserved.lacks(hub.registry.get("old"), "/v1/messages")
 
 
 async def test_the_agent_serves_the_new_routes_behind_its_token_in_their_dialects(fleet, http):
