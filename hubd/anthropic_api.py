@@ -7,7 +7,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from ollama_connector.hubd.dispatch import dispatch, new_job
-from ollama_connector.hubd.limits import check_model_name
+from ollama_connector.hubd.limits import required_model
 from ollama_connector.shared.bodies import BadRequest, read_json_object
 
 routes = web.RouteTableDef()
@@ -16,10 +16,7 @@ routes = web.RouteTableDef()
 @routes.post("/v1/messages")
 async def messages(request: web.Request) -> web.StreamResponse:
     body = await read_json_object(request)
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        raise BadRequest("model is required")
-    check_model_name(model)
+    model = required_model(body.get("model"))
     max_tokens = body.get("max_tokens")
     if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens <= 0:
         raise BadRequest("max_tokens is required and must be positive")

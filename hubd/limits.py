@@ -27,6 +27,13 @@ async def bounded_bodies(request: web.Request, handler: Handler) -> web.StreamRe
     return await handler(request)
 
 
+def required_model(model: object) -> str:
+    """A request's model: present, a string, and a bounded name (400s naming which it is not)."""
+    if not isinstance(model, str) or not model:
+        raise BadRequest("model is required")
+    return check_model_name(model)
+
+
 def check_model_name(model: str) -> str:
     if len(model) > MAX_MODEL_NAME:
         raise BadRequest(f"model name is longer than {MAX_MODEL_NAME} characters")

@@ -8,7 +8,7 @@ from aiohttp import web
 from ollama_connector.hubd.dispatch import dispatch, new_job
 from ollama_connector.hubd.errors import HubError
 from ollama_connector.hubd.forms import read_form
-from ollama_connector.hubd.limits import check_model_name
+from ollama_connector.hubd.limits import required_model
 from ollama_connector.hubd.ollama_api import merged_tags, name_of, sort_time
 from ollama_connector.shared.bodies import BadRequest, read_json_object
 from ollama_connector.shared.modelnames import canonical
@@ -18,10 +18,7 @@ routes = web.RouteTableDef()
 
 async def relay_openai(request: web.Request) -> web.StreamResponse:
     body = await read_json_object(request)
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        raise BadRequest("model is required")
-    check_model_name(model)
+    model = required_model(body.get("model"))
     stream = body.get("stream") is True  # OpenAI's default is not to stream
     return await dispatch(request, await new_job(request, body, model, stream, options=False))
 
@@ -35,10 +32,7 @@ async def transcription(request: web.Request) -> web.StreamResponse:
     """A form with the audio file: read for its model, relayed as it came. Ollama answers it whole."""
     raw, content_type = await request.read(), request.headers.get("Content-Type", "")
     form = await read_form(raw, content_type)
-    model = form.fields.get("model")
-    if not model:
-        raise BadRequest("model is required")
-    check_model_name(model)
+    model = required_model(form.fields.get("model"))
     if "file" not in form.files:
         raise BadRequest("file is required: the form has no file part named 'file'")
     job = await new_job(request, {}, model, False, options=False, payload=raw, content_type=content_type)
