@@ -174,7 +174,7 @@ class Anthropic:
     @staticmethod
     def only_error(block: bytes) -> str | None:
         """The message when this first block is nothing but an error event (pings aside)."""
-        events = [e for e in _data_lines(block) if b'"ping"' not in e]
+        events = [e for e in _data_lines(block) if _last_data(e) != {"type": "ping"}]
         return Anthropic.error_at_end(block) if len(events) == 1 else None
 
 
