@@ -43,6 +43,7 @@ from ollama_connector.hubd.keys import (
     SETTINGS,
     TRACKER,
     TRANSFERS,
+    UNSERVED,
 )
 from ollama_connector.hubd.limits import bounded_bodies
 from ollama_connector.hubd.metrics import HubMetrics
@@ -53,6 +54,7 @@ from ollama_connector.hubd.ratelimit import add_rate_headers, rate_limits
 from ollama_connector.hubd.registry import Registry
 from ollama_connector.hubd.runs import Runs
 from ollama_connector.hubd.settings import HubSettings
+from ollama_connector.hubd.unserved import Unserved
 from ollama_connector.hubd.upkeep import upkeep_ctx
 from ollama_connector.shared.settings import warn_if_open
 from ollama_connector.shared.tls import client_context, server_context
@@ -98,6 +100,7 @@ def create_app(settings: HubSettings) -> web.Application:
     app[JOURNAL] = Journal(journal_path(settings), settings.journal_max_days, settings.journal_max_jobs)
     app[RUNS] = Runs(settings.max_async_jobs)
     app[TRANSFERS] = Transfers()
+    app[UNSERVED] = Unserved()
     app[METRICS] = HubMetrics(app[REGISTRY], app[PLACEMENT], app[COUNTERS], app[JOURNAL], app[RUNS])
     if settings.rate_limit:
         app[BUCKETS] = Buckets(settings.rate_limit, settings.rate_limit_burst or settings.rate_limit)

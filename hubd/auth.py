@@ -16,6 +16,7 @@ from ollama_connector.shared.auth import bearer_of, is_one_of
 # API's description; and /metrics with METRICS_PUBLIC=1.
 OPEN_PATHS = {"/healthz", "/nodes/heartbeat", "/", "/openapi.json"}
 X_API_KEY_PATHS = {"/v1/messages"}
+CALLER = web.RequestKey("caller", str)
 
 
 def presented_keys(request: web.Request) -> list[str]:
@@ -40,8 +41,10 @@ async def api_keys(request: web.Request, handler: Handler) -> web.StreamResponse
 def caller_of(request: web.Request) -> str:
     """Who is calling, for rate limits and the queue's turns: the key presented (hashed: no secret is
     kept), or the caller's address."""
+    if (known := request.get(CALLER)) is not None:  # asked several times a request: found once
+        return known
     keys = request.app[SETTINGS].api_keys
     presented = [key for key in presented_keys(request) if is_one_of(key, keys)] if keys else []
-    if presented:
-        return "key:" + hashlib.sha256(presented[0].encode()).hexdigest()[:16]
-    return "addr:" + (request.remote or "?")
+    caller = "key:" + hashlib.sha256(presented[0].encode()).hexdigest()[:16] if presented else None
+    request[CALLER] = caller or "addr:" + (request.remote or "?")
+    return request[CALLER]

@@ -16,12 +16,20 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from ollama_connector.hubd import unserved
 from ollama_connector.hubd.admission import node_headers
 from ollama_connector.hubd.auth import caller_of
 from ollama_connector.hubd.errors import AllNodesFailed, CallerError, HubError, NodeTimedOut, NoHealthyNodes
 from ollama_connector.hubd.jobrecord import JobRecord, new_job_id
-from ollama_connector.hubd.keys import COUNTERS, METRICS, PLACEMENT, REGISTRY, SESSION, SETTINGS, TRACKER
+from ollama_connector.hubd.keys import (
+    COUNTERS,
+    METRICS,
+    PLACEMENT,
+    REGISTRY,
+    SESSION,
+    SETTINGS,
+    TRACKER,
+    UNSERVED,
+)
 from ollama_connector.hubd.registry import NodeRecord, Ticket
 from ollama_connector.hubd.sessions import session_of
 from ollama_connector.hubd.speeds import timings_of
@@ -152,13 +160,12 @@ async def counted(
 async def dispatch_to(app: web.Application, job: Job, deliver: Deliver) -> web.StreamResponse | None:
     registry, placement, record = app[REGISTRY], app[PLACEMENT], job.record
     tried: set[str] = set()
-    for node in registry.holders(job.model):  # known not to serve the route: skipped, and said so at the end
-        if unserved.lacks(node, job.node_path):
-            tried.add(node.node_id)
-            message = f"does not serve {job.node_path} (learned from an earlier job)"
-            job.errors.append(
-                {"node_id": node.node_id, "message": message, "status": 502, "reason": Reason.ROUTE_MISSING}
-            )
+    for node in app[UNSERVED].lacking(registry, job.node_path, job.model):  # skipped, and said so at the end
+        tried.add(node.node_id)
+        message = f"does not serve {job.node_path} (learned from an earlier job)"
+        job.errors.append(
+            {"node_id": node.node_id, "message": message, "status": 502, "reason": Reason.ROUTE_MISSING}
+        )
     # Each choice is made when it is needed, so a node that degraded while others were tried is skipped.
     while (
         node := await placement.choose(
@@ -189,7 +196,7 @@ async def dispatch_to(app: web.Application, job: Job, deliver: Deliver) -> web.S
                 if policy.counts_against_node:
                     registry.record_failure(node, exc.message)
                 if exc.reason is Reason.ROUTE_MISSING:
-                    unserved.learn(node, job.node_path)
+                    app[UNSERVED].learn(node, job.node_path)
                 if exc.reason is Reason.CALLER_ERROR or exc.reason is Reason.TOO_LARGE:
                     raise CallerError(exc.message, exc.status, job.job_id, node.node_id) from None
                 if not policy.fails_over:

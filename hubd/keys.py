@@ -12,6 +12,7 @@ from ollama_connector.hubd.pulls import Transfers
 from ollama_connector.hubd.registry import Registry
 from ollama_connector.hubd.runs import Runs
 from ollama_connector.hubd.settings import HubSettings
+from ollama_connector.hubd.unserved import Unserved
 
 SETTINGS = web.AppKey("settings", HubSettings)
 REGISTRY = web.AppKey("registry", Registry)
@@ -25,3 +26,4 @@ JOURNAL = web.AppKey("journal", Journal)
 METRICS = web.AppKey("metrics", HubMetrics)
 RUNS = web.AppKey("runs", Runs)  # async jobs in progress
 TRANSFERS = web.AppKey("transfers", Transfers)  # pulls and creates on nodes, in progress
+UNSERVED = web.AppKey("unserved", Unserved)  # routes nodes were found not to serve

@@ -58,7 +58,6 @@ class NodeRecord:
     speeds: dict[str, ModelSpeed] = field(default_factory=dict)  # learned from its jobs (hubd.speeds)
     load_rate: Ewma = field(default_factory=Ewma)  # seconds per GB its loads took
     announced_offline: bool = field(default=False)
-    unserved: dict[str, tuple[object, float]] = field(default_factory=dict)  # see hubd.unserved
     rank: tuple = ()  # its place in the ranking lists, from hubd.ranking
 
     @property

@@ -12,7 +12,7 @@ import anthropic
 import openai
 import pytest
 
-from ollama_connector.hubd import unserved
+from ollama_connector.hubd.keys import UNSERVED
 from ollama_connector.shared import error_formats
 from ollama_connector.sim.keys import ENGINE
 from ollama_connector.sim.processes import agent_env
@@ -282,13 +282,13 @@ async def test_a_node_whose_engine_lacks_the_route_is_passed_over(fleet, http):
         assert [job["nodes_tried"] for job in (await r.json())["jobs"]] == [["new"], ["new"]]  # "old" skipped
     assert hub.registry.get("old").failure_count == 0  # not the node's fault
     # An upgrade (another engine version in its heartbeat) may bring the route: the hub forgets at once.
-    assert unserved.lacks(hub.registry.get("old"), "/v1/messages")
+    assert hub.app[UNSERVED].lacking(hub.registry, "/v1/messages", "llama3") == [hub.registry.get("old")]
     beat = hub.registry.get("old").beat.model_dump()
     async with http.post(
         hub.url + "/nodes/heartbeat", json={**beat, "metadata": {"ollama_version": "9.9"}}
     ) as r:
         assert r.status == 200
-    assert not unserved.lacks(hub.registry.get("old"), "/v1/messages")
+    assert not hub.app[UNSERVED].lacking(hub.registry, "/v1/messages", "llama3")
 
 
 async def test_the_agent_serves_the_new_routes_behind_its_token_in_their_dialects(fleet, http):
