@@ -15,7 +15,7 @@ import psutil
 
 from bench.fleet import Fleet
 from bench.load import closed_loop, concurrent_streams
-from ollama_connector.hubd.registry import Registry
+from ollama_connector.hubd.routing.registry import Registry
 from ollama_connector.shared.wire import Heartbeat, Load
 
 TINY = {"model": "llama3", "prompt": "hi", "stream": False, "options": {"num_predict": 1}}

@@ -10,26 +10,29 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from ollama_connector.hubd import (
-    anthropic_api,
+from ollama_connector.hubd.api import (
+    anthropic,
     dashboard,
-    fleet_models,
     jobs,
+    models,
     nodes,
-    ollama_api,
-    openai_api,
+    ollama,
+    openai,
     openapi,
     stats,
 )
-from ollama_connector.hubd.admission import no_loops
-from ollama_connector.hubd.auth import api_keys
-from ollama_connector.hubd.buckets import Buckets
-from ollama_connector.hubd.counters import JobCounters
-from ollama_connector.hubd.desired import desired_ctx
-from ollama_connector.hubd.durable import journal_ctx
 from ollama_connector.hubd.errors import error_bodies
-from ollama_connector.hubd.jobrecord import Tracker
-from ollama_connector.hubd.journal import Journal
+from ollama_connector.hubd.fleet.desired import desired_ctx
+from ollama_connector.hubd.fleet.transfers import Transfers
+from ollama_connector.hubd.guard.auth import api_keys
+from ollama_connector.hubd.guard.buckets import Buckets
+from ollama_connector.hubd.guard.limits import bounded_bodies
+from ollama_connector.hubd.guard.ratelimit import add_rate_headers, rate_limits
+from ollama_connector.hubd.jobs.counters import JobCounters
+from ollama_connector.hubd.jobs.durable import journal_ctx
+from ollama_connector.hubd.jobs.journal import Journal
+from ollama_connector.hubd.jobs.record import Tracker
+from ollama_connector.hubd.jobs.runs import Runs
 from ollama_connector.hubd.keys import (
     BUCKETS,
     COUNTERS,
@@ -45,17 +48,14 @@ from ollama_connector.hubd.keys import (
     TRANSFERS,
     UNSERVED,
 )
-from ollama_connector.hubd.limits import bounded_bodies
-from ollama_connector.hubd.metrics import HubMetrics
-from ollama_connector.hubd.persistence import journal_path, persistence_ctx
-from ollama_connector.hubd.placement import Placement
-from ollama_connector.hubd.pulls import Transfers
-from ollama_connector.hubd.ratelimit import add_rate_headers, rate_limits
-from ollama_connector.hubd.registry import Registry
-from ollama_connector.hubd.runs import Runs
+from ollama_connector.hubd.ops.metrics import HubMetrics
+from ollama_connector.hubd.ops.snapshot import journal_path, persistence_ctx
+from ollama_connector.hubd.ops.upkeep import upkeep_ctx
+from ollama_connector.hubd.routing.admission import no_loops
+from ollama_connector.hubd.routing.placement import Placement
+from ollama_connector.hubd.routing.registry import Registry
+from ollama_connector.hubd.routing.unserved import Unserved
 from ollama_connector.hubd.settings import HubSettings
-from ollama_connector.hubd.unserved import Unserved
-from ollama_connector.hubd.upkeep import upkeep_ctx
 from ollama_connector.shared.settings import warn_if_open
 from ollama_connector.shared.tls import client_context, server_context
 
@@ -110,7 +110,7 @@ def create_app(settings: HubSettings) -> web.Application:
             client_session_ctx,
             persistence_ctx,
             journal_ctx,
-            fleet_models.transfers_ctx,
+            models.transfers_ctx,
             desired_ctx,
             upkeep_ctx,
         ]
@@ -119,10 +119,10 @@ def create_app(settings: HubSettings) -> web.Application:
     app.add_routes(jobs.routes)
     app.add_routes(stats.routes)
     app.add_routes(dashboard.routes)
-    app.add_routes(ollama_api.routes)
-    app.add_routes(fleet_models.routes)
-    app.add_routes(openai_api.routes)
-    app.add_routes(anthropic_api.routes)
+    app.add_routes(ollama.routes)
+    app.add_routes(models.routes)
+    app.add_routes(openai.routes)
+    app.add_routes(anthropic.routes)
     app.add_routes(openapi.routes)
     return app
 

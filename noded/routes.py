@@ -114,7 +114,7 @@ async def read_route(request: web.Request) -> web.StreamResponse:
     return await forward(request, request.path, None, method="GET")
 
 
-# Model management, for the hub's fleet-wide routes (hubd.fleet_models): not counted as jobs, not refused
+# Model management, for the hub's fleet-wide routes (hubd.api.models): not counted as jobs, not refused
 # while draining, and with no timeout of the agent's (a large pull takes as long as it takes).
 MANAGE_ROUTES = (
     ("POST", "/api/pull"),

@@ -33,7 +33,7 @@ class JsonFormatter(logging.Formatter):
 
 
 def short_names(record: logging.LogRecord) -> bool:
-    """`hubd.dispatch` rather than `ollama_connector.hubd.dispatch`: every logger here is ours."""
+    """`hubd.jobs.dispatch` rather than `ollama_connector.hubd.jobs.dispatch`: every logger here is ours."""
     record.name = record.name.removeprefix("ollama_connector.")
     return True
 

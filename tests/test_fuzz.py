@@ -15,9 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error, positive_data_acceptance
 
-from ollama_connector.hubd.placement import Placement
-from ollama_connector.hubd.policy import Ask
-from ollama_connector.hubd.registry import Registry
+from ollama_connector.hubd.routing.placement import Placement
+from ollama_connector.hubd.routing.policy import Ask
+from ollama_connector.hubd.routing.registry import Registry
 from ollama_connector.shared.modelnames import canonical
 from ollama_connector.shared.wire import Capacity, Heartbeat, Load, LoadedModel
 from tests.conftest import Processes

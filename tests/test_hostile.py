@@ -67,7 +67,7 @@ async def test_node_networks_keep_nodes_inside_them(fleet, http):
 
 async def test_max_nodes_refuses_new_nodes_and_says_so_once(fleet, http, caplog):
     hub = await fleet.hub(MAX_NODES="2")
-    caplog.set_level(logging.WARNING, logger="ollama_connector.hubd.admission")
+    caplog.set_level(logging.WARNING, logger="ollama_connector.hubd.routing.admission")
     for number in range(5):
         status, body = await heartbeat(http, hub, node_id=f"n{number}")
         assert status == (200 if number < 2 else 403)

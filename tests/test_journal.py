@@ -6,7 +6,7 @@ import logging
 import sqlite3
 import time
 
-from ollama_connector.hubd.journal import SCHEMA
+from ollama_connector.hubd.jobs.journal import SCHEMA
 from tests.conftest import wait_until
 
 
@@ -109,7 +109,7 @@ async def _count(http, hub, count: int) -> bool:
 async def test_a_corrupt_journal_is_reported_once_and_the_hub_routes_on(fleet, http, tmp_path, caplog):
     path = tmp_path / "journal.sqlite3"
     path.write_bytes(b"this is not a database" * 100)
-    caplog.set_level(logging.INFO, logger="ollama_connector.hubd.journal")
+    caplog.set_level(logging.INFO, logger="ollama_connector.hubd.jobs.journal")
     sim = await fleet.sim()
     hub = await fleet.hub(JOURNAL_PATH=str(path))
     await fleet.node(hub, sim, "n1")

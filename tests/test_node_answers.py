@@ -63,7 +63,7 @@ async def test_a_node_silent_after_accepting_a_job_gets_a_504_and_the_job_is_not
     )
     await wait_until(lambda: hub.registry.get("stuck") is not None, what="the agent to register")
     await report_cpu(http, hub, await fleet.node(hub, other_ollama, "other"), 0.9)
-    caplog.set_level(logging.DEBUG, logger="ollama_connector.hubd.dispatch")
+    caplog.set_level(logging.DEBUG, logger="ollama_connector.hubd.jobs.dispatch")
     job = asyncio.create_task(http.post(hub.url + path, json=body))
     await wait_until(lambda: "accepted; waiting for its Ollama" in caplog.text, what="the agent to accept")
     assert stuck_ollama.stats.in_flight == 1

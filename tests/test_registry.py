@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ollama_connector.hubd.registry import Registry
+from ollama_connector.hubd.routing.registry import Registry
 from ollama_connector.shared.modelnames import canonical, display
 from ollama_connector.shared.wire import Heartbeat, Load
 

@@ -1,0 +1,180 @@
+"""The seed's job API, `POST /jobs`, and what the journal adds to it: the jobs the hub ran, async jobs.
+
+- `POST /jobs`: a generate request run on the best node; with `"async": true`, 202 at once
+  (hubd.jobs.durable).
+- `GET /jobs`: recent jobs (in progress and from the journal), filtered; `GET /jobs/{job_id}`: one, with
+  an async job's answer once it is done.
+- `GET /jobs/{job_id}/stream`: an async job's lines from `?from=N` (0 first), then live to its end.
+- `DELETE /jobs/{job_id}`: cancel an async job (on its node too).
+With API_KEYS set, any key sees the jobs' records (as it sees /nodes), but an async job's answer, stream and
+cancellation belong to the key that submitted it.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any, Literal
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, field_validator
+
+from ollama_connector.hubd.errors import HubError
+from ollama_connector.hubd.guard.auth import caller_of
+from ollama_connector.hubd.jobs import durable
+from ollama_connector.hubd.jobs.dispatch import dispatch, new_job
+from ollama_connector.hubd.jobs.journal import JournalUnavailable, find, lines_from, one
+from ollama_connector.hubd.jobs.record import JobRecord
+from ollama_connector.hubd.keys import JOURNAL, RUNS, SETTINGS, TRACKER
+from ollama_connector.shared.bodies import parse_body_as, read_json_object
+from ollama_connector.shared.error_formats import NDJSON
+from ollama_connector.shared.wire import MAX_MODEL_NAME
+
+routes = web.RouteTableDef()
+MAX_LIST = 1000
+
+
+class JobRequest(BaseModel):
+    """The fields the hub reads; every other field of Ollama's /api/generate passes through untouched."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: StrictStr = Field(min_length=1, max_length=MAX_MODEL_NAME)
+    prompt: StrictStr
+    options: dict[str, Any] | None = None
+    stream: StrictBool = True
+    run_async: StrictBool = Field(False, alias="async")
+
+
+class JobsQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    limit: int = Field(50, ge=1, le=MAX_LIST)
+    model: str | None = Field(None, max_length=MAX_MODEL_NAME)
+    node: str | None = Field(None, max_length=256)
+    status: Literal["queued", "running", "done", "failed", "rejected", "cancelled", "interrupted"] | None = (
+        None
+    )
+    since: float | None = None  # unix seconds, or an ISO 8601 time
+
+    @field_validator("since", mode="before")
+    @classmethod
+    def _time(cls, value: object) -> object:
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        return value
+
+    def matches(self, record: JobRecord) -> bool:
+        return (
+            (self.model is None or record.model == self.model)
+            and (self.node is None or record.node == self.node)
+            and (self.status is None or record.status == self.status)
+            and (self.since is None or record.arrived >= self.since)
+        )
+
+
+@routes.post("/jobs")
+async def submit_job(request: web.Request) -> web.StreamResponse:
+    body = await read_json_object(request)
+    asked = parse_body_as(JobRequest, body)
+    if asked.run_async:
+        return await durable.submit(request, body, asked.model)
+    # The body goes on as the caller wrote it: an absent "stream" means true for Ollama too.
+    job = await new_job(request, body, asked.model, asked.stream, node_path="/execute", context_settable=True)
+    return await dispatch(request, job)
+
+
+@routes.get("/jobs")
+async def list_jobs(request: web.Request) -> web.Response:
+    query = parse_body_as(JobsQuery, dict(request.query))
+    live = {r.job_id: r for r in _in_progress(request.app) if query.matches(r)}
+    journal = request.app[JOURNAL]
+    try:
+        stored = await journal.read(find, query.limit, query.model, query.node, query.status, query.since)
+    except JournalUnavailable:
+        stored = []
+    merged = {**{r.job_id: r for r in stored}, **live}
+    newest = sorted(merged.values(), key=lambda r: r.arrived, reverse=True)[: query.limit]
+    return web.json_response(
+        {
+            "jobs": [r.view() for r in newest],
+            "journal": journal.unavailable or ("failing" if journal.failing else "ok"),
+        }
+    )
+
+
+def _in_progress(app: web.Application) -> list[JobRecord]:
+    live = dict(app[TRACKER].live)
+    for job_id, run in app[RUNS].unfinished.items():
+        live.setdefault(job_id, run.record)
+    return list(live.values())
+
+
+async def _find(request: web.Request) -> tuple[JobRecord, bytes | None]:
+    job_id = request.match_info["job_id"]
+    app = request.app
+    if (run := app[RUNS].unfinished.get(job_id)) is not None:
+        return run.record, None
+    if (record := app[TRACKER].live.get(job_id)) is not None:
+        return record, None
+    try:
+        found = await app[JOURNAL].read(one, job_id)
+    except JournalUnavailable:
+        found = None
+    if found is None:
+        raise HubError(f"job {job_id} not found", status=404)
+    return found
+
+
+def _own(request: web.Request, record: JobRecord, what: str) -> None:
+    if not record.durable:
+        raise HubError(
+            f"job {record.job_id} was not async: its answer went to its caller, and only async jobs' answers"
+            f" are kept ({what} needs one)",
+            status=409,
+        )
+    if request.app[SETTINGS].api_keys and caller_of(request) != record.caller:
+        raise HubError(f"job {record.job_id} was submitted with another API key", status=403)
+
+
+@routes.get("/jobs/{job_id}")
+async def show_job(request: web.Request) -> web.Response:
+    record, answer = await _find(request)
+    view = record.view()
+    if record.durable:
+        view |= durable.links(record.job_id)
+        may_read = not request.app[SETTINGS].api_keys or caller_of(request) == record.caller
+        view["answer"] = json.loads(answer) if answer and may_read else None
+    return web.json_response(view)
+
+
+@routes.get("/jobs/{job_id}/stream")
+async def stream_job(request: web.Request) -> web.StreamResponse:
+    record, _ = await _find(request)
+    _own(request, record, "re-attaching")
+    start = request.query.get("from", "0")
+    if not start.isdigit() or len(start) > 9:
+        raise HubError(f"from must be a line number (0 for the first); got {start[:40]!r}", status=400)
+    response = web.StreamResponse(headers={"Content-Type": NDJSON, "X-Job-Id": record.job_id})
+    await response.prepare(request)
+    if (run := request.app[RUNS].unfinished.get(record.job_id)) is not None:
+        async for batch in run.follow(int(start)):
+            await response.write(b"".join(batch))
+    else:  # ended: every line of it is in the journal, read after the writes queued before
+        await response.write(b"".join(await request.app[JOURNAL].read(lines_from, record.job_id, int(start))))
+    await response.write_eof()
+    return response
+
+
+@routes.delete("/jobs/{job_id}")
+async def cancel_job(request: web.Request) -> web.Response:
+    record, _ = await _find(request)
+    _own(request, record, "cancelling")
+    run = request.app[RUNS].unfinished.get(record.job_id)
+    if run is None:
+        raise HubError(f"job {record.job_id} has already ended ({record.status})", status=409)
+    await durable.cancel(run)
+    return web.json_response(run.record.view())

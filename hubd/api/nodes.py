@@ -1,0 +1,52 @@
+"""Heartbeats in, and the registry out: /nodes/heartbeat, /nodes, /nodes/{node_id}, /healthz."""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+
+from ollama_connector.hubd.errors import HubError, Unauthorized
+from ollama_connector.hubd.keys import REGISTRY, SETTINGS
+from ollama_connector.hubd.routing.admission import admit
+from ollama_connector.shared.auth import is_authorized
+from ollama_connector.shared.bodies import parse_body_as, read_json_object
+from ollama_connector.shared.wire import Heartbeat
+
+routes = web.RouteTableDef()
+HEARTBEAT_MAX_BYTES = 256 * 1024  # a thousand long model names and full metadata fit many times over
+
+
+@routes.get("/healthz")
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+@routes.post("/nodes/heartbeat")
+async def heartbeat(request: web.Request) -> web.Response:
+    if not is_authorized(request, request.app[SETTINGS].cluster_token):
+        raise Unauthorized("missing or wrong cluster token (Authorization: Bearer <CLUSTER_TOKEN>)")
+    body = await read_json_object(request, max_bytes=HEARTBEAT_MAX_BYTES)
+    beat = parse_body_as(Heartbeat, body)
+    registry = request.app[REGISTRY]
+    peer = request.remote or "127.0.0.1"
+    await admit(request, beat.node_id, beat.address or peer, beat.port)
+    record = registry.heartbeat(beat, peer)
+    return web.json_response({"status": registry.status(record), "node_id": beat.node_id})
+
+
+@routes.get("/nodes")
+async def list_nodes(request: web.Request) -> web.Response:
+    registry = request.app[REGISTRY]
+    now = time.monotonic()
+    return web.json_response([registry.view(r, now) for r in registry.all()])
+
+
+# Not /nodes/heartbeat: that path is for POST only (a node named "heartbeat" is read in GET /nodes).
+@routes.get(r"/nodes/{node_id:(?!heartbeat$)[^/]+}")
+async def get_node(request: web.Request) -> web.Response:
+    registry = request.app[REGISTRY]
+    record = registry.get(request.match_info["node_id"])
+    if record is None:
+        raise HubError(f"Node {request.match_info['node_id']!r} not found", status=404)
+    return web.json_response(registry.view(record))

@@ -1,0 +1,57 @@
+"""GET /stats, the fleet in one small answer (for ollama-top and the dashboard); GET /metrics."""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from ollama_connector.hubd.fleet.desired import DESIRED
+from ollama_connector.hubd.keys import COUNTERS, METRICS, PLACEMENT, REGISTRY, TRANSFERS
+from ollama_connector.shared.cli import package_version
+from ollama_connector.shared.modelnames import display
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/stats")
+async def stats(request: web.Request) -> web.Response:
+    registry, counters = request.app[REGISTRY], request.app[COUNTERS]
+    now = time.monotonic()
+    by_status = {"online": 0, "offline": 0, "degraded": 0, "draining": 0}
+    models: dict[str, dict[str, list[str]]] = {}
+    in_flight = 0
+    for record in registry.all():
+        status = registry.status(record, now)
+        by_status[status] += 1
+        in_flight += record.active_jobs
+        for key in record.model_keys:
+            where = models.setdefault(display(key), {"nodes": [], "online": []})
+            where["nodes"].append(record.node_id)
+            if status == "online":
+                where["online"].append(record.node_id)
+    return web.json_response(
+        {
+            "nodes": {"total": len(registry), **by_status},
+            "jobs": {
+                "in_flight": in_flight,
+                "served": counters.served,
+                "failed": counters.failed,
+                **counters.rates(now),
+            },
+            "models": {name: models[name] for name in sorted(models)},
+            "queue": request.app[PLACEMENT].queue_view(now),
+            "transfers": request.app[TRANSFERS].view(),
+            "fleet_models": desired.state if (desired := request.app.get(DESIRED)) else {},
+            "uptime_seconds": round(now - counters.started_at, 1),
+            "version": package_version(),
+        }
+    )
+
+
+@routes.get("/metrics")
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus' text format (hubd.ops.metrics)."""
+    body = generate_latest(request.app[METRICS].registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

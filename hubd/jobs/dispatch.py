@@ -1,0 +1,345 @@
+"""Dispatch: send a job to the best node, fail over before the first byte, relay the answer as it comes.
+
+What a node's answer means (fail over or not, count against the node or not) is decided by its named reason
+and `shared.agent_contract.POLICY`; `classify` is the one place that turns an answer into a reason.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from ollama_connector.hubd.errors import AllNodesFailed, CallerError, HubError, NodeTimedOut, NoHealthyNodes
+from ollama_connector.hubd.guard.auth import caller_of
+from ollama_connector.hubd.jobs.ledger import end, outcome_of
+from ollama_connector.hubd.jobs.record import JobRecord, new_job_id
+from ollama_connector.hubd.keys import (
+    COUNTERS,
+    METRICS,
+    PLACEMENT,
+    REGISTRY,
+    SESSION,
+    SETTINGS,
+    TRACKER,
+    UNSERVED,
+)
+from ollama_connector.hubd.routing.admission import node_headers
+from ollama_connector.hubd.routing.registry import NodeRecord, Ticket
+from ollama_connector.hubd.routing.sessions import session_of
+from ollama_connector.hubd.routing.speeds import timings_of
+from ollama_connector.shared import error_formats
+from ollama_connector.shared.agent_contract import (
+    FRAMED_HEADER,
+    KEEPALIVE,
+    KEEPALIVE_HEADER,
+    POLICY,
+    REASON_HEADER,
+    Head,
+    Reason,
+    reason_for_plain_status,
+    reason_in,
+)
+from ollama_connector.shared.bodies import num_ctx_of, with_num_ctx
+from ollama_connector.shared.modelnames import canonical
+from ollama_connector.shared.relay import LineReader, Relayed, UpstreamBroken, describe, relay
+
+log = logging.getLogger(__name__)
+# Where a streamed answer goes: to the caller (shared.relay.relay), or into an async job's run.
+Deliver = Callable[[LineReader, bytes, int, dict[str, str], Callable[[str], str]], Awaitable[Relayed]]
+
+
+@dataclass
+class Job:
+    """One request to run on some node."""
+
+    job_id: str
+    model: str
+    node_path: str
+    payload: bytes
+    stream: bool
+    record: JobRecord
+    num_ctx: int | None = None  # options.num_ctx: another one than the loaded model's makes Ollama reload it
+    session: str | None = None  # the conversation, for sticky routing (hubd.routing.sessions)
+    # An Ollama route (options.num_ctx can be set) and no num_ctx: a larger loaded context will do.
+    larger_context_ok: bool = False
+    content_type: str = "application/json"  # of the payload: a form for an audio transcription
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+
+async def new_job(
+    request: web.Request,
+    body: dict[str, Any],
+    model: str,
+    stream: bool,
+    *,
+    node_path: str | None = None,
+    options: bool = True,
+    context_settable: bool = False,
+    payload: bytes | None = None,
+    content_type: str = "application/json",
+    durable: bool = False,
+) -> Job:
+    """A job for a caller's request: `options` when the route reads Ollama's options (num_ctx), and
+    `context_settable` when the hub may give it a loaded runner's larger context; `payload` when the body
+    sent on is not the caller's as it came."""
+    num_ctx = num_ctx_of(body) if options else None
+    job_id = new_job_id()
+    return Job(
+        job_id=job_id,
+        model=model,
+        node_path=node_path or request.path,
+        payload=payload if payload is not None else await request.read(),
+        stream=stream,
+        record=JobRecord(job_id, request.path, model, caller_of(request), durable=durable),
+        num_ctx=num_ctx,
+        session=session_of(request, body, model),
+        larger_context_ok=context_settable and num_ctx is None,
+        content_type=content_type,
+    )
+
+
+class NodeFailed(Exception):
+    """This node did not serve the job, for a named reason; POLICY says what follows."""
+
+    def __init__(self, reason: Reason, message: str, status: int = 502) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.status = status
+
+
+def broken(exc: UpstreamBroken, what: str) -> NodeFailed:
+    """A read that failed: silence past the timeout, or a dropped connection."""
+    if exc.timed_out:
+        return NodeFailed(Reason.TIMED_OUT, f"accepted the job, then was silent {what}: {exc}", 504)
+    return NodeFailed(Reason.DROPPED, f"closed the connection {what}: {exc}", 502)
+
+
+async def dispatch(request: web.Request, job: Job) -> web.StreamResponse:
+    """Run a caller's job and answer it."""
+    response = await counted(
+        request.app, job.record, dispatch_to(request.app, job, functools.partial(relay, request))
+    )
+    assert response is not None  # only an async job's run answers no one
+    return response
+
+
+async def counted(
+    app: web.Application, record: JobRecord, work: Coroutine[Any, Any, web.StreamResponse | None]
+) -> web.StreamResponse | None:
+    """Run a job within MAX_CONCURRENT_JOBS, and account its end once, however it ends (hubd.jobs.ledger)."""
+    counters, limit = app[COUNTERS], app[SETTINGS].max_concurrent_jobs
+    # Async jobs hold no caller's connection and have their own bound (MAX_ASYNC_JOBS).
+    if counters.running >= limit and not record.durable:
+        work.close()
+        raise HubError(
+            f"the hub is running MAX_CONCURRENT_JOBS={limit} jobs; retry shortly",
+            status=503,
+            headers={"Retry-After": "1"},
+        )
+    counters.running += 1
+    app[TRACKER].begin(record)
+    try:
+        return await work
+    except BaseException as exc:
+        record.finish(*outcome_of(exc))
+        raise
+    finally:
+        counters.running -= 1
+        record.finish("failed", "ended without an answer")  # a no-op when the job ended as it should
+        end(app, record)
+
+
+async def dispatch_to(app: web.Application, job: Job, deliver: Deliver) -> web.StreamResponse | None:
+    registry, placement, record = app[REGISTRY], app[PLACEMENT], job.record
+    tried: set[str] = set()
+    for node in app[UNSERVED].lacking(registry, job.node_path, job.model):  # skipped, and said so at the end
+        tried.add(node.node_id)
+        message = f"does not serve {job.node_path} (learned from an earlier job)"
+        job.errors.append(
+            {"node_id": node.node_id, "message": message, "status": 502, "reason": Reason.ROUTE_MISSING}
+        )
+    # Each choice is made when it is needed, so a node that degraded while others were tried is skipped.
+    while (
+        node := await placement.choose(
+            job.model, job.num_ctx, tried, job.job_id, record.caller, job.session, job.larger_context_ok
+        )
+    ) is not None:
+        tried.add(node.node_id)
+        if record.started is None:
+            record.started = time.time()
+            app[METRICS].queued(record)
+        record.status = "running"
+        record.nodes.append(node.node_id)
+        num_ctx = registry.context_to_send(node, canonical(job.model), job.num_ctx, job.larger_context_ok)
+        payload = with_num_ctx(job.payload, num_ctx) if num_ctx else job.payload
+        with registry.job(node, job.model, num_ctx or job.num_ctx) as ticket:
+            try:
+                return await _run_on(app, node, job, ticket, payload, deliver)
+            except NodeFailed as exc:
+                policy = POLICY[exc.reason]
+                job.errors.append(
+                    {
+                        "node_id": node.node_id,
+                        "message": exc.message,
+                        "status": exc.status,
+                        "reason": exc.reason,
+                    }
+                )
+                if policy.counts_against_node:
+                    registry.record_failure(node, exc.message)
+                if exc.reason is Reason.ROUTE_MISSING:
+                    app[UNSERVED].learn(node, job.node_path)
+                if exc.reason is Reason.CALLER_ERROR or exc.reason is Reason.TOO_LARGE:
+                    raise CallerError(exc.message, exc.status, job.job_id, node.node_id) from None
+                if not policy.fails_over:
+                    log.warning("job %s: node %s %s", job.job_id, node.node_id, exc.message)
+                    raise NodeTimedOut(job.job_id, node.node_id, exc.message) from None
+                app[METRICS].failovers.labels(str(exc.reason)).inc()
+                log.log(
+                    logging.WARNING if policy.counts_against_node else logging.INFO,
+                    "job %s: node %s did not serve it (%s: %s); trying the next one",
+                    job.job_id,
+                    node.node_id,
+                    exc.reason,
+                    exc.message,
+                )
+    if not job.errors:
+        raise NoHealthyNodes(job.job_id, job.model, known=bool(registry.holders(job.model)))
+    if all(e["reason"] is Reason.MODEL_MISSING for e in job.errors):
+        raise NoHealthyNodes(job.job_id, job.model, known=False)  # every list that had it was stale
+    raise AllNodesFailed(job.job_id, job.errors)
+
+
+async def _run_on(
+    app: web.Application, node: NodeRecord, job: Job, ticket: Ticket, payload: bytes, deliver: Deliver
+) -> web.StreamResponse | None:
+    settings = app[SETTINGS]
+    timeout = aiohttp.ClientTimeout(
+        total=None, sock_connect=min(settings.request_timeout, 10.0), sock_read=settings.request_timeout
+    )
+    headers = {
+        "Content-Type": job.content_type,
+        "X-Job-Id": job.job_id,
+        # Keep-alives four times per timeout: the timeout then bounds a silence, never a long answer.
+        KEEPALIVE_HEADER: f"{max(0.05, settings.request_timeout / 4):g}",
+        **node_headers(app),
+    }
+    try:
+        upstream = await app[SESSION].post(
+            node.base_url + job.node_path, data=payload, headers=headers, timeout=timeout
+        )
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise NodeFailed(Reason.UNREACHABLE, describe(exc), 503) from exc
+    ours = {"X-Job-Id": job.job_id, "X-Node-Id": node.node_id}
+    async with upstream:
+        reader = LineReader(upstream.content)
+        head = await classify(upstream, reader)
+        if head.reason is not None:
+            raise NodeFailed(head.reason, await _error_message(reader, head.status), head.status)
+        answer_headers = {"Content-Type": head.content_type or "application/json", **ours}
+        if not job.stream:
+            try:
+                body = await reader.read_rest()
+            except UpstreamBroken as exc:
+                raise broken(exc, "while answering") from exc
+            job.record.first_token = time.time()
+            _finished(app, node, job, None, ticket, body)
+            return web.Response(body=body, status=head.status, headers=answer_headers)
+        return await _relay(app, node, job, ticket, reader, head, answer_headers, deliver)
+
+
+async def classify(upstream: aiohttp.ClientResponse, reader: LineReader) -> Head:
+    """What the node answered: its status, type, and a reason when it did not serve the job.
+
+    A framed answer (the agent accepted the job) holds keep-alives and then the head line; any other
+    answer is judged by its `X-Agent-Reason`, or by its status when it names none.
+    """
+    if upstream.status == 200 and upstream.headers.get(FRAMED_HEADER):
+        log.debug("job %s: accepted; waiting for its Ollama", upstream.request_info.headers.get("X-Job-Id"))
+        try:
+            while (line := await reader.next_line()) == KEEPALIVE:
+                pass
+        except UpstreamBroken as exc:
+            raise broken(exc, "before answering") from exc
+        if not line:
+            raise NodeFailed(Reason.DROPPED, "closed the connection before answering")
+        try:
+            head = Head.parse(line)
+        except ValueError as exc:
+            raise NodeFailed(Reason.OLLAMA_FAILED, f"answered something unreadable: {exc}") from exc
+        if head.status >= 400 and head.reason is None:
+            return Head(head.status, head.content_type, reason_for_plain_status(head.status))
+        return head
+    reason = reason_in(upstream.headers.get(REASON_HEADER)) or reason_for_plain_status(upstream.status)
+    return Head(upstream.status, upstream.headers.get("Content-Type", "application/json"), reason)
+
+
+async def _error_message(reader: LineReader, status: int) -> str:
+    try:
+        body = await reader.read_rest()
+    except UpstreamBroken as exc:
+        return f"HTTP {status}, then the connection failed: {exc}"
+    text = body.decode(errors="replace").strip()
+    return error_formats.message_of(body) or text[:500] or f"HTTP {status}"
+
+
+async def _relay(
+    app: web.Application,
+    node: NodeRecord,
+    job: Job,
+    ticket: Ticket,
+    reader: LineReader,
+    head: Head,
+    headers: dict[str, str],
+    deliver: Deliver,
+) -> web.StreamResponse | None:
+    fmt = error_formats.stream_format(job.record.route)
+    try:
+        first = await reader.next_block()
+    except UpstreamBroken as exc:
+        raise broken(exc, "before its first token") from exc
+    if not first:
+        raise NodeFailed(Reason.DROPPED, "answered with an empty stream")
+    if (message := fmt.only_error(first)) is not None:
+        raise NodeFailed(Reason.OLLAMA_FAILED, message)
+    job.record.first_token = time.time()
+    outcome = await deliver(
+        reader, first, head.status, headers, lambda reason: f"node {node.node_id} failed mid-stream: {reason}"
+    )
+    if outcome.caller_gone:
+        log.info("job %s: the caller hung up; the node's request is cancelled", job.job_id)
+        job.record.node = node.node_id
+        job.record.finish("cancelled", "the caller hung up")
+    elif outcome.broken:
+        log.warning("job %s: %s", job.job_id, outcome.broken)
+        _finished(app, node, job, outcome.broken, ticket, None)
+    else:
+        _finished(app, node, job, fmt.error_at_end(outcome.last), ticket, outcome.last)
+    return outcome.response
+
+
+def _finished(
+    app: web.Application, node: NodeRecord, job: Job, failure: str | None, ticket: Ticket, final: bytes | None
+) -> None:
+    """A job whose answer reached the caller: served (and what it took, learned), or failed after its first
+    byte."""
+    record = job.record
+    record.node = node.node_id
+    if failure is None:
+        app[REGISTRY].record_success(node)
+        timings = timings_of(final)
+        record.prompt_tokens, record.output_tokens = timings.prompt_count, timings.eval_count
+        record.eval_seconds = timings.eval_seconds
+        record.finish("done")
+        app[PLACEMENT].speeds.learn(node, ticket, timings)
+    else:
+        app[REGISTRY].record_failure(node, failure)
+        record.finish("failed", failure)

@@ -1,0 +1,221 @@
+"""Async jobs: `POST /jobs` with `"async": true` answers 202 at once, and the hub runs the job whether or
+not anyone stays connected: same routing, queue and failover, every streamed line kept in the journal.
+
+A run's readers follow it live (hubd.jobs.runs); once it ends they read the journal. When the hub stops, a run
+that had produced lines is marked `interrupted` (its lines kept); one that had produced nothing is left
+queued, and the next start of the hub runs it again. A crash leaves the same two cases, found at start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import functools
+import json
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from aiohttp import web
+
+from ollama_connector.hubd.errors import HubError, NoHealthyNodes
+from ollama_connector.hubd.jobs.dispatch import Job, counted, dispatch_to, new_job
+from ollama_connector.hubd.jobs.journal import Journal, unfinished
+from ollama_connector.hubd.jobs.record import JobRecord, new_job_id
+from ollama_connector.hubd.jobs.runs import AnswerTooLarge, DurableRun, assemble
+from ollama_connector.hubd.keys import JOURNAL, REGISTRY, RUNS, SETTINGS
+from ollama_connector.shared.bodies import num_ctx_of
+from ollama_connector.shared.error_formats import Ollama
+from ollama_connector.shared.modelnames import canonical
+from ollama_connector.shared.relay import LineReader, Relayed, UpstreamBroken
+
+log = logging.getLogger(__name__)
+
+
+async def submit(request: web.Request, body: dict[str, Any], model: str) -> web.Response:
+    """Queue an async job; 202 once it is on disk."""
+    app = request.app
+    journal, runs = app[JOURNAL], app[RUNS]
+    if journal.unavailable is not None:
+        raise HubError(f"async jobs need the job journal, which is unavailable ({journal.unavailable})", 503)
+    if not app[REGISTRY].knows(canonical(model)):  # said now, as for any job, rather than after a 202
+        raise NoHealthyNodes(new_job_id(), model, known=False)
+    if len(runs.unfinished) >= runs.limit:
+        raise HubError(
+            f"MAX_ASYNC_JOBS={runs.limit} async jobs are unfinished; wait for some, or cancel them"
+            " (DELETE /jobs/{job_id})",
+            status=503,
+            headers={"Retry-After": "5"},
+        )
+    # Always streamed from the node, so that readers can follow it; "async" is the hub's, not Ollama's.
+    sent = {key: value for key, value in body.items() if key != "async"} | {"stream": True}
+    payload = json.dumps(sent).encode()
+    job = await new_job(
+        request, sent, model, True, node_path="/execute", context_settable=True, payload=payload, durable=True
+    )
+    journal.record(job.record, request=payload)
+    start(app, job)  # counted at once against MAX_ASYNC_JOBS; its lines are queued after its record
+    await journal.flush()
+    return web.json_response(
+        {**links(job.job_id), "status": job.record.status},
+        status=202,
+        headers={"Location": f"/jobs/{job.job_id}", "X-Job-Id": job.job_id},
+    )
+
+
+def links(job_id: str) -> dict[str, str]:
+    return {"job_id": job_id, "status_url": f"/jobs/{job_id}", "stream_url": f"/jobs/{job_id}/stream"}
+
+
+def start(app: web.Application, job: Job, after_restart: bool = False) -> None:
+    runs = app[RUNS]
+    run = runs.unfinished[job.job_id] = DurableRun(job.record, app[SETTINGS].max_answer_bytes)
+    run.task = asyncio.create_task(_run(app, job, run, after_restart))
+
+
+async def _run(app: web.Application, job: Job, run: DurableRun, after_restart: bool) -> None:
+    journal = app[JOURNAL]
+    try:
+        if after_restart:
+            await _nodes_back(app, job.model)
+        await counted(app, job.record, dispatch_to(app, job, functools.partial(_deliver, journal, run)))
+    except HubError as exc:
+        log.info("async job %s: %s", job.job_id, job.record.error or exc.detail)
+    except asyncio.CancelledError:
+        pass  # DELETE, or the hub stopping: the record says which
+    finally:
+        if run.lines and (answer := assemble(run.lines)) is not None:
+            journal.answer(job.job_id, json.dumps(answer).encode())
+        app[RUNS].unfinished.pop(job.job_id, None)
+        run.ended()
+
+
+async def _deliver(
+    journal: Journal,
+    run: DurableRun,
+    reader: LineReader,
+    first: bytes,
+    status: int,
+    headers: dict[str, str],
+    explain: Callable[[str], str],
+) -> Relayed:
+    """A node's stream into the run (and the journal) instead of to a caller."""
+    block = last = first
+    try:
+        while block:
+            _keep(journal, run, block.splitlines(keepends=True))
+            last = block
+            block = await reader.next_block()
+    except UpstreamBroken as exc:
+        message = explain(str(exc))
+        _keep(journal, run, [Ollama.stream_tail(message)], force=True)
+        return Relayed(None, broken=message)
+    except AnswerTooLarge as exc:
+        run.record.finish("failed", str(exc))
+        _keep(journal, run, [Ollama.stream_tail(str(exc))], force=True)
+        return Relayed(None, caller_gone=True)  # as a hang-up: the node's request is cancelled
+    return Relayed(None, last=last)
+
+
+def _keep(journal: Journal, run: DurableRun, lines: list[bytes], force: bool = False) -> None:
+    first = len(run.lines)
+    run.add(lines, force)
+    journal.chunks(run.record.job_id, first, lines)
+
+
+async def _nodes_back(app: web.Application, model: str) -> None:
+    """Nodes come back with their first heartbeats after a restart (at once when the registry was saved):
+    wait for one that has the model, HEARTBEAT_TTL_SECONDS at most."""
+    registry, heard = app[REGISTRY], asyncio.Event()
+    registry.heard.append(heard.set)
+    try:
+        async with asyncio.timeout(app[SETTINGS].heartbeat_ttl):
+            while not registry.knows(canonical(model)):
+                await heard.wait()
+                heard.clear()
+    except TimeoutError:
+        pass  # routed as it is: a model no node has ends the job with the usual 404
+    finally:
+        registry.heard.remove(heard.set)
+
+
+async def cancel(run: DurableRun) -> None:
+    run.record.finish("cancelled", "cancelled by DELETE /jobs/{job_id}")
+    if run.task is not None:
+        run.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await run.task
+
+
+async def _recover(app: web.Application) -> None:
+    """What a previous run of the hub left unfinished: run again what produced nothing, mark the rest."""
+    journal = app[JOURNAL]
+    again = 0
+    for record, request, lines in await journal.read(unfinished):
+        body = _body(request) if record.durable and not lines else None
+        if body is None:
+            record.finish("interrupted", "the hub stopped while the job ran; what it produced is kept")
+            journal.record(record)
+            continue
+        num_ctx = num_ctx_of(body)
+        fresh = _queued_again(record)
+        job = Job(
+            record.job_id,
+            record.model,
+            "/execute",
+            request or b"",
+            True,
+            fresh,
+            num_ctx=num_ctx,
+            larger_context_ok=num_ctx is None,
+        )
+        start(app, job, after_restart=True)
+        again += 1
+    if again:
+        log.info("running again %d async job(s) the hub had not started before it stopped", again)
+
+
+def _body(request: bytes | None) -> dict[str, Any] | None:
+    try:
+        body = json.loads(request or b"")
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) and isinstance(body.get("model"), str) else None
+
+
+async def _stop(app: web.Application) -> None:
+    journal, runs = app[JOURNAL], app[RUNS]
+    waiting = []
+    for run in list(runs.unfinished.values()):
+        if run.lines:
+            run.record.finish("interrupted", "the hub stopped while the job ran; what it produced is kept")
+        else:
+            waiting.append(run.record)
+        if run.task is not None:
+            run.task.cancel()
+    await asyncio.gather(*(r.task for r in runs.unfinished.values() if r.task), return_exceptions=True)
+    for record in waiting:  # queued again, for the next start of the hub (written after its cancellation)
+        journal.record(_queued_again(record))
+
+
+def _queued_again(record: JobRecord) -> JobRecord:
+    return dataclasses.replace(
+        record, status="queued", started=None, first_token=None, ended=None, error=None, nodes=[], node=None
+    )
+
+
+async def journal_ctx(app: web.Application) -> AsyncIterator[None]:
+    journal = app[JOURNAL]
+    await journal.open()
+    flusher = asyncio.create_task(journal.flusher())
+    if journal.unavailable is None:
+        await _recover(app)
+    try:
+        yield
+    finally:
+        await _stop(app)
+        flusher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await flusher
+        await journal.close()

@@ -1,0 +1,172 @@
+"""What the hub learns of each node's speed, per model, from the jobs it runs there.
+
+- how long a job holds a slot (wall time, without the load), for the wait a busy model means;
+- generation speed, from the final chunk's `eval_count / eval_duration` (shown to operators);
+- load speed in seconds per GB, from `load_duration` when the job had to load its model.
+Each is an exponentially weighted mean, so a node that slows down is noticed within a few jobs. Before a
+figure exists the policy falls back on the model's figure elsewhere in the fleet, then on defaults.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ollama_connector.hubd.routing.registry import NodeRecord, Ticket
+
+ALPHA = 0.2  # weight of the newest sample
+DEFAULT_JOB_SECONDS = 5.0  # a job's time before any job of the model has been measured
+DEFAULT_LOAD_SECONDS_PER_GB = 1.0  # a load's time per GB before any load has been measured
+DEFAULT_LOAD_SECONDS = 5.0  # a load's time when the model's size is unknown too
+MAX_PARSED = 1 << 20  # a longer non-streamed answer is not parsed for its figures
+LOAD_SEEN = 0.05  # seconds of load_duration above which a job counts as having loaded its model
+
+
+@dataclass(slots=True)
+class Ewma:
+    value: float = 0.0
+    samples: int = 0
+
+    def add(self, sample: float) -> None:
+        self.value = sample if not self.samples else self.value + ALPHA * (sample - self.value)
+        self.samples += 1
+
+    def get(self, default: float) -> float:
+        return self.value if self.samples else default
+
+
+@dataclass(slots=True)
+class ModelSpeed:
+    """One model on one node."""
+
+    job_seconds: Ewma = field(default_factory=Ewma)
+    tokens_per_second: Ewma = field(default_factory=Ewma)
+
+    def view(self) -> dict:
+        return {
+            "job_seconds": round(self.job_seconds.value, 3) if self.job_seconds.samples else None,
+            "tokens_per_second": (
+                round(self.tokens_per_second.value, 1) if self.tokens_per_second.samples else None
+            ),
+            "jobs": self.job_seconds.samples,
+        }
+
+
+@dataclass(slots=True)
+class Timings:
+    """What an Ollama final chunk says of the job, in seconds."""
+
+    load: float | None = None
+    eval_count: int | None = None
+    eval_seconds: float | None = None
+    prompt_count: int | None = None
+
+
+def _count(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def timings_of(final: bytes | None) -> Timings:
+    """The timing fields of Ollama's final chunk (or whole non-streamed answer), or the token counts of a
+    `usage` (OpenAI's, Anthropic's, the Responses API's: in the answer, or the last events of its stream);
+    empty for anything else."""
+    if not final or len(final) > MAX_PARSED:
+        return Timings()
+    if b'"usage"' in final:
+        return _usage(final)
+    final = final.rstrip()
+    final = final[final.rfind(b"\n") + 1 :]  # the last line of a block of several
+    if b'"eval_count"' not in final and b'"load_duration"' not in final:
+        return Timings()
+    try:
+        chunk = json.loads(final)
+    except ValueError:
+        return Timings()
+    if not isinstance(chunk, dict):
+        return Timings()
+
+    def seconds(name: str) -> float | None:
+        value = chunk.get(name)
+        return (
+            value / 1e9
+            if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
+            else None
+        )
+
+    return Timings(
+        load=seconds("load_duration"),
+        eval_count=_count(chunk.get("eval_count")),
+        eval_seconds=seconds("eval_duration"),
+        prompt_count=_count(chunk.get("prompt_eval_count")),
+    )
+
+
+def _usage(final: bytes) -> Timings:
+    for line in reversed(final.splitlines()):
+        text = line.removeprefix(b"data:").strip()
+        if b'"usage"' not in text:
+            continue
+        try:
+            answer = json.loads(text)
+            usage = answer.get("usage") or answer.get("response", {}).get("usage")  # Responses: its end event
+        except (ValueError, AttributeError):
+            return Timings()
+        if isinstance(usage, dict):  # OpenAI's names, or Anthropic's and the Responses API's
+            return Timings(
+                eval_count=_count(usage.get("completion_tokens", usage.get("output_tokens"))),
+                prompt_count=_count(usage.get("prompt_tokens", usage.get("input_tokens"))),
+            )
+    return Timings()
+
+
+class FleetSpeeds:
+    """Figures over the whole fleet, the fallback for a node that has not run a model yet."""
+
+    def __init__(self) -> None:
+        self.job_seconds: dict[str, Ewma] = {}  # by model
+        self.tokens_per_second: dict[str, Ewma] = {}  # by model
+        self.load_seconds_per_gb = Ewma()
+
+    def job(self, key: str) -> float:
+        """The model's mean job time; before one is measured, the mean over the models that are."""
+        mean = self.job_seconds.get(key)
+        if mean is not None and mean.samples:
+            return mean.value
+        if self.job_seconds:
+            return sum(m.value for m in self.job_seconds.values()) / len(self.job_seconds)
+        return DEFAULT_JOB_SECONDS
+
+    def learn(self, node: NodeRecord, ticket: Ticket, timings: Timings) -> None:
+        """A job ended well: what it took there. Its load (the final chunk's load_duration, or the hub's own
+        expectation when the answer has no timings) is learned apart from the time it held a slot."""
+        if ticket.key is None:
+            return
+        held = time.monotonic() - ticket.started
+        loaded = timings.load > LOAD_SEEN if timings.load is not None else ticket.loads
+        # A load the hub expected teaches the node's load speed even when it was quick (a small model, a
+        # fast disk): otherwise a fleet whose loads are instant would be priced at the cautious default.
+        if (loaded or ticket.loads) and timings.load is not None and (size := node.sizes.get(ticket.key)):
+            rate = timings.load / (size / 1e9)
+            node.load_rate.add(rate)
+            self.load_seconds_per_gb.add(rate)
+        speed = node.speeds.get(ticket.key)
+        if speed is None:
+            speed = node.speeds[ticket.key] = ModelSpeed()
+        if timings.load is not None or not loaded:  # the slot's time is known apart from any load
+            busy = max(0.0, held - (timings.load or 0.0))
+            speed.job_seconds.add(busy)
+            self.job_seconds.setdefault(ticket.key, Ewma()).add(busy)
+        if timings.eval_count and timings.eval_seconds:
+            speed.tokens_per_second.add(timings.eval_count / timings.eval_seconds)
+            self.tokens_per_second.setdefault(ticket.key, Ewma()).add(
+                timings.eval_count / timings.eval_seconds
+            )
+
+    def forget(self, keys: set[str]) -> None:
+        """Drop the models no node lists any more (the table stays bounded by what the fleet has)."""
+        for table in (self.job_seconds, self.tokens_per_second):
+            for key in [k for k in table if k not in keys]:
+                del table[key]
