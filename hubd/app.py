@@ -23,35 +23,28 @@ from ollama_connector.hubd.api import (
 )
 from ollama_connector.hubd.errors import error_bodies
 from ollama_connector.hubd.fleet.desired import desired_ctx
+from ollama_connector.hubd.fleet.keys import TRANSFERS
+from ollama_connector.hubd.fleet.manage import transfers_ctx
 from ollama_connector.hubd.fleet.transfers import Transfers
 from ollama_connector.hubd.guard.auth import api_keys
 from ollama_connector.hubd.guard.buckets import Buckets
+from ollama_connector.hubd.guard.keys import BUCKETS
 from ollama_connector.hubd.guard.limits import bounded_bodies
 from ollama_connector.hubd.guard.ratelimit import add_rate_headers, rate_limits
 from ollama_connector.hubd.jobs.counters import JobCounters
 from ollama_connector.hubd.jobs.durable import journal_ctx
 from ollama_connector.hubd.jobs.journal import Journal
-from ollama_connector.hubd.jobs.record import Tracker
+from ollama_connector.hubd.jobs.keys import COUNTERS, JOURNAL, LEDGER, RUNS
+from ollama_connector.hubd.jobs.ledger import Ledger
 from ollama_connector.hubd.jobs.runs import Runs
-from ollama_connector.hubd.keys import (
-    BUCKETS,
-    COUNTERS,
-    HOP_ID,
-    JOURNAL,
-    METRICS,
-    PLACEMENT,
-    REGISTRY,
-    RUNS,
-    SESSION,
-    SETTINGS,
-    TRACKER,
-    TRANSFERS,
-    UNSERVED,
-)
+from ollama_connector.hubd.keys import HOP_ID, SETTINGS
+from ollama_connector.hubd.ops.keys import METRICS
 from ollama_connector.hubd.ops.metrics import HubMetrics
 from ollama_connector.hubd.ops.snapshot import journal_path, persistence_ctx
 from ollama_connector.hubd.ops.upkeep import upkeep_ctx
 from ollama_connector.hubd.routing.admission import no_loops
+from ollama_connector.hubd.routing.keys import NODES, PLACEMENT, REGISTRY, UNSERVED
+from ollama_connector.hubd.routing.node_client import NodeClient
 from ollama_connector.hubd.routing.placement import Placement
 from ollama_connector.hubd.routing.registry import Registry
 from ollama_connector.hubd.routing.unserved import Unserved
@@ -69,7 +62,8 @@ async def client_session_ctx(app: web.Application) -> AsyncIterator[None]:
         limit=0, limit_per_host=0, keepalive_timeout=30, ssl=client_context(app[SETTINGS].node_ca_file)
     )
     async with aiohttp.ClientSession(connector=connector, auto_decompress=False) as session:
-        app[SESSION] = session
+        settings = app[SETTINGS]
+        app[NODES] = NodeClient(session, app[HOP_ID], settings.cluster_token, settings.request_timeout)
         yield
 
 
@@ -96,12 +90,13 @@ def create_app(settings: HubSettings) -> web.Application:
         settings.queue_timeout,
         settings.sticky_sessions,
     )
-    app[TRACKER] = Tracker()
     app[JOURNAL] = Journal(journal_path(settings), settings.journal_max_days, settings.journal_max_jobs)
+    app[LEDGER] = Ledger(settings.max_concurrent_jobs, app[COUNTERS], app[JOURNAL])
     app[RUNS] = Runs(settings.max_async_jobs)
     app[TRANSFERS] = Transfers()
     app[UNSERVED] = Unserved()
     app[METRICS] = HubMetrics(app[REGISTRY], app[PLACEMENT], app[COUNTERS], app[JOURNAL], app[RUNS])
+    app[LEDGER].watchers.append(app[METRICS])
     if settings.rate_limit:
         app[BUCKETS] = Buckets(settings.rate_limit, settings.rate_limit_burst or settings.rate_limit)
         app.on_response_prepare.append(add_rate_headers)
@@ -110,7 +105,7 @@ def create_app(settings: HubSettings) -> web.Application:
             client_session_ctx,
             persistence_ctx,
             journal_ctx,
-            models.transfers_ctx,
+            transfers_ctx,
             desired_ctx,
             upkeep_ctx,
         ]

@@ -220,5 +220,5 @@ def test_capacity_routing_never_runs_more_than_num_parallel_jobs_of_a_model_on_a
         if option is not None and option.node is not None:
             registry.job(option.node, model, num_ctx).__enter__()
     for node in registry.all():
-        parallel = registry.capacity(node).num_parallel
+        parallel = node.capacity.num_parallel
         assert all(count <= parallel for count in node.running.values()), (node.node_id, node.running)

@@ -9,7 +9,7 @@ import signal
 
 import pytest
 
-from ollama_connector.hubd.keys import PLACEMENT
+from ollama_connector.hubd.routing.keys import PLACEMENT
 from ollama_connector.sim.processes import agent_env
 from tests.conftest import free_port, report_cpu, wait_until
 
@@ -62,8 +62,10 @@ async def test_a_node_silent_after_accepting_a_job_gets_a_504_and_the_job_is_not
         **agent_env(hub.url, stuck_ollama.url, "stuck", free_port()),
     )
     await wait_until(lambda: hub.registry.get("stuck") is not None, what="the agent to register")
+    # Both loads pinned (the agent's next heartbeat is 30 s away): the host's real CPU must not decide.
+    await report_cpu(http, hub, "stuck", 0.0)
     await report_cpu(http, hub, await fleet.node(hub, other_ollama, "other"), 0.9)
-    caplog.set_level(logging.DEBUG, logger="ollama_connector.hubd.jobs.dispatch")
+    caplog.set_level(logging.DEBUG, logger="ollama_connector.hubd.jobs.answers")
     job = asyncio.create_task(http.post(hub.url + path, json=body))
     await wait_until(lambda: "accepted; waiting for its Ollama" in caplog.text, what="the agent to accept")
     assert stuck_ollama.stats.in_flight == 1

@@ -24,8 +24,9 @@ from ollama_connector.hubd.guard.auth import caller_of
 from ollama_connector.hubd.jobs import durable
 from ollama_connector.hubd.jobs.dispatch import dispatch, new_job
 from ollama_connector.hubd.jobs.journal import JournalUnavailable, find, lines_from, one
+from ollama_connector.hubd.jobs.keys import JOURNAL, LEDGER, RUNS
 from ollama_connector.hubd.jobs.record import JobRecord
-from ollama_connector.hubd.keys import JOURNAL, RUNS, SETTINGS, TRACKER
+from ollama_connector.hubd.keys import SETTINGS
 from ollama_connector.shared.bodies import parse_body_as, read_json_object
 from ollama_connector.shared.error_formats import NDJSON
 from ollama_connector.shared.wire import MAX_MODEL_NAME
@@ -107,10 +108,7 @@ async def list_jobs(request: web.Request) -> web.Response:
 
 
 def _in_progress(app: web.Application) -> list[JobRecord]:
-    live = dict(app[TRACKER].live)
-    for job_id, run in app[RUNS].unfinished.items():
-        live.setdefault(job_id, run.record)
-    return list(live.values())
+    return list(app[LEDGER].live.values())
 
 
 async def _find(request: web.Request) -> tuple[JobRecord, bytes | None]:
@@ -118,7 +116,7 @@ async def _find(request: web.Request) -> tuple[JobRecord, bytes | None]:
     app = request.app
     if (run := app[RUNS].unfinished.get(job_id)) is not None:
         return run.record, None
-    if (record := app[TRACKER].live.get(job_id)) is not None:
+    if (record := app[LEDGER].get(job_id)) is not None:
         return record, None
     try:
         found = await app[JOURNAL].read(one, job_id)

@@ -7,8 +7,10 @@ import time
 from aiohttp import web
 
 from ollama_connector.hubd.errors import HubError, Unauthorized
-from ollama_connector.hubd.keys import REGISTRY, SETTINGS
+from ollama_connector.hubd.keys import SETTINGS
 from ollama_connector.hubd.routing.admission import admit
+from ollama_connector.hubd.routing.keys import REGISTRY
+from ollama_connector.hubd.routing.node_view import node_view
 from ollama_connector.shared.auth import is_authorized
 from ollama_connector.shared.bodies import parse_body_as, read_json_object
 from ollama_connector.shared.wire import Heartbeat
@@ -39,7 +41,7 @@ async def heartbeat(request: web.Request) -> web.Response:
 async def list_nodes(request: web.Request) -> web.Response:
     registry = request.app[REGISTRY]
     now = time.monotonic()
-    return web.json_response([registry.view(r, now) for r in registry.all()])
+    return web.json_response([node_view(registry, r, now) for r in registry.all()])
 
 
 # Not /nodes/heartbeat: that path is for POST only (a node named "heartbeat" is read in GET /nodes).
@@ -49,4 +51,4 @@ async def get_node(request: web.Request) -> web.Response:
     record = registry.get(request.match_info["node_id"])
     if record is None:
         raise HubError(f"Node {request.match_info['node_id']!r} not found", status=404)
-    return web.json_response(registry.view(record))
+    return web.json_response(node_view(registry, record))

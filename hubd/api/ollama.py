@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 from datetime import datetime
 from typing import Any
 
@@ -13,9 +12,10 @@ from ollama_connector.hubd.errors import AllNodesFailed, HubError, NoHealthyNode
 from ollama_connector.hubd.fleet.fanout import ask_nodes, ask_online_nodes, online
 from ollama_connector.hubd.guard.auth import caller_of
 from ollama_connector.hubd.guard.limits import check_model_name
-from ollama_connector.hubd.jobs.dispatch import counted, dispatch, new_job
+from ollama_connector.hubd.jobs.dispatch import dispatch, new_job
+from ollama_connector.hubd.jobs.keys import LEDGER
 from ollama_connector.hubd.jobs.record import JobRecord, new_job_id
-from ollama_connector.hubd.keys import REGISTRY
+from ollama_connector.hubd.routing.keys import REGISTRY
 from ollama_connector.shared import error_formats
 from ollama_connector.shared.bodies import BadRequest, read_json_object
 from ollama_connector.shared.modelnames import canonical
@@ -94,15 +94,13 @@ def is_unload(path: str, body: dict[str, Any]) -> bool:
 async def unload_everywhere(request: web.Request, model: str, payload: bytes) -> web.StreamResponse:
     """keep_alive lives on each node, so an unload goes to every online node that has the model."""
     record = JobRecord(new_job_id(), request.path, model, caller_of(request))
-    response = await counted(request.app, record, _unload(request, record, payload))
-    assert response is not None
-    return response
+    return await request.app[LEDGER].admitted(record, _unload(request, record, payload))
 
 
 async def _unload(request: web.Request, record: JobRecord, payload: bytes) -> web.Response:
     registry, job_id, model = request.app[REGISTRY], record.job_id, record.model
     holders = online(request.app, registry.holders(model))
-    record.status, record.started = "running", time.time()
+    request.app[LEDGER].started(record)
     if not holders:
         raise NoHealthyNodes(job_id, model, known=bool(registry.holders(model)))
     answers = await ask_nodes(request.app, holders, "POST", request.path, payload)

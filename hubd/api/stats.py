@@ -8,7 +8,10 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ollama_connector.hubd.fleet.desired import DESIRED
-from ollama_connector.hubd.keys import COUNTERS, METRICS, PLACEMENT, REGISTRY, TRANSFERS
+from ollama_connector.hubd.fleet.keys import TRANSFERS
+from ollama_connector.hubd.jobs.keys import COUNTERS
+from ollama_connector.hubd.ops.keys import METRICS
+from ollama_connector.hubd.routing.keys import PLACEMENT, REGISTRY
 from ollama_connector.shared.cli import package_version
 from ollama_connector.shared.modelnames import display
 

@@ -19,11 +19,12 @@ from typing import Any
 
 from aiohttp import web
 
-from ollama_connector.hubd.api.models import no_room, start
 from ollama_connector.hubd.fleet.fanout import online
+from ollama_connector.hubd.fleet.manage import no_room, start
 from ollama_connector.hubd.fleet.transfers import Transfer
-from ollama_connector.hubd.keys import REGISTRY, SETTINGS
-from ollama_connector.hubd.routing.registry import NodeRecord
+from ollama_connector.hubd.keys import SETTINGS
+from ollama_connector.hubd.routing.keys import REGISTRY
+from ollama_connector.hubd.routing.node import NodeRecord
 from ollama_connector.hubd.settings import ALL, parse_fleet_models
 from ollama_connector.shared.modelnames import canonical
 

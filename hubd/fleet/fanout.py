@@ -10,13 +10,11 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from ollama_connector.hubd.keys import REGISTRY, SESSION
-from ollama_connector.hubd.routing.admission import node_headers
-from ollama_connector.hubd.routing.registry import NodeRecord
-from ollama_connector.shared.relay import describe
+from ollama_connector.hubd.routing.keys import NODES, REGISTRY
+from ollama_connector.hubd.routing.node import NodeRecord
+from ollama_connector.hubd.routing.node_client import QUICK
 
 log = logging.getLogger(__name__)
-FANOUT_TIMEOUT = aiohttp.ClientTimeout(total=5.0)
 
 
 def online(app: web.Application, nodes: list[NodeRecord] | None = None) -> list[NodeRecord]:
@@ -30,20 +28,13 @@ async def ask_nodes(
     method: str,
     path: str,
     payload: bytes | None = None,
-    limit: aiohttp.ClientTimeout = FANOUT_TIMEOUT,
+    limit: aiohttp.ClientTimeout = QUICK,
 ) -> list[tuple[NodeRecord, int | None, bytes]]:
     """The same request to each node at once: (node, status, body), or (node, None, reason) when it failed."""
-    headers = {"Content-Type": "application/json", **node_headers(app)}
+    client = app[NODES]
 
     async def ask(node: NodeRecord) -> tuple[NodeRecord, int | None, bytes]:
-        try:
-            async with app[SESSION].request(
-                method, node.base_url + path, data=payload, headers=headers, timeout=limit
-            ) as response:
-                return node, response.status, await response.read()
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            log.debug("node %s did not answer %s: %s", node.node_id, path, describe(exc))
-            return node, None, describe(exc).encode()
+        return node, *(await client.ask(node, method, path, payload, limit))
 
     return list(await asyncio.gather(*(ask(node) for node in nodes)))
 

@@ -15,11 +15,12 @@ from typing import Any
 
 import aiohttp
 
+from ollama_connector.hubd.routing.node import NodeRecord
+from ollama_connector.hubd.routing.node_client import NodeClient
 from ollama_connector.shared.error_formats import Ollama, message_of
 from ollama_connector.shared.modelnames import canonical
 from ollama_connector.shared.relay import LineReader, UpstreamBroken, describe
 
-MANAGE_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10.0, sock_read=600.0)
 Listener = asyncio.Queue  # of (Transfer, line or None at its end)
 
 
@@ -102,20 +103,16 @@ class Transfer:
             self._done.set()
             self._emit(None)
 
-    async def run(
-        self, session: aiohttp.ClientSession, url: str, headers: dict[str, str], payload: bytes
-    ) -> None:
+    async def run(self, client: NodeClient, node: NodeRecord, payload: bytes) -> None:
         try:
-            await self._run(session, url, headers, payload)
+            await self._run(client, node, payload)
         except (aiohttp.ClientError, TimeoutError) as exc:
             self._end(Outcome(False, describe(exc)))
         finally:
             self._end(Outcome(False, "stopped: the hub is shutting down"))  # a no-op when it has ended
 
-    async def _run(
-        self, session: aiohttp.ClientSession, url: str, headers: dict[str, str], payload: bytes
-    ) -> None:
-        async with session.post(url, data=payload, headers=headers, timeout=MANAGE_TIMEOUT) as response:
+    async def _run(self, client: NodeClient, node: NodeRecord, payload: bytes) -> None:
+        async with client.stream(node, self.path, payload) as response:
             if response.status != 200:
                 self._end(Outcome.of(response.status, await response.read()))
                 return
@@ -162,21 +159,13 @@ class Transfers:
     def __init__(self) -> None:
         self._running: dict[tuple[str, ...], Transfer] = {}
 
-    def start(
-        self,
-        session: aiohttp.ClientSession,
-        base_url: str,
-        headers: dict[str, str],
-        node_id: str,
-        path: str,
-        model: str,
-        payload: bytes,
-    ) -> Transfer:
+    def start(self, client: NodeClient, node: NodeRecord, path: str, model: str, payload: bytes) -> Transfer:
+        node_id = node.node_id
         key = (node_id, path, canonical(model)) if path == "/api/pull" else (node_id, path, uuid.uuid4().hex)
         if (running := self._running.get(key)) is not None and not running.finished:
             return running
         transfer = self._running[key] = Transfer(node_id, model, path)
-        transfer.task = asyncio.create_task(transfer.run(session, base_url + path, headers, payload))
+        transfer.task = asyncio.create_task(transfer.run(client, node, payload))
         transfer.task.add_done_callback(lambda _: self._running.pop(key, None))
         return transfer
 

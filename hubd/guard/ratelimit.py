@@ -14,7 +14,8 @@ from aiohttp import web
 
 from ollama_connector.hubd.errors import Handler, error_response
 from ollama_connector.hubd.guard.auth import OPEN_PATHS, caller_of
-from ollama_connector.hubd.keys import BUCKETS, SETTINGS
+from ollama_connector.hubd.guard.keys import BUCKETS
+from ollama_connector.hubd.keys import SETTINGS
 
 # Where the middleware leaves them for on_response_prepare.
 RATE_HEADERS = web.RequestKey("ratelimit_headers", dict[str, str])

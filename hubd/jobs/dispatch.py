@@ -1,7 +1,7 @@
 """Dispatch: send a job to the best node, fail over before the first byte, relay the answer as it comes.
 
 What a node's answer means (fail over or not, count against the node or not) is decided by its named reason
-and `shared.agent_contract.POLICY`; `classify` is the one place that turns an answer into a reason.
+(hubd.jobs.answers) and `shared.agent_contract.POLICY`.
 """
 
 from __future__ import annotations
@@ -9,42 +9,27 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 
-from ollama_connector.hubd.errors import AllNodesFailed, CallerError, HubError, NodeTimedOut, NoHealthyNodes
+from ollama_connector.hubd.errors import AllNodesFailed, CallerError, NodeTimedOut, NoHealthyNodes
 from ollama_connector.hubd.guard.auth import caller_of
-from ollama_connector.hubd.jobs.ledger import end, outcome_of
+from ollama_connector.hubd.jobs.answers import NodeFailed, broken, classify, error_message
+from ollama_connector.hubd.jobs.keys import LEDGER
 from ollama_connector.hubd.jobs.record import JobRecord, new_job_id
-from ollama_connector.hubd.keys import (
-    COUNTERS,
-    METRICS,
-    PLACEMENT,
-    REGISTRY,
-    SESSION,
-    SETTINGS,
-    TRACKER,
-    UNSERVED,
-)
-from ollama_connector.hubd.routing.admission import node_headers
-from ollama_connector.hubd.routing.registry import NodeRecord, Ticket
+from ollama_connector.hubd.routing.keys import NODES, PLACEMENT, REGISTRY, UNSERVED
+from ollama_connector.hubd.routing.node import NodeRecord, Ticket
 from ollama_connector.hubd.routing.sessions import session_of
 from ollama_connector.hubd.routing.speeds import timings_of
 from ollama_connector.shared import error_formats
 from ollama_connector.shared.agent_contract import (
-    FRAMED_HEADER,
-    KEEPALIVE,
-    KEEPALIVE_HEADER,
     POLICY,
-    REASON_HEADER,
     Head,
     Reason,
-    reason_for_plain_status,
-    reason_in,
 )
 from ollama_connector.shared.bodies import num_ctx_of, with_num_ctx
 from ollama_connector.shared.modelnames import canonical
@@ -105,60 +90,15 @@ async def new_job(
     )
 
 
-class NodeFailed(Exception):
-    """This node did not serve the job, for a named reason; POLICY says what follows."""
-
-    def __init__(self, reason: Reason, message: str, status: int = 502) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
-        self.status = status
-
-
-def broken(exc: UpstreamBroken, what: str) -> NodeFailed:
-    """A read that failed: silence past the timeout, or a dropped connection."""
-    if exc.timed_out:
-        return NodeFailed(Reason.TIMED_OUT, f"accepted the job, then was silent {what}: {exc}", 504)
-    return NodeFailed(Reason.DROPPED, f"closed the connection {what}: {exc}", 502)
-
-
 async def dispatch(request: web.Request, job: Job) -> web.StreamResponse:
     """Run a caller's job and answer it."""
-    response = await counted(
-        request.app, job.record, dispatch_to(request.app, job, functools.partial(relay, request))
+    return await request.app[LEDGER].admitted(
+        job.record, dispatch_to(request.app, job, functools.partial(relay, request))
     )
-    assert response is not None  # only an async job's run answers no one
-    return response
-
-
-async def counted(
-    app: web.Application, record: JobRecord, work: Coroutine[Any, Any, web.StreamResponse | None]
-) -> web.StreamResponse | None:
-    """Run a job within MAX_CONCURRENT_JOBS, and account its end once, however it ends (hubd.jobs.ledger)."""
-    counters, limit = app[COUNTERS], app[SETTINGS].max_concurrent_jobs
-    # Async jobs hold no caller's connection and have their own bound (MAX_ASYNC_JOBS).
-    if counters.running >= limit and not record.durable:
-        work.close()
-        raise HubError(
-            f"the hub is running MAX_CONCURRENT_JOBS={limit} jobs; retry shortly",
-            status=503,
-            headers={"Retry-After": "1"},
-        )
-    counters.running += 1
-    app[TRACKER].begin(record)
-    try:
-        return await work
-    except BaseException as exc:
-        record.finish(*outcome_of(exc))
-        raise
-    finally:
-        counters.running -= 1
-        record.finish("failed", "ended without an answer")  # a no-op when the job ended as it should
-        end(app, record)
 
 
 async def dispatch_to(app: web.Application, job: Job, deliver: Deliver) -> web.StreamResponse | None:
-    registry, placement, record = app[REGISTRY], app[PLACEMENT], job.record
+    registry, placement, ledger, record = app[REGISTRY], app[PLACEMENT], app[LEDGER], job.record
     tried: set[str] = set()
     for node in app[UNSERVED].lacking(registry, job.node_path, job.model):  # skipped, and said so at the end
         tried.add(node.node_id)
@@ -173,12 +113,9 @@ async def dispatch_to(app: web.Application, job: Job, deliver: Deliver) -> web.S
         )
     ) is not None:
         tried.add(node.node_id)
-        if record.started is None:
-            record.started = time.time()
-            app[METRICS].queued(record)
-        record.status = "running"
+        ledger.started(record)
         record.nodes.append(node.node_id)
-        num_ctx = registry.context_to_send(node, canonical(job.model), job.num_ctx, job.larger_context_ok)
+        num_ctx = node.context_to_send(canonical(job.model), job.num_ctx, job.larger_context_ok)
         payload = with_num_ctx(job.payload, num_ctx) if num_ctx else job.payload
         with registry.job(node, job.model, num_ctx or job.num_ctx) as ticket:
             try:
@@ -202,7 +139,7 @@ async def dispatch_to(app: web.Application, job: Job, deliver: Deliver) -> web.S
                 if not policy.fails_over:
                     log.warning("job %s: node %s %s", job.job_id, node.node_id, exc.message)
                     raise NodeTimedOut(job.job_id, node.node_id, exc.message) from None
-                app[METRICS].failovers.labels(str(exc.reason)).inc()
+                ledger.failed_over(str(exc.reason))
                 log.log(
                     logging.WARNING if policy.counts_against_node else logging.INFO,
                     "job %s: node %s did not serve it (%s: %s); trying the next one",
@@ -221,21 +158,8 @@ async def dispatch_to(app: web.Application, job: Job, deliver: Deliver) -> web.S
 async def _run_on(
     app: web.Application, node: NodeRecord, job: Job, ticket: Ticket, payload: bytes, deliver: Deliver
 ) -> web.StreamResponse | None:
-    settings = app[SETTINGS]
-    timeout = aiohttp.ClientTimeout(
-        total=None, sock_connect=min(settings.request_timeout, 10.0), sock_read=settings.request_timeout
-    )
-    headers = {
-        "Content-Type": job.content_type,
-        "X-Job-Id": job.job_id,
-        # Keep-alives four times per timeout: the timeout then bounds a silence, never a long answer.
-        KEEPALIVE_HEADER: f"{max(0.05, settings.request_timeout / 4):g}",
-        **node_headers(app),
-    }
     try:
-        upstream = await app[SESSION].post(
-            node.base_url + job.node_path, data=payload, headers=headers, timeout=timeout
-        )
+        upstream = await app[NODES].open_job(node, job.node_path, payload, job.job_id, job.content_type)
     except (aiohttp.ClientError, TimeoutError) as exc:
         raise NodeFailed(Reason.UNREACHABLE, describe(exc), 503) from exc
     ours = {"X-Job-Id": job.job_id, "X-Node-Id": node.node_id}
@@ -243,7 +167,7 @@ async def _run_on(
         reader = LineReader(upstream.content)
         head = await classify(upstream, reader)
         if head.reason is not None:
-            raise NodeFailed(head.reason, await _error_message(reader, head.status), head.status)
+            raise NodeFailed(head.reason, await error_message(reader, head.status), head.status)
         answer_headers = {"Content-Type": head.content_type or "application/json", **ours}
         if not job.stream:
             try:
@@ -254,41 +178,6 @@ async def _run_on(
             _finished(app, node, job, None, ticket, body)
             return web.Response(body=body, status=head.status, headers=answer_headers)
         return await _relay(app, node, job, ticket, reader, head, answer_headers, deliver)
-
-
-async def classify(upstream: aiohttp.ClientResponse, reader: LineReader) -> Head:
-    """What the node answered: its status, type, and a reason when it did not serve the job.
-
-    A framed answer (the agent accepted the job) holds keep-alives and then the head line; any other
-    answer is judged by its `X-Agent-Reason`, or by its status when it names none.
-    """
-    if upstream.status == 200 and upstream.headers.get(FRAMED_HEADER):
-        log.debug("job %s: accepted; waiting for its Ollama", upstream.request_info.headers.get("X-Job-Id"))
-        try:
-            while (line := await reader.next_line()) == KEEPALIVE:
-                pass
-        except UpstreamBroken as exc:
-            raise broken(exc, "before answering") from exc
-        if not line:
-            raise NodeFailed(Reason.DROPPED, "closed the connection before answering")
-        try:
-            head = Head.parse(line)
-        except ValueError as exc:
-            raise NodeFailed(Reason.OLLAMA_FAILED, f"answered something unreadable: {exc}") from exc
-        if head.status >= 400 and head.reason is None:
-            return Head(head.status, head.content_type, reason_for_plain_status(head.status))
-        return head
-    reason = reason_in(upstream.headers.get(REASON_HEADER)) or reason_for_plain_status(upstream.status)
-    return Head(upstream.status, upstream.headers.get("Content-Type", "application/json"), reason)
-
-
-async def _error_message(reader: LineReader, status: int) -> str:
-    try:
-        body = await reader.read_rest()
-    except UpstreamBroken as exc:
-        return f"HTTP {status}, then the connection failed: {exc}"
-    text = body.decode(errors="replace").strip()
-    return error_formats.message_of(body) or text[:500] or f"HTTP {status}"
 
 
 async def _relay(

@@ -20,11 +20,13 @@ from typing import Any
 from aiohttp import web
 
 from ollama_connector.hubd.errors import HubError, NoHealthyNodes
-from ollama_connector.hubd.jobs.dispatch import Job, counted, dispatch_to, new_job
+from ollama_connector.hubd.jobs.dispatch import Job, dispatch_to, new_job
 from ollama_connector.hubd.jobs.journal import Journal, unfinished
+from ollama_connector.hubd.jobs.keys import JOURNAL, LEDGER, RUNS
 from ollama_connector.hubd.jobs.record import JobRecord, new_job_id
 from ollama_connector.hubd.jobs.runs import AnswerTooLarge, DurableRun, assemble
-from ollama_connector.hubd.keys import JOURNAL, REGISTRY, RUNS, SETTINGS
+from ollama_connector.hubd.keys import SETTINGS
+from ollama_connector.hubd.routing.keys import REGISTRY
 from ollama_connector.shared.bodies import num_ctx_of
 from ollama_connector.shared.error_formats import Ollama
 from ollama_connector.shared.modelnames import canonical
@@ -54,8 +56,8 @@ async def submit(request: web.Request, body: dict[str, Any], model: str) -> web.
     job = await new_job(
         request, sent, model, True, node_path="/execute", context_settable=True, payload=payload, durable=True
     )
-    journal.record(job.record, request=payload)
-    start(app, job)  # counted at once against MAX_ASYNC_JOBS; its lines are queued after its record
+    app[LEDGER].admit(job.record, request=payload)  # on disk with its request before any of its lines
+    start(app, job)  # counted at once against MAX_ASYNC_JOBS
     await journal.flush()
     return web.json_response(
         {**links(job.job_id), "status": job.record.status},
@@ -69,17 +71,18 @@ def links(job_id: str) -> dict[str, str]:
 
 
 def start(app: web.Application, job: Job, after_restart: bool = False) -> None:
+    """Run an admitted async job in the background."""
     runs = app[RUNS]
     run = runs.unfinished[job.job_id] = DurableRun(job.record, app[SETTINGS].max_answer_bytes)
     run.task = asyncio.create_task(_run(app, job, run, after_restart))
 
 
 async def _run(app: web.Application, job: Job, run: DurableRun, after_restart: bool) -> None:
-    journal = app[JOURNAL]
+    journal, ledger = app[JOURNAL], app[LEDGER]
     try:
         if after_restart:
             await _nodes_back(app, job.model)
-        await counted(app, job.record, dispatch_to(app, job, functools.partial(_deliver, journal, run)))
+        await ledger.run(job.record, dispatch_to(app, job, functools.partial(_deliver, journal, run)))
     except HubError as exc:
         log.info("async job %s: %s", job.job_id, job.record.error or exc.detail)
     except asyncio.CancelledError:
@@ -87,6 +90,7 @@ async def _run(app: web.Application, job: Job, run: DurableRun, after_restart: b
     finally:
         if run.lines and (answer := assemble(run.lines)) is not None:
             journal.answer(job.job_id, json.dumps(answer).encode())
+        ledger.end(job.record)  # when it was cancelled before it could run, too
         app[RUNS].unfinished.pop(job.job_id, None)
         run.ended()
 
@@ -156,7 +160,7 @@ async def _recover(app: web.Application) -> None:
         body = _body(request) if record.durable and not lines else None
         if body is None:
             record.finish("interrupted", "the hub stopped while the job ran; what it produced is kept")
-            journal.record(record)
+            app[LEDGER].settle(record)
             continue
         num_ctx = num_ctx_of(body)
         fresh = _queued_again(record)
@@ -170,6 +174,7 @@ async def _recover(app: web.Application) -> None:
             num_ctx=num_ctx,
             larger_context_ok=num_ctx is None,
         )
+        app[LEDGER].admit(fresh)
         start(app, job, after_restart=True)
         again += 1
     if again:
@@ -185,18 +190,19 @@ def _body(request: bytes | None) -> dict[str, Any] | None:
 
 
 async def _stop(app: web.Application) -> None:
-    journal, runs = app[JOURNAL], app[RUNS]
+    ledger, runs = app[LEDGER], app[RUNS]
     waiting = []
     for run in list(runs.unfinished.values()):
         if run.lines:
             run.record.finish("interrupted", "the hub stopped while the job ran; what it produced is kept")
         else:
+            run.record.finish("cancelled", "the hub stopped before the job ran; it runs at the next start")
             waiting.append(run.record)
         if run.task is not None:
             run.task.cancel()
     await asyncio.gather(*(r.task for r in runs.unfinished.values() if r.task), return_exceptions=True)
     for record in waiting:  # queued again, for the next start of the hub (written after its cancellation)
-        journal.record(_queued_again(record))
+        ledger.settle(_queued_again(record))
 
 
 def _queued_again(record: JobRecord) -> JobRecord:

@@ -1,19 +1,35 @@
-"""Jobs in progress, and the one place a job's end is accounted: counters, metrics, journal.
+"""The ledger: the one owner of a job's life at the hub, from its arrival to its end.
 
-Each job's record is registered when the job starts and ended exactly once, whatever ends it (a node's
-answer, the hub's error, the caller's hang-up, a cancellation); GET /jobs shows the jobs in progress from
-here and the ended ones from the journal.
+Everything that counts a job asks the ledger: admission within MAX_CONCURRENT_JOBS (callers' jobs; async
+jobs have their own bound, MAX_ASYNC_JOBS, and never use up this one), the table of jobs in progress (both
+kinds, for GET /jobs), the counters, the journal record, and the watchers that observe jobs without owning
+them (the metrics: hubd.ops registers itself at start-up, so this room never imports it). Each job is ended
+exactly once, whatever ends it: a node's answer, the hub's error, the caller's hang-up, a cancellation.
 """
 
 from __future__ import annotations
 
 import asyncio
-
-from aiohttp import web
+import time
+from collections.abc import Coroutine
+from typing import Any, Protocol, TypeVar
 
 from ollama_connector.hubd.errors import CallerError, HubError, NoHealthyNodes, flatten
+from ollama_connector.hubd.jobs.counters import JobCounters
+from ollama_connector.hubd.jobs.journal import Journal
 from ollama_connector.hubd.jobs.record import JobRecord, Status
-from ollama_connector.hubd.keys import COUNTERS, JOURNAL, METRICS, TRACKER
+
+T = TypeVar("T")
+
+
+class JobWatcher(Protocol):
+    """What observes jobs without owning them (hubd.ops.metrics.HubMetrics)."""
+
+    def queued(self, record: JobRecord) -> None: ...  # the job left the hub's queue for a node
+
+    def failed_over(self, reason: str) -> None: ...
+
+    def job_ended(self, record: JobRecord) -> None: ...
 
 
 def outcome_of(exc: BaseException) -> tuple[Status, str]:
@@ -29,14 +45,84 @@ def outcome_of(exc: BaseException) -> tuple[Status, str]:
     return "failed", f"internal error: {type(exc).__name__}"
 
 
-def end(app: web.Application, record: JobRecord) -> None:
-    """Account a job that has ended (its record finished): once, wherever it ended."""
-    tracker = app[TRACKER]
-    if tracker.live.pop(record.job_id, None) is None:
-        return
-    if record.status == "done":
-        app[COUNTERS].served_one(record.output_tokens)
-    elif record.status == "failed":
-        app[COUNTERS].failed += 1
-    app[METRICS].job_ended(record)
-    app[JOURNAL].record(record)
+class Ledger:
+    """Jobs in progress by id, and everything accounted when one arrives, starts on a node, and ends."""
+
+    def __init__(self, max_concurrent: int, counters: JobCounters, journal: Journal) -> None:
+        self.max_concurrent = max_concurrent
+        self.counters = counters
+        self.journal = journal
+        self.live: dict[str, JobRecord] = {}
+        self.callers_jobs = 0  # jobs in progress with a caller waiting on them, for MAX_CONCURRENT_JOBS
+        self.watchers: list[JobWatcher] = []
+
+    def admit(self, record: JobRecord, request: bytes | None = None) -> None:
+        """A job arrives: refused (503) past MAX_CONCURRENT_JOBS, else in progress from now on. An async
+        job's record is written at once, with its request, so a restart can run it again."""
+        if not record.durable:
+            if self.callers_jobs >= self.max_concurrent:
+                raise HubError(
+                    f"the hub is running MAX_CONCURRENT_JOBS={self.max_concurrent} jobs; retry shortly",
+                    status=503,
+                    headers={"Retry-After": "1"},
+                )
+            self.callers_jobs += 1
+        self.live[record.job_id] = record
+        if record.durable:
+            self.journal.record(record, request=request)
+
+    async def run(self, record: JobRecord, work: Coroutine[Any, Any, T]) -> T:
+        """Run an admitted job's work on nodes, and end the job however the work ends."""
+        self.counters.running += 1
+        try:
+            return await work
+        except BaseException as exc:
+            record.finish(*outcome_of(exc))
+            raise
+        finally:
+            self.counters.running -= 1
+            self.end(record)
+
+    async def admitted(self, record: JobRecord, work: Coroutine[Any, Any, T]) -> T:
+        """A caller's job from its arrival to its end."""
+        try:
+            self.admit(record)
+        except HubError:
+            work.close()
+            raise
+        return await self.run(record, work)
+
+    def started(self, record: JobRecord) -> None:
+        """The job leaves the hub's queue for its first node."""
+        if record.started is None:
+            record.started = time.time()
+            for watcher in self.watchers:
+                watcher.queued(record)
+        record.status = "running"
+
+    def failed_over(self, reason: str) -> None:
+        for watcher in self.watchers:
+            watcher.failed_over(reason)
+
+    def end(self, record: JobRecord) -> None:
+        """Account a job that has ended: once, wherever it ended. An unfinished record ends as failed."""
+        if self.live.pop(record.job_id, None) is None:
+            return
+        record.finish("failed", "ended without an answer")  # a no-op when the job ended as it should
+        if not record.durable:
+            self.callers_jobs -= 1
+        if record.status == "done":
+            self.counters.served_one(record.output_tokens)
+        elif record.status == "failed":
+            self.counters.failed += 1
+        for watcher in self.watchers:
+            watcher.job_ended(record)
+        self.journal.record(record)
+
+    def settle(self, record: JobRecord) -> None:
+        """A job an earlier run of the hub left unfinished, ended (or queued again) at this start: only the
+        journal hears of it."""
+        self.journal.record(record)
+
+    def get(self, job_id: str) -> JobRecord | None:
+        return self.live.get(job_id)

@@ -136,13 +136,3 @@ class JobRecord:
             ),
             "error": self.error,
         }
-
-
-class Tracker:
-    """The jobs in progress, by id (hubd.jobs.ledger ends them)."""
-
-    def __init__(self) -> None:
-        self.live: dict[str, JobRecord] = {}
-
-    def begin(self, record: JobRecord) -> None:
-        self.live[record.job_id] = record

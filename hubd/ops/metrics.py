@@ -93,6 +93,9 @@ class HubMetrics:
                 max(0.0, record.started - record.arrived)
             )
 
+    def failed_over(self, reason: str) -> None:
+        self.failovers.labels(reason).inc()
+
     def job_ended(self, record: JobRecord) -> None:
         model, node = self.model(record.model), record.node or ""
         self.jobs.labels(model, node, family_of(record.route), record.status).inc()
@@ -149,14 +152,14 @@ class FleetCollector(Collector):
             values = {
                 "online": float(status == "online"),
                 "active_jobs": record.active_jobs,
-                "slots": registry.slots(record),
+                "slots": record.slots(),
                 "slots_used": sum(record.running.values()),
                 "models_loaded": len(record.loaded),
                 "heartbeat_age_seconds": max(0.0, now - record.last_seen),
                 "cpu_ratio": beat.load.cpu,
                 "memory_ratio": beat.load.memory,
             }
-            if (vram := registry.capacity(record).vram_bytes) is not None:
+            if (vram := record.capacity.vram_bytes) is not None:
                 values["vram_bytes"] = vram
             if beat.gpus:
                 values["vram_used_bytes"] = sum(gpu.memory_used for gpu in beat.gpus)

@@ -17,7 +17,8 @@ from aiohttp import web
 from platformdirs import user_state_path
 from pydantic import ValidationError
 
-from ollama_connector.hubd.keys import REGISTRY, SETTINGS
+from ollama_connector.hubd.keys import SETTINGS
+from ollama_connector.hubd.routing.keys import REGISTRY
 from ollama_connector.hubd.routing.registry import Registry
 from ollama_connector.hubd.settings import HubSettings
 from ollama_connector.shared.wire import Heartbeat

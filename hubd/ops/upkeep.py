@@ -6,28 +6,19 @@ import asyncio
 import logging
 import time
 
-import aiohttp
 from aiohttp import web
 
-from ollama_connector.hubd.keys import PLACEMENT, REGISTRY, SESSION, SETTINGS
-from ollama_connector.hubd.routing.admission import node_headers
-from ollama_connector.hubd.routing.registry import NodeRecord
+from ollama_connector.hubd.keys import SETTINGS
+from ollama_connector.hubd.routing.keys import NODES, PLACEMENT, REGISTRY
+from ollama_connector.hubd.routing.node import NodeRecord
 from ollama_connector.shared.lifecycle import background
-from ollama_connector.shared.relay import describe
 
 log = logging.getLogger(__name__)
-PROBE_TIMEOUT = aiohttp.ClientTimeout(total=5.0)
 
 
 async def probe(app: web.Application, record: NodeRecord) -> None:
     """A degraded node comes back once its agent's /healthz says its Ollama answers."""
-    try:
-        async with app[SESSION].get(
-            record.base_url + "/healthz", headers=node_headers(app), timeout=PROBE_TIMEOUT
-        ) as response:
-            healthy, detail = response.status == 200, f"HTTP {response.status}"
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        healthy, detail = False, describe(exc)
+    healthy, detail = await app[NODES].healthy(record)
     app[REGISTRY].probe_result(record, healthy, detail)
 
 

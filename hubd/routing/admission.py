@@ -21,9 +21,9 @@ import psutil
 from aiohttp import web
 
 from ollama_connector.hubd.errors import Handler, HubError, error_response
-from ollama_connector.hubd.keys import HOP_ID, REGISTRY, SETTINGS
+from ollama_connector.hubd.keys import HOP_ID, SETTINGS
+from ollama_connector.hubd.routing.keys import REGISTRY
 from ollama_connector.shared.agent_contract import HOP_HEADER
-from ollama_connector.shared.auth import bearer
 
 log = logging.getLogger(__name__)
 RESOLVE_TIMEOUT = 2.0
@@ -96,11 +96,6 @@ async def admit(request: web.Request, node_id: str, host: str, port: int) -> Non
             )
         raise Refused(f"the hub has MAX_NODES={settings.max_nodes} nodes and takes no new one")
     registry.full_announced = False
-
-
-def node_headers(app: web.Application) -> dict[str, str]:
-    """What every request from the hub to a node carries: the cluster token, and the hub's hop id."""
-    return {HOP_HEADER: app[HOP_ID], **bearer(app[SETTINGS].cluster_token)}
 
 
 _last_loop_warning = 0.0

@@ -21,8 +21,9 @@ import time
 from collections import OrderedDict
 
 from ollama_connector.hubd.errors import HubError
+from ollama_connector.hubd.routing.node import NodeRecord
 from ollama_connector.hubd.routing.policy import Ask, CapacityPolicy, Demand
-from ollama_connector.hubd.routing.registry import NodeRecord, Registry
+from ollama_connector.hubd.routing.registry import Registry
 from ollama_connector.hubd.routing.speeds import FleetSpeeds
 from ollama_connector.hubd.routing.waitqueue import ModelQueue, Waiter
 from ollama_connector.shared.modelnames import canonical, display
@@ -149,9 +150,7 @@ class Placement:
         """Retry-After: how long the jobs already waiting for the model should take to start."""
         key = queue_key[0]
         slots = sum(
-            self.registry.capacity(node).num_parallel
-            for node in self.registry.candidates(key)
-            if key in node.loaded
+            node.capacity.num_parallel for node in self.registry.candidates(key) if key in node.loaded
         )
         queue = self._queues.get(queue_key)
         ahead = len(queue) if queue else 0

@@ -25,7 +25,8 @@ import time
 from dataclasses import dataclass
 from enum import IntEnum
 
-from ollama_connector.hubd.routing.registry import NodeRecord, Registry
+from ollama_connector.hubd.routing.node import NodeRecord
+from ollama_connector.hubd.routing.registry import Registry
 from ollama_connector.hubd.routing.speeds import (
     DEFAULT_LOAD_SECONDS,
     DEFAULT_LOAD_SECONDS_PER_GB,
@@ -110,7 +111,7 @@ class CapacityPolicy:
             fleet = self.speeds.tokens_per_second.get(key)
             if fleet is not None and fleet.samples:
                 seconds *= fleet.value / max(learned.tokens_per_second.value, 1e-6)
-        return seconds / self.registry.capacity(node).weight
+        return seconds / node.capacity.weight
 
     def load_seconds(self, node: NodeRecord, key: str) -> float:
         size = node.sizes.get(key)
@@ -125,12 +126,12 @@ class CapacityPolicy:
         cost = 0.0
         for key in evicted:
             context = node.loaded.get(key)
-            default = self.registry.capacity(node).default_context
+            default = node.capacity.default_context
             rate = self.demand.rate((key, context), now)
             if context is None or default is None or context >= default:  # jobs without num_ctx use it too
                 rate += self.demand.rate((key, None), now)
             slots = sum(
-                self.registry.capacity(other).num_parallel
+                other.capacity.num_parallel
                 for other in self.registry.holders(key)
                 if other is not node and key in other.loaded and other.loaded[key] == context
             )
@@ -154,9 +155,9 @@ class CapacityPolicy:
             anyone = True
             if first_ready is not None and scanned - first_ready > SCAN_PAST_READY:
                 break  # further down the ranking: more jobs running; a fleet of thousands stays fast
-            capacity = self.registry.capacity(node)
+            capacity = node.capacity
             seconds = self.job_seconds(node, ask.key)
-            if self.registry.compatible(node, ask.key, ask.num_ctx, ask.larger_ok):
+            if node.compatible(ask.key, ask.num_ctx, ask.larger_ok):
                 if node.running.get(ask.key, 0) < capacity.num_parallel:
                     options.append(Option(Tier.READY, seconds, node))
                     first_ready = scanned if first_ready is None else first_ready
@@ -170,7 +171,7 @@ class CapacityPolicy:
                 continue
             if ask.key in node.loaded and node.running.get(ask.key):
                 continue  # loaded with another context and busy: a reload would wait for those jobs
-            evicted, fits = self.registry.evictions(node, ask.key)
+            evicted, fits = node.evictions(ask.key)
             if not fits:
                 continue
             if ask.key in node.loaded:

@@ -8,10 +8,7 @@ The seed's order, with two refinements:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from ollama_connector.hubd.routing.registry import NodeRecord
+from ollama_connector.hubd.routing.node import NodeRecord
 
 CPU_STEPS = 4
 

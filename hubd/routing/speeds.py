@@ -11,48 +11,15 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
-if TYPE_CHECKING:
-    from ollama_connector.hubd.routing.registry import NodeRecord, Ticket
+from ollama_connector.hubd.routing.node import Ewma, ModelSpeed, NodeRecord, Ticket
 
-ALPHA = 0.2  # weight of the newest sample
 DEFAULT_JOB_SECONDS = 5.0  # a job's time before any job of the model has been measured
 DEFAULT_LOAD_SECONDS_PER_GB = 1.0  # a load's time per GB before any load has been measured
 DEFAULT_LOAD_SECONDS = 5.0  # a load's time when the model's size is unknown too
 MAX_PARSED = 1 << 20  # a longer non-streamed answer is not parsed for its figures
 LOAD_SEEN = 0.05  # seconds of load_duration above which a job counts as having loaded its model
-
-
-@dataclass(slots=True)
-class Ewma:
-    value: float = 0.0
-    samples: int = 0
-
-    def add(self, sample: float) -> None:
-        self.value = sample if not self.samples else self.value + ALPHA * (sample - self.value)
-        self.samples += 1
-
-    def get(self, default: float) -> float:
-        return self.value if self.samples else default
-
-
-@dataclass(slots=True)
-class ModelSpeed:
-    """One model on one node."""
-
-    job_seconds: Ewma = field(default_factory=Ewma)
-    tokens_per_second: Ewma = field(default_factory=Ewma)
-
-    def view(self) -> dict:
-        return {
-            "job_seconds": round(self.job_seconds.value, 3) if self.job_seconds.samples else None,
-            "tokens_per_second": (
-                round(self.tokens_per_second.value, 1) if self.tokens_per_second.samples else None
-            ),
-            "jobs": self.job_seconds.samples,
-        }
 
 
 @dataclass(slots=True)

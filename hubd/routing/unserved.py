@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import time
 
-from ollama_connector.hubd.routing.registry import NodeRecord, Registry
+from ollama_connector.hubd.routing.node import NodeRecord
+from ollama_connector.hubd.routing.registry import Registry
 from ollama_connector.shared.modelnames import canonical
 
 FORGET = 600.0
