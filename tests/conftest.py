@@ -15,7 +15,7 @@ from aiohttp import web
 
 from ollama_connector.hubd.app import create_app as create_hub
 from ollama_connector.hubd.app import runner_options
-from ollama_connector.hubd.keys import REGISTRY
+from ollama_connector.hubd.routing.keys import REGISTRY
 from ollama_connector.hubd.routing.registry import Registry
 from ollama_connector.hubd.settings import HubSettings
 from ollama_connector.noded.app import create_app as create_node

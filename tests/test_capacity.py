@@ -8,7 +8,7 @@ import logging
 import pynvml
 import pytest
 
-from ollama_connector.hubd.keys import PLACEMENT
+from ollama_connector.hubd.routing.keys import PLACEMENT
 from ollama_connector.noded.gpus import Nvml, default_context
 from tests.conftest import report_cpu, wait_until
 

@@ -12,7 +12,7 @@ import anthropic
 import openai
 import pytest
 
-from ollama_connector.hubd.keys import UNSERVED
+from ollama_connector.hubd.routing.keys import UNSERVED
 from ollama_connector.shared import error_formats
 from ollama_connector.sim.keys import ENGINE
 from ollama_connector.sim.processes import agent_env

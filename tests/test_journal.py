@@ -6,7 +6,7 @@ import logging
 import sqlite3
 import time
 
-from ollama_connector.hubd.jobs.journal import SCHEMA
+from ollama_connector.hubd.jobs.journal_tables import SCHEMA
 from tests.conftest import wait_until
 
 

@@ -9,9 +9,11 @@ from textual.widgets import DataTable, Input, Label, ProgressBar, Select, Select
 
 from ollama_connector.shared.wire import Heartbeat, Load
 from ollama_connector.tui.app import OllamaTop
-from ollama_connector.tui.jobs_screen import JobsScreen
-from ollama_connector.tui.models_screen import ConfirmDelete, ModelsScreen, PullScreen
-from ollama_connector.tui.screens import DetailsScreen, HelpScreen, PromptScreen
+from ollama_connector.tui.screens.details import DetailsScreen
+from ollama_connector.tui.screens.help import HelpScreen
+from ollama_connector.tui.screens.jobs import JobsScreen
+from ollama_connector.tui.screens.models import ConfirmDelete, ModelsScreen, PullScreen
+from ollama_connector.tui.screens.prompt import PromptScreen
 from ollama_connector.tui.table import NodeTable
 from tests.conftest import free_port, wait_until
 
@@ -362,6 +364,11 @@ async def test_the_jobs_view_and_the_fleet_rates(fleet, http):
         assert row(rejected)[1] == "rejected" and "absent" in row(rejected)[10]
         assert row(durable)[0] == durable[:8] + " ⧗"
         assert "3 " in str(app.screen.query_one("#jobs-summary", Static).content)
+        nodes = app.screen_stack[0].query_one(NodeTable)
+        sorted_by = nodes.sort_label
+        await pilot.press("slash", "x", "s")  # the node table's keys do nothing here
+        assert isinstance(app.screen, JobsScreen)
+        assert nodes.filter_text == "" and nodes.sort_label == sorted_by
         await pilot.press("escape")
         assert app.screen is app.screen_stack[0]
 

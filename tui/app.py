@@ -11,27 +11,21 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.reactive import reactive
 from textual.timer import Timer
-from textual.widgets import Footer, Input, Static
+from textual.widgets import Footer, Input
 from textual.worker import Worker, WorkerState
 
 from ollama_connector.tui.client import FleetSnapshot, HubClient, HubUnreachable
-from ollama_connector.tui.jobs_screen import JobsScreen
-from ollama_connector.tui.models_screen import ModelsScreen
-from ollama_connector.tui.render import History, count
-from ollama_connector.tui.screens import DetailsScreen, HelpScreen, ProblemReported, PromptScreen
+from ollama_connector.tui.header import FleetHeader, header_text
+from ollama_connector.tui.render import History
+from ollama_connector.tui.screens.details import DetailsScreen
+from ollama_connector.tui.screens.fleet import PollNow, ProblemReported
+from ollama_connector.tui.screens.help import HelpScreen
+from ollama_connector.tui.screens.jobs import JobsScreen
+from ollama_connector.tui.screens.models import ModelsScreen
+from ollama_connector.tui.screens.prompt import PromptScreen
 from ollama_connector.tui.table import NodeTable
 
-
-class FleetHeader(Static):
-    """The hub, whether it answers, and the fleet in one or two lines."""
-
-    shown = ""
-
-    def show(self, text: str) -> None:
-        # An update re-lays out the screen; at one poll a second, skip the ones that change nothing.
-        if text != self.shown:
-            self.shown = text
-            self.update(text)
+NODE_TABLE_ACTIONS = {"sort", "filter", "prompt", "jobs", "models", "poll_now"}
 
 
 class OllamaTop(App[None]):
@@ -121,6 +115,15 @@ class OllamaTop(App[None]):
     def problem_reported(self, event: ProblemReported) -> None:
         self.report(event.text)
 
+    @on(PollNow)
+    def poll_asked(self) -> None:
+        self.action_poll_now()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """The node table's keys act only on the node table: each view over it binds its own (a `/` typed
+        in the jobs view must not land in the hidden node filter)."""
+        return not (action in NODE_TABLE_ACTIONS and len(self.screen_stack) > 1)
+
     def report(self, text: str) -> None:
         self.problem = text
         self.render_header()
@@ -134,46 +137,11 @@ class OllamaTop(App[None]):
         self.query_one(NodeTable).set_class(connected is False, "stale")
 
     def render_header(self) -> None:
-        header = self.query_one(FleetHeader)
-        if self.connected is None:
-            header.show(f"[b]ollama-top[/b] {self.hub_url} · connecting…")
-            return
-        snapshot = self.snapshot
-        if self.connected:
-            state = "[b green]● connected[/]"
-        else:
-            since = f", data {self.clock() - snapshot.taken_at:.0f}s old" if snapshot else ""
-            state = f"[b red]○ unreachable, retrying[/] ({escape(self.last_error)}{since})"
         table = self.query_one(NodeTable)
-        lines = [f"[b]ollama-top[/b] {self.hub_url} {state} · sort: {table.sort_label}"]
-        if table.filter_text:
-            lines[0] += (
-                f" · filter [b]{escape(table.filter_text)}[/b]: {table.row_count} of {table.fleet_size}"
-            )
-        if snapshot is not None:
-            nodes, jobs = snapshot.stats["nodes"], snapshot.stats["jobs"]
-            statuses = ", ".join(
-                f"{nodes[s]} {s}" for s in ("online", "degraded", "offline", "draining") if nodes[s]
-            )
-            lines.append(
-                f"{count(nodes['total'], 'node')} ({statuses or 'none'}) · {jobs['in_flight']} in flight · "
-                f"{jobs['served']} served, {jobs['failed']} failed"
-                + (
-                    f" · {jobs['jobs_per_second']:g} jobs/s, {jobs['tokens_per_second']:g} tok/s"
-                    if "jobs_per_second" in jobs
-                    else ""
-                )
-                + " · "
-                f"{count(len(snapshot.models_online()), 'model')}"
-                + (
-                    f" · [b]{waiting} waiting[/b]"
-                    if (waiting := snapshot.stats.get("queue", {}).get("waiting"))
-                    else ""
-                )
-            )
-        if self.problem:
-            lines.append(f"[b red]{escape(self.problem)}[/]")
-        header.show("\n".join(lines))
+        self.query_one(FleetHeader).show(
+            header_text(self.hub_url, self.connected, self.snapshot, self.last_error, self.clock(), table)
+            + (f"\n[b red]{escape(self.problem)}[/]" if self.problem and self.connected is not None else "")
+        )
 
     def action_sort(self) -> None:
         self.query_one(NodeTable).cycle_sort()
@@ -210,17 +178,17 @@ class OllamaTop(App[None]):
 
     @on(NodeTable.RowSelected)
     def open_details(self, event: NodeTable.RowSelected) -> None:
-        self.push_screen(DetailsScreen(event.node_id))
+        self.push_screen(DetailsScreen(event.node_id, self))
 
     def action_prompt(self) -> None:
         models = self.snapshot.models_that_generate() if self.snapshot else []
         self.push_screen(PromptScreen(models, self.client))
 
     def action_models(self) -> None:
-        self.push_screen(ModelsScreen())
+        self.push_screen(ModelsScreen(self))
 
     def action_jobs(self) -> None:
-        self.push_screen(JobsScreen())
+        self.push_screen(JobsScreen(self))
 
     def action_poll_now(self) -> None:
         """Poll now; the pending timer goes, and the poll arms the next one when it ends."""

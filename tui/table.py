@@ -7,8 +7,6 @@ once, when its cells change, and a repaint reuses the cached strips.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any, ClassVar
 
 from rich.segment import Segment
@@ -21,81 +19,20 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from ollama_connector.tui.render import (
-    STATUS_RANK,
-    STATUS_STYLE,
-    Parts,
-    address,
-    age,
-    bar,
-    models_parts,
-    parse_time,
-    slots_parts,
-    vram_parts,
+from ollama_connector.tui.columns import (
+    SORTS,
+    WIDE_AT,
+    Column,
+    cells_of,
+    header_segments,
+    matches,
+    models_room,
+    row_segments,
+    shown_columns,
 )
-
-
-@dataclass(frozen=True)
-class Column:
-    key: str
-    label: str
-    width: int
-    wide_only: bool = False
-    wide_width: int | None = None  # a larger width when the terminal is wide
-    right: bool = False  # numbers line up on the right
-
-
-COLUMNS = [
-    Column("node", "Node", 12),
-    Column("status", "Status", 8),
-    Column("address", "Address", 18, wide_only=True),
-    Column("models", "Models", 13, wide_width=24),
-    Column("cpu", "CPU", 9),
-    Column("memory", "Mem", 9),
-    Column("slots", "Slots", 5, right=True),
-    Column("vram", "VRAM", 4, wide_only=True, right=True),
-    Column("failures", "Fail", 4, right=True),
-    Column("seen", "Seen", 4, right=True),
-]
-WIDE_AT = 110  # terminal columns from which the address column and longer model lists fit
-
-# Sort orders `s` cycles through: (label, key function, most interesting first).
-SORTS: list[tuple[str, Any]] = [
-    ("node", lambda n, now: n["node_id"]),
-    ("status", lambda n, now: (STATUS_RANK.get(n["status"], 9), n["node_id"])),
-    ("cpu", lambda n, now: (-n["load"]["cpu"], n["node_id"])),
-    ("memory", lambda n, now: (-n["load"]["memory"], n["node_id"])),
-    ("slots", lambda n, now: (-n["active_jobs"], n["node_id"])),
-    ("failures", lambda n, now: (-n["failure_count"], n["node_id"])),
-    ("seen", lambda n, now: (parse_time(n["last_seen"]), n["node_id"])),
-]
-
-
-def matches(node: dict[str, Any], needle: str) -> bool:
-    if not needle:
-        return True
-    haystack = " ".join([node["node_id"], node["status"], address(node), *node["models"]]).lower()
-    return needle.lower() in haystack
-
-
-@lru_cache(maxsize=256)
-def style_of(spec: str) -> Style:
-    return Style.parse(spec) if spec else Style()
-
-
-def fit(parts: Parts, width: int, right: bool) -> list[tuple[str, str]]:
-    """Cut or pad a cell's runs to exactly `width` characters."""
-    length = sum(len(text) for text, _ in parts)
-    if length > width:
-        out, room = [], width - 1
-        for text, style in parts:
-            out.append((text[:room], style))
-            room -= len(out[-1][0])
-            if room <= 0:
-                break
-        return [*out, ("…", "")]
-    pad = (" " * (width - length), "")
-    return [pad, *parts] if right else [*parts, pad]
+from ollama_connector.tui.render import (
+    Parts,
+)
 
 
 class NodeTable(ScrollView, can_focus=True):
@@ -159,8 +96,7 @@ class NodeTable(ScrollView, can_focus=True):
         return self.order[self.cursor_row] if 0 <= self.cursor_row < len(self.order) else None
 
     def columns(self) -> list[tuple[Column, int]]:
-        shown = [c for c in COLUMNS if self.wide or not c.wide_only]
-        return [(c, c.wide_width if self.wide and c.wide_width else c.width) for c in shown]
+        return shown_columns(self.wide)
 
     # Changing what is shown.
 
@@ -191,22 +127,6 @@ class NodeTable(ScrollView, can_focus=True):
     def move_cursor(self, row: int) -> None:
         self.cursor_row = max(0, min(row, len(self.order) - 1))
 
-    def cells(self, node: dict[str, Any], now: float) -> dict[str, Parts]:
-        models_room = next(width for column, width in self.columns() if column.key == "models")
-        failures = str(node["failure_count"])
-        return {
-            "node": [(node["node_id"], "")],
-            "status": [(node["status"], STATUS_STYLE.get(node["status"], ""))],
-            "address": [(address(node), "")],
-            "models": models_parts(node, models_room),
-            "cpu": bar(node["load"]["cpu"]),
-            "memory": bar(node["load"]["memory"]),
-            "slots": slots_parts(node),
-            "vram": vram_parts(node),
-            "failures": [(failures, "red" if node["failure_count"] else "")],
-            "seen": [(age(now - parse_time(node["last_seen"])), "")],
-        }
-
     def show(self, nodes: dict[str, dict[str, Any]], now: float) -> None:
         """Show these nodes, filtered and sorted; redraw only changed rows; the cursor keeps its node."""
         keep = self.selected_node_id
@@ -217,7 +137,7 @@ class NodeTable(ScrollView, can_focus=True):
             self._forget(gone)
         changed = []
         for node_id, node in wanted.items():
-            cells = self.cells(node, now)
+            cells = cells_of(node, now, models_room(self.columns()))
             if self._cells.get(node_id) != cells:
                 self._cells[node_id] = cells
                 self._forget(node_id)
@@ -249,25 +169,11 @@ class NodeTable(ScrollView, can_focus=True):
     def _row_strip(self, node_id: str) -> Strip:
         strip = self._strips.get(node_id)
         if strip is None:
-            cells = self._cells[node_id]
-            segments = []
-            for column, width in self.columns():
-                segments.append(Segment(" "))
-                segments += [Segment(t, style_of(s)) for t, s in fit(cells[column.key], width, column.right)]
-                segments.append(Segment(" "))
-            strip = self._strips[node_id] = Strip(segments)
+            strip = self._strips[node_id] = Strip(row_segments(self._cells[node_id], self.columns()))
         return strip
 
     def _header_strip(self) -> Strip:
-        segments = []
-        for column, width in self.columns():
-            label = column.label + (" ▼" if column.key == self.sort_label else "")
-            segments += [
-                Segment(" "),
-                *[Segment(t) for t, _ in fit([(label, "")], width, column.right)],
-                Segment(" "),
-            ]
-        return Strip(segments)
+        return Strip(header_segments(self.columns(), self.sort_label))
 
     def render_line(self, y: int) -> Strip:
         scroll_x, scroll_y = self.scroll_offset

@@ -23,7 +23,8 @@ from ollama_connector.hubd.errors import HubError
 from ollama_connector.hubd.guard.auth import caller_of
 from ollama_connector.hubd.jobs import durable
 from ollama_connector.hubd.jobs.dispatch import dispatch, new_job
-from ollama_connector.hubd.jobs.journal import JournalUnavailable, find, lines_from, one
+from ollama_connector.hubd.jobs.journal import JournalUnavailable
+from ollama_connector.hubd.jobs.journal_tables import find, lines_from, one
 from ollama_connector.hubd.jobs.keys import JOURNAL, LEDGER, RUNS
 from ollama_connector.hubd.jobs.record import JobRecord
 from ollama_connector.hubd.keys import SETTINGS

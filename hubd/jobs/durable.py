@@ -21,7 +21,8 @@ from aiohttp import web
 
 from ollama_connector.hubd.errors import HubError, NoHealthyNodes
 from ollama_connector.hubd.jobs.dispatch import Job, dispatch_to, new_job
-from ollama_connector.hubd.jobs.journal import Journal, unfinished
+from ollama_connector.hubd.jobs.journal import Journal
+from ollama_connector.hubd.jobs.journal_tables import unfinished
 from ollama_connector.hubd.jobs.keys import JOURNAL, LEDGER, RUNS
 from ollama_connector.hubd.jobs.record import JobRecord, new_job_id
 from ollama_connector.hubd.jobs.runs import AnswerTooLarge, DurableRun, assemble

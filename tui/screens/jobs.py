@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rich.text import Text
 from textual import work
@@ -13,9 +13,7 @@ from textual.widgets import DataTable, Footer, Static
 
 from ollama_connector.tui.client import HubUnreachable
 from ollama_connector.tui.render import age, parse_time, short_model
-
-if TYPE_CHECKING:
-    from ollama_connector.tui.app import OllamaTop
+from ollama_connector.tui.screens.fleet import Fleet
 
 SHOWN = 200  # jobs listed
 JOB_STYLE = {
@@ -60,9 +58,9 @@ class JobsScreen(Screen[None]):
 
     BINDINGS = [Binding("escape,q,J", "dismiss", "Back"), Binding("r", "refresh", "Refresh")]
 
-    @property
-    def top(self) -> OllamaTop:
-        return self.app  # type: ignore[return-value]
+    def __init__(self, fleet: Fleet) -> None:
+        super().__init__()
+        self.fleet = fleet
 
     def compose(self) -> ComposeResult:
         yield Static("recent jobs: loading…", id="jobs-summary")
@@ -72,7 +70,7 @@ class JobsScreen(Screen[None]):
     def on_mount(self) -> None:
         self.query_one(DataTable).add_columns(*COLUMNS)
         self.refresh_jobs()
-        self.set_interval(self.top.interval, self.refresh_jobs)
+        self.set_interval(self.fleet.interval, self.refresh_jobs)
 
     def action_refresh(self) -> None:
         self.refresh_jobs()
@@ -81,11 +79,11 @@ class JobsScreen(Screen[None]):
     async def refresh_jobs(self) -> None:
         summary = self.query_one("#jobs-summary", Static)
         try:
-            listing = await self.top.client.recent_jobs(SHOWN)
+            listing = await self.fleet.client.recent_jobs(SHOWN)
         except HubUnreachable as exc:
             summary.update(Text(f"recent jobs: {exc}", style="red"))
             return
-        jobs, now = listing["jobs"], self.top.clock()
+        jobs, now = listing["jobs"], self.fleet.clock()
         table = self.query_one(DataTable)
         row = table.cursor_row
         table.clear()

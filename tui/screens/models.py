@@ -3,7 +3,7 @@ model onto chosen nodes (a progress bar per node) and delete one everywhere, aft
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rich.text import Text
 from textual import on, work
@@ -15,9 +15,7 @@ from textual.widgets import DataTable, Footer, Input, Label, ProgressBar, Select
 
 from ollama_connector.tui.client import FleetSnapshot, HubClient, HubUnreachable
 from ollama_connector.tui.render import short_model
-
-if TYPE_CHECKING:
-    from ollama_connector.tui.app import OllamaTop
+from ollama_connector.tui.screens.fleet import Fleet, PollNow
 
 COLUMNS = ("Model", "Size", "Nodes", "Loaded on", "Not online")
 
@@ -48,13 +46,10 @@ class ModelsScreen(Screen[None]):
         Binding("d", "delete", "Delete"),
     ]
 
-    def __init__(self) -> None:
+    def __init__(self, fleet: Fleet) -> None:
         super().__init__()
+        self.fleet = fleet
         self.sizes: dict[str, int] = {}
-
-    @property
-    def top(self) -> OllamaTop:
-        return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
         yield Static("models in the fleet", id="models-summary")
@@ -63,16 +58,16 @@ class ModelsScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.query_one(DataTable).add_columns(*COLUMNS)
-        self.watch(self.top, "snapshot", self.show, init=True)
+        self.watch(self.fleet, "snapshot", self.show, init=True)
         self.load_sizes()
 
     @work(exclusive=True, group="sizes", exit_on_error=False)
     async def load_sizes(self) -> None:
         try:
-            self.sizes = await self.top.client.model_sizes()
+            self.sizes = await self.fleet.client.model_sizes()
         except HubUnreachable:
             return
-        self.show(self.top.snapshot)
+        self.show(self.fleet.snapshot)
 
     def show(self, snapshot: FleetSnapshot | None) -> None:
         if snapshot is None:
@@ -104,20 +99,20 @@ class ModelsScreen(Screen[None]):
         return str(table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value)
 
     def action_pull(self) -> None:
-        snapshot = self.top.snapshot
+        snapshot = self.fleet.snapshot
         online = sorted(
             n for n, node in (snapshot.nodes if snapshot else {}).items() if node["status"] == "online"
         )
-        self.app.push_screen(PullScreen(self.top.client, online))
+        self.app.push_screen(PullScreen(self.fleet.client, online))
 
     def action_delete(self) -> None:
         if (model := self.selected()) is not None:
-            self.app.push_screen(ConfirmDelete(self.top.client, model), self.deleted)
+            self.app.push_screen(ConfirmDelete(self.fleet.client, model), self.deleted)
 
     def deleted(self, outcome: str | None) -> None:
         if outcome:
             self.query_one("#models-summary", Static).update(Text(outcome, style="red"))
-        self.top.action_poll_now()
+        self.post_message(PollNow())
         self.load_sizes()
 
 

@@ -1,0 +1,192 @@
+"""The journal's tables: the schema (one for every version of the hub: columns added since are added to an
+older file), how a job's record becomes a row and back, and the reads `Journal.read` runs on its thread.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from ollama_connector.hubd.jobs.record import JobRecord
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    route TEXT NOT NULL,
+    model TEXT NOT NULL,
+    caller TEXT NOT NULL,
+    arrived REAL NOT NULL,
+    started REAL,
+    first_token REAL,
+    ended REAL,
+    status TEXT NOT NULL,
+    error TEXT,
+    nodes TEXT NOT NULL,
+    node TEXT,
+    prompt_tokens INTEGER,
+    output_tokens INTEGER,
+    eval_seconds REAL,
+    durable INTEGER NOT NULL,
+    request BLOB,  -- async jobs: the body to run again after a restart
+    answer BLOB  -- async jobs: the answer a synchronous job would have had
+);
+CREATE INDEX IF NOT EXISTS jobs_by_arrival ON jobs (arrived);
+CREATE TABLE IF NOT EXISTS chunks (
+    job_id TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+    seq INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (job_id, seq)
+) WITHOUT ROWID;
+"""
+
+
+RECORD_COLUMNS = [
+    "id",
+    "route",
+    "model",
+    "caller",
+    "arrived",
+    "started",
+    "first_token",
+    "ended",
+    "status",
+    "error",
+    "nodes",
+    "node",
+    "prompt_tokens",
+    "output_tokens",
+    "eval_seconds",
+    "durable",
+]
+
+
+class Rows:
+    """An INSERT whose queued rows are written as one statement per batch: one step of SQLite for
+    hundreds of jobs, so the journal's thread takes the GIL from the event loop once, not once a row."""
+
+    def __init__(self, table: str, columns: list[str], tail: str = "") -> None:
+        self.head = f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
+        self.row = "(" + ", ".join("?" * len(columns)) + ")"
+        self.tail = tail
+        self.per_statement = 30_000 // len(columns)  # under SQLite's limit of 32,766 parameters
+
+    def statements(self, rows: list[tuple[Any, ...]]) -> Iterator[tuple[str, list[Any]]]:
+        for start in range(0, len(rows), self.per_statement):
+            part = rows[start : start + self.per_statement]
+            yield self.head + ", ".join([self.row] * len(part)) + self.tail, [v for row in part for v in row]
+
+
+# Insert or update: an async job's record is written when it is submitted and again when it ends.
+JOB_ROWS = Rows(
+    "jobs",
+    RECORD_COLUMNS,
+    " ON CONFLICT (id) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in RECORD_COLUMNS if c != "id"),
+)
+
+
+CHUNK_ROWS = Rows("chunks", ["job_id", "seq", "data"], " ON CONFLICT DO NOTHING")
+
+
+def row_of(record: JobRecord) -> tuple[Any, ...]:
+    return (
+        record.job_id,
+        record.route,
+        record.model,
+        record.caller,
+        record.arrived,
+        record.started,
+        record.first_token,
+        record.ended,
+        record.status,
+        record.error,
+        json.dumps(record.nodes),
+        record.node,
+        record.prompt_tokens,
+        record.output_tokens,
+        record.eval_seconds,
+        int(record.durable),
+    )
+
+
+def record_of(row: Mapping[str, Any]) -> JobRecord:
+    return JobRecord(
+        job_id=row["id"],
+        route=row["route"],
+        model=row["model"],
+        caller=row["caller"],
+        arrived=row["arrived"],
+        started=row["started"],
+        first_token=row["first_token"],
+        ended=row["ended"],
+        status=row["status"],
+        error=row["error"],
+        nodes=json.loads(row["nodes"]),
+        node=row["node"],
+        prompt_tokens=row["prompt_tokens"],
+        output_tokens=row["output_tokens"],
+        eval_seconds=row["eval_seconds"],
+        durable=bool(row["durable"]),
+    )
+
+
+def add_new_columns(db: sqlite3.Connection) -> None:
+    """A journal written by an older version of the hub lacks the columns added since: add them."""
+    have = {row["name"] for row in db.execute("PRAGMA table_info(jobs)")}
+    declared = {
+        line.split()[0]: line.split()[1].rstrip(",")
+        for line in SCHEMA.split("CREATE TABLE IF NOT EXISTS jobs (")[1].split(");")[0].splitlines()
+        if line.strip() and not line.strip().startswith("--")
+    }
+    for column, kind in declared.items():
+        if column not in have:
+            db.execute(f"ALTER TABLE jobs ADD COLUMN {column} {kind}")
+
+
+def find(
+    db: sqlite3.Connection,
+    limit: int,
+    model: str | None = None,
+    node: str | None = None,
+    status: str | None = None,
+    since: float | None = None,
+) -> list[JobRecord]:
+    """The newest jobs first, filtered."""
+    where, params = [], []
+    for column, value in (("model", model), ("node", node), ("status", status)):
+        if value is not None:
+            where.append(f"{column} = ?")
+            params.append(value)
+    if since is not None:
+        where.append("arrived >= ?")
+        params.append(since)
+    sql = f"SELECT {', '.join(RECORD_COLUMNS)} FROM jobs"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    rows = db.execute(sql + " ORDER BY arrived DESC LIMIT ?", (*params, limit)).fetchall()
+    return [record_of(row) for row in rows]
+
+
+def one(db: sqlite3.Connection, job_id: str) -> tuple[JobRecord, bytes | None] | None:
+    """A job and its stored answer (async jobs)."""
+    row = db.execute(
+        f"SELECT {', '.join(RECORD_COLUMNS)}, answer FROM jobs WHERE id = ?", (job_id,)
+    ).fetchone()
+    return (record_of(row), row["answer"]) if row else None
+
+
+def lines_from(db: sqlite3.Connection, job_id: str, seq: int) -> list[bytes]:
+    rows = db.execute("SELECT data FROM chunks WHERE job_id = ? AND seq >= ? ORDER BY seq", (job_id, seq))
+    return [row["data"] for row in rows]
+
+
+def unfinished(db: sqlite3.Connection) -> list[tuple[JobRecord, bytes | None, int]]:
+    """Jobs a previous run of the hub left queued or running: each with its request and chunk count."""
+    rows = db.execute(
+        f"SELECT {', '.join(RECORD_COLUMNS)}, request,"
+        " (SELECT count(*) FROM chunks WHERE job_id = jobs.id) AS chunk_count"
+        " FROM jobs WHERE status IN ('queued', 'running') ORDER BY arrived"
+    ).fetchall()
+    return [(record_of(row), row["request"], row["chunk_count"]) for row in rows]
