@@ -12,6 +12,7 @@ import time
 import aiohttp
 
 from bench.fleet import Fleet
+from ollama_connector.shared import sse
 
 TOKENS = 64
 ROUNDS = 5
@@ -45,8 +46,8 @@ async def _measure(engine: str, hub: str) -> dict:
     runs: dict[str, list[tuple[float, float]]] = {"direct": [], "hub": []}
     async with aiohttp.ClientSession() as http:
         for _ in range(ROUNDS):
-            runs["direct"].append(await _stream(http, engine + "/v1/chat/completions", direct, sse=True))
-            runs["hub"].append(await _stream(http, hub + "/api/generate", through, sse=False))
+            runs["direct"].append(await _stream(http, engine + "/v1/chat/completions", direct, events=True))
+            runs["hub"].append(await _stream(http, hub + "/api/generate", through, events=False))
     result = {}
     for name, samples in runs.items():
         result[name] = {
@@ -60,20 +61,19 @@ async def _measure(engine: str, hub: str) -> dict:
     return result
 
 
-async def _stream(http: aiohttp.ClientSession, url: str, body: dict, sse: bool) -> tuple[float, float]:
+async def _stream(http: aiohttp.ClientSession, url: str, body: dict, events: bool) -> tuple[float, float]:
     """(tokens per second after the first, time to the first token) of one streamed answer."""
     started = time.perf_counter()
     first = None
     tokens = 0
     async with http.post(url, json=body) as response:
         async for line in response.content:
-            text = line.strip().removeprefix(b"data:").strip()
-            if not text or text == b"[DONE]":
+            chunk = sse.event_json(line) if events else (json.loads(line) if line.strip() else None)
+            if not isinstance(chunk, dict):
                 continue
-            chunk = json.loads(text)
             piece = (
                 (chunk.get("choices") or [{}])[0].get("delta", {}).get("content")
-                if sse
+                if events
                 else chunk.get("response")
             )
             if piece:

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from ollama_connector.shared import sse
+
 OPTIONS = {
     "temperature": "temperature",
     "top_p": "top_p",
@@ -201,13 +203,7 @@ class StreamTranslator:
 
     def feed(self, line: bytes) -> bytes:
         """One line of the event stream; the NDJSON it makes (b"" for most lines)."""
-        data = line.strip().removeprefix(b"data:").strip()
-        if not line.startswith(b"data:") or not data or data == b"[DONE]":
-            return b""
-        try:
-            event = json.loads(data)
-        except ValueError:
-            return b""
+        event = sse.event_json(line)
         if not isinstance(event, dict):
             return b""
         if isinstance(event.get("error"), dict | str):

@@ -32,21 +32,6 @@ def _json(obj: Any) -> bytes:
     return json.dumps(obj, ensure_ascii=False).encode()
 
 
-def _last_data(block: bytes) -> Any:
-    """The JSON of the last `data:` line of a block of SSE lines (None when there is none, or unreadable)."""
-    for line in reversed(block.splitlines()):
-        if line.startswith(b"data:"):
-            try:
-                return json.loads(line[5:])
-            except ValueError:
-                return None
-    return None
-
-
-def _data_lines(block: bytes) -> list[bytes]:
-    return [line for line in block.splitlines() if line.startswith(b"data:")]
-
-
 class Ollama:
     name = "ollama"
 
@@ -111,25 +96,15 @@ class OpenAI:
     @staticmethod
     def error_at_end(block: bytes) -> str | None:
         """The message of the last data event of this block, if that event is an error."""
-        for line in reversed(block.splitlines()):
-            if not line.startswith(b"data:"):
-                continue
-            data = line[5:].strip()
-            if data == b"[DONE]":
-                continue
-            if not data.startswith(b'{"error"'):
-                return None
-            try:
-                return OpenAI.message_in(json.loads(data))
-            except ValueError:
-                return None
-        return None
+        events = sse.payloads(block)
+        if not events or not events[-1].startswith(b'{"error"'):
+            return None
+        return OpenAI.message_in(sse.event_json(b"data:" + events[-1]))
 
     @staticmethod
     def only_error(block: bytes) -> str | None:
         """The message when this first block of a stream is nothing but an error event (and [DONE])."""
-        events = [line for line in block.splitlines() if line.startswith(b"data:")]
-        if len([e for e in events if e[5:].strip() != b"[DONE]"]) != 1:
+        if len(sse.payloads(block)) != 1:
             return None
         return OpenAI.error_at_end(block)
 
@@ -169,12 +144,12 @@ class Anthropic:
 
     @staticmethod
     def error_at_end(block: bytes) -> str | None:
-        return Anthropic.message_in(_last_data(block))
+        return Anthropic.message_in(sse.last_json(block))
 
     @staticmethod
     def only_error(block: bytes) -> str | None:
         """The message when this first block is nothing but an error event (pings aside)."""
-        events = [e for e in _data_lines(block) if _last_data(e) != {"type": "ping"}]
+        events = [e for e in sse.payloads(block) if sse.event_json(b"data:" + e) != {"type": "ping"}]
         return Anthropic.error_at_end(block) if len(events) == 1 else None
 
 
@@ -209,7 +184,7 @@ class Responses:
     @staticmethod
     def error_at_end(block: bytes) -> str | None:
         """The message of a final `error` or `response.failed` event."""
-        event = _last_data(block)
+        event = sse.last_json(block)
         if not isinstance(event, dict):
             return None
         if event.get("type") == "error":
@@ -222,7 +197,7 @@ class Responses:
 
     @staticmethod
     def only_error(block: bytes) -> str | None:
-        return Responses.error_at_end(block) if len(_data_lines(block)) == 1 else None
+        return Responses.error_at_end(block) if len(sse.payloads(block)) == 1 else None
 
 
 class Seed:

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 
 from ollama_connector.hubd.routing.node import Ewma, ModelSpeed, NodeRecord, Ticket
+from ollama_connector.shared import sse
 
 DEFAULT_JOB_SECONDS = 5.0  # a job's time before any job of the model has been measured
 DEFAULT_LOAD_SECONDS_PER_GB = 1.0  # a load's time per GB before any load has been measured
@@ -72,8 +73,8 @@ def timings_of(final: bytes | None) -> Timings:
 
 
 def _usage(final: bytes) -> Timings:
-    for line in reversed(final.splitlines()):
-        text = line.removeprefix(b"data:").strip()
+    events = sse.payloads(final) or [final.strip()]  # an event stream's end, or a whole JSON answer
+    for text in reversed(events):
         if b'"usage"' not in text:
             continue
         try:
