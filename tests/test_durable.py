@@ -10,6 +10,7 @@ import sqlite3
 
 import aiohttp
 
+from ollama_connector.hubd.jobs.keys import LEDGER
 from tests.conftest import free_port, wait_until
 
 PROMPT = {"model": "llama3", "prompt": "tell me", "async": True}
@@ -205,3 +206,38 @@ async def test_an_async_job_for_a_model_no_node_has_is_refused_at_once(fleet, ht
     await fleet.node(hub, await fleet.sim(), "n1")
     async with http.post(hub.url + "/jobs", json={**PROMPT, "model": "absent"}) as r:
         assert r.status == 404 and (await r.json())["detail"] == "Model 'absent' is not available on any node"
+
+
+async def test_async_jobs_do_not_use_up_the_callers_limit(fleet, http):
+    busy, free = await fleet.sim(tokens_per_second=20), await fleet.sim()
+    hub = await fleet.hub(MAX_CONCURRENT_JOBS="1")
+    await fleet.node(hub, busy, "busy")
+    await fleet.node(hub, free, "free")
+    long_one = await submit(http, hub.url, options={"num_predict": 1000})
+    await wait_until(lambda: busy.stats.in_flight + free.stats.in_flight == 1, what="the async job to run")
+    # The one caller's job MAX_CONCURRENT_JOBS allows is still there for a caller: the async job has its own.
+    async with http.post(hub.url + "/jobs", json={**PROMPT, "async": False, "stream": False}) as r:
+        assert r.status == 200, await r.text()
+    async with http.get(hub.url + "/jobs") as r:
+        running = [j for j in (await r.json())["jobs"] if j["status"] == "running"]
+    assert [j["job_id"] for j in running] == [long_one]
+    async with http.delete(f"{hub.url}/jobs/{long_one}") as r:
+        assert r.status == 200
+
+
+async def test_an_async_job_cancelled_before_it_could_run_stays_cancelled(fleet, http, tmp_path):
+    journal = {"JOURNAL_PATH": str(tmp_path / "journal.sqlite3")}
+    hub = await fleet.hub(**journal)
+    await fleet.node(hub, await fleet.sim(hang_rate=1.0), "hangs")
+    job_id = await submit(http, hub.url)
+    await wait_until(lambda: hub.registry.get("hangs").active_jobs == 1, what="the job to reach its node")
+    await hub.stop()  # it produced nothing: queued again for the next start
+    again = await fleet.hub(**journal)  # no node has the model yet: the job waits for one
+    assert (await job(http, again.url, job_id))["status"] == "queued"
+    async with http.delete(f"{again.url}/jobs/{job_id}") as r:
+        assert r.status == 200 and (await r.json())["status"] == "cancelled"
+    await wait_until(lambda: not again.app[LEDGER].live, what="the job to end")
+    assert (await job(http, again.url, job_id))["status"] == "cancelled"  # the journal has it
+    await again.stop()
+    third = await fleet.hub(**journal)
+    assert (await job(http, third.url, job_id))["status"] == "cancelled"  # never run again

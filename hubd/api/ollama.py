@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from aiohttp import web
+from packaging.version import InvalidVersion, Version
 
 from ollama_connector.hubd.errors import AllNodesFailed, HubError, NoHealthyNodes
 from ollama_connector.hubd.fleet.fanout import ask_nodes, ask_online_nodes, online
@@ -158,21 +159,26 @@ async def ps(request: web.Request) -> web.Response:
     return web.json_response({"models": loaded})
 
 
-def version_key(version: str) -> tuple[int, ...]:
-    """`0.5.1` as (0, 5, 1); a part that is not plain ASCII digits (`1.²`) counts as 0."""
-    return tuple(int(p) if p.isascii() and p.isdigit() else 0 for p in version.split("-")[0].split("."))
+def readable(version: object) -> Version | None:
+    """An Ollama version as packaging compares them (`0.5.10` after `0.5.9`, `0.6.0-rc1` before `0.6.0`);
+    None for anything else."""
+    try:
+        return Version(version) if isinstance(version, str) else None
+    except InvalidVersion:
+        return None
 
 
 @routes.get("/api/version")
 async def version(request: web.Request) -> web.Response:
     """The lowest Ollama version in the fleet: what every node can be relied on to support."""
     registry = request.app[REGISTRY]
-    versions = [
-        r.beat.metadata["ollama_version"]
+    versions = {
+        str(version): parsed
         for r in registry.all()
-        if isinstance(r.beat.metadata.get("ollama_version"), str) and r.beat.metadata["ollama_version"]
-    ]
-    return web.json_response({"version": min(versions, key=version_key) if versions else "0.0.0"})
+        if (parsed := readable(version := r.beat.metadata.get("ollama_version"))) is not None
+    }
+    oldest = min(versions, key=versions.__getitem__) if versions else "0.0.0"  # as the node wrote it
+    return web.json_response({"version": oldest})
 
 
 # Ollama's sources of the cloud setting, from the least to the most decided (internal/cloud/policy.go).
