@@ -4,10 +4,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test test-real lint format bench clean system-deps
+.PHONY: demo test test-real lint format bench docs clean system-deps
 
-# Debian and Ubuntu ship venv separately (python3-venv); install it when venv is missing.
+# Python 3.11 or newer, said in one line before anything is installed; Debian and Ubuntu ship venv separately
+# (python3-venv): installed when venv is missing.
 $(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
+		echo "ollama-connector needs Python 3.11 or newer; $(PYTHON) is $$($(PYTHON) -V 2>&1)." \
+			"Install python3.11 and run: make PYTHON=python3.11 $(MAKECMDGOALS)"; exit 1; }
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
 		echo "python3 -m venv failed: installing Debian's python3-venv"; rm -rf $(VENV); \
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3-venv && $(PYTHON) -m venv $(VENV); }
@@ -56,6 +60,10 @@ bench: $(VENV)/.installed-test
 		echo "installing Debian's nginx-light (the reference proxy)"; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nginx-light; }
 	$(BIN)/python -m bench
+
+# docs/configuration.md, written from the settings models (a test fails when it is out of date).
+docs: $(VENV)/.installed
+	$(BIN)/python docs/make_configuration.py
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .

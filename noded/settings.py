@@ -26,7 +26,13 @@ class NodeSettings(EnvSettings):
 
     server_url: HttpUrl = Field("http://localhost:8000", alias="SERVER_URL")
     """The hub this node registers with."""
-    node_id: str = Field(default_factory=socket.gethostname, alias="NODE_ID", min_length=1, max_length=253)
+    node_id: str = Field(
+        default_factory=socket.gethostname,
+        alias="NODE_ID",
+        min_length=1,
+        max_length=253,
+        json_schema_extra={"shown_default": "the host name"},
+    )
     """Stable identifier reported in heartbeats; defaults to the host name."""
     hosts: CommaList = Field(["0.0.0.0"], alias="NODE_HOST", min_length=1)
     """Addresses the agent listens on, comma-separated."""

@@ -13,6 +13,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import TypeVar
 
 from pydantic import SecretStr
+from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from ollama_connector.shared.logs import setup_logging
@@ -28,23 +29,29 @@ def package_version() -> str:
         return "unknown"
 
 
+def shown_default(field: FieldInfo) -> str:
+    """A setting's default as a person writes it; a computed one (the host name) by what it is, so neither
+    --help nor docs/configuration.md depends on the machine that wrote it."""
+    if field.default_factory is not None and field.default_factory not in (list, dict):
+        return (field.json_schema_extra or {}).get("shown_default", "computed at start")  # type: ignore[union-attr]
+    factory = field.default_factory
+    default = factory() if factory is not None else field.default  # type: ignore[call-arg]
+    if default is None or default is PydanticUndefined or default == []:
+        return "unset"
+    if isinstance(default, list):
+        return ",".join(str(v) for v in default)
+    if isinstance(default, bool):
+        return "1" if default else "0"
+    if isinstance(default, SecretStr):
+        return "set"
+    return f"{default:g}" if isinstance(default, float) else str(default)
+
+
 def settings_help(settings: type[EnvSettings]) -> str:
     """Every setting: its environment variable, its default and what it means, from the model itself."""
     lines = ["settings (environment variables; an env file under systemd):"]
     for name, field in settings.model_fields.items():
-        factory = field.default_factory
-        default = factory() if factory is not None else field.default  # type: ignore[call-arg]
-        if default is None or default is PydanticUndefined or default == []:
-            shown = "unset"
-        elif isinstance(default, list):
-            shown = ",".join(str(v) for v in default)
-        elif isinstance(default, bool):
-            shown = "1" if default else "0"
-        elif isinstance(default, SecretStr):
-            shown = "set"
-        else:
-            shown = f"{default:g}" if isinstance(default, float) else str(default)
-        lines.append(f"  {field.alias or name} (default: {shown})")
+        lines.append(f"  {field.alias or name} (default: {shown_default(field)})")
         lines += textwrap.wrap(field.description or "", 76, initial_indent=" " * 6, subsequent_indent=" " * 6)
     return "\n".join(lines)
 

@@ -112,6 +112,9 @@ EOF
   exit 0
 fi
 [ "$purge" = 0 ] || [ "$uninstall" = 1 ] || die "--purge goes with --uninstall"
+if [ "$uninstall" = 0 ] && ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+  die "ollama-connector needs Python 3.11 or newer; $python is $("$python" -V 2>&1 || echo missing): install python3.11 and pass --python python3.11"
+fi
 [ "$role" = node ] || [ -z "$hub_url$token$node_id$models" ] || die "--hub, --token, --node-id and --models are for a node"
 env_path_early="${root%/}/etc/ollama-connector/$role.env"
 if [ "$role" = node ] && [ "$uninstall" = 0 ] && [ ! -f "$env_path_early" ]; then
@@ -157,7 +160,12 @@ put() {
     return
   fi
   changed=1
-  if [ "$dry_run" = 1 ]; then echo "would: write $path (mode $mode)"; return; fi
+  if [ "$dry_run" = 1 ]; then
+    echo "would: write $path (mode $mode):"
+    # Secrets stay out of the terminal: a dry run shows where they go, not what they are.
+    printf '%s\n' "$content" | sed -E 's/^((CLUSTER_TOKEN|API_KEYS|BACKEND_API_KEY)=).+/\1<secret>/; s/^/    /'
+    return
+  fi
   mkdir -p "$(dirname "$path")"
   printf '%s\n' "$content" > "$path.tmp"
   chmod "$mode" "$path.tmp"

@@ -124,6 +124,7 @@ def digest(root: Path) -> dict[str, str]:
 def test_installer_dry_run_touches_nothing(tmp_path):
     out = run_installer("hub", "--root", str(tmp_path / "root"), "--dry-run")
     assert "would: write" in out and "ollama-hubd.service" in out and "hub.env" in out
+    assert "    CLUSTER_TOKEN=<secret>" in out and "    HUB_PORT=8000" in out  # the env file it would write
     assert not (tmp_path / "root").exists()
     node = run_installer(
         "node", "--hub", "http://hub:8000", "--token", "t", "--root", str(tmp_path / "root"), "--dry-run"

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from platformdirs import user_config_path
 
+from ollama_connector.shared.cli import package_version
+
 DEFAULT_HUB = "http://localhost:8000"
 DEFAULT_INTERVAL = 2.0
 
@@ -76,4 +78,5 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--hub", help=f"hub URL (env OLLAMA_HUB_URL, config file, default {DEFAULT_HUB})")
     p.add_argument("--interval", help=f"seconds between polls, at least 0.2 (default {DEFAULT_INTERVAL:g})")
     p.add_argument("--api-key", help="bearer token for the hub (env OLLAMA_HUB_API_KEY)")
+    p.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     return p
