@@ -48,6 +48,7 @@ def machine_metadata(ollama_version: str | None) -> dict[str, object]:
         "os": platform.platform(terse=True),
         "cpu_count": os.cpu_count(),
         "memory_total": psutil.virtual_memory().total,
+        "agent_pid": os.getpid(),  # which process to look at (or stop) on that machine
     }
 
 

@@ -52,14 +52,14 @@ async def messages(request: web.Request) -> web.StreamResponse:
         [text_of(body.get("system"))] + [text_of(m.get("content")) for m in said if isinstance(m, dict)]
     )
     # Ollama maps max_tokens to num_predict; a simulated model says what it has to say within it.
-    count = min(max_tokens, engine.behaviour.default_tokens)
-    stop_reason = "max_tokens" if count == max_tokens else "end_turn"
+    count, cut = engine.length(prompt, max_tokens, cap=True)
+    stop_reason = "max_tokens" if cut else "end_turn"
     ident = "msg_" + secrets.token_hex(12)
     usage = {"input_tokens": prompt_tokens(prompt), "output_tokens": count}
     message: dict[str, Any] = {"id": ident, "type": "message", "role": "assistant", "model": body["model"]}
     async with generation(engine, name) as (fault, _):
         if body.get("stream") is not True:
-            text = "".join([t async for t in tokens(engine, count, request, fault)])
+            text = "".join([t async for t in tokens(engine, count, request, fault, prompt)])
             content = [{"type": "text", "text": text}]
             return reply({**message, "content": content, "stop_reason": stop_reason, "usage": usage})
         response = web.StreamResponse(
@@ -72,7 +72,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
         )
         opening = event("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}})
         first = True
-        async for token in tokens(engine, count, request, fault):
+        async for token in tokens(engine, count, request, fault, prompt):
             delta = event("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": token}})
             await response.write(start + opening + delta if first else delta)
             first = False

@@ -18,7 +18,10 @@ class Behaviour:
     """Knobs for one simulator; tests and the demo change them through POST /_sim/config."""
 
     tokens_per_second: float = 50.0  # 0 means as fast as the machine allows
-    default_tokens: int = 24  # tokens per answer when the request sets no num_predict
+    default_tokens: int = 24  # tokens per answer when the request sets no num_predict (exact answers)
+    # Answers that vary with the prompt and end at a sentence, within num_predict, as a model's do; False:
+    # the same words, exactly default_tokens or num_predict of them (the tests' and the bench's figures).
+    natural: bool = False
     load_delay: float = 0.0  # seconds to "load" a model that is not loaded yet
     fail_rate: float = 0.0  # share of requests answered 500
     hang_rate: float = 0.0  # share of requests that never answer
@@ -53,6 +56,7 @@ class Behaviour:
     KNOBS = (
         "tokens_per_second",
         "default_tokens",
+        "natural",
         "load_delay",
         "fail_rate",
         "hang_rate",

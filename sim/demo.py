@@ -10,6 +10,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 from ollama_connector.shared.cli import can_listen
@@ -29,8 +30,10 @@ def main() -> None:
         ports = f"port {busy[0]} is" if len(busy) == 1 else f"ports {', '.join(map(str, busy))} are"
         sys.exit(f"demo: {ports} already in use on 127.0.0.1 (is another demo running?)")
     token = secrets.token_urlsafe(24)  # the demo fleet is secured like a real one
+    # The demo's journal in a folder of its own, gone when it stops: never the state of a real hub.
+    state = tempfile.TemporaryDirectory(prefix="ollama-connector-demo-")
     # Each process in a session of its own: Ctrl-C reaches only the demo, which then stops the fleet in order.
-    fleet = ProcessFleet(own_session=True)
+    fleet = ProcessFleet(own_session=True, natural_answers=True)
     failed = False
     try:
         ollamas = []
@@ -47,9 +50,11 @@ def main() -> None:
             CLUSTER_TOKEN=token,
             HEARTBEAT_TTL_SECONDS=str(3 * HEARTBEAT),
             HEARTBEAT_OFFLINE_SECONDS=str(6 * HEARTBEAT),
+            JOURNAL_PATH=f"{state.name}/journal.sqlite3",
         )
+        agents = {}
         for number, ollama in enumerate(ollamas, start=1):
-            fleet.node(
+            _, agents[f"node-{number}"] = fleet.node(
                 HUB,
                 ollama,
                 f"node-{number}",
@@ -58,6 +63,8 @@ def main() -> None:
                 HEARTBEAT_INTERVAL=str(HEARTBEAT),
                 CLUSTER_TOKEN=token,
             )
+        pids = ", ".join(f"{name} is process {proc.pid}" for name, proc in agents.items())
+        print(f"demo: {pids} (kill -9 one of them, from another terminal, to watch the hub route around it)")
         if sys.stdin.isatty() and sys.stdout.isatty():
             # The fleet monitor in the foreground; quitting it (q) stops the fleet.
             subprocess.run([str(BIN / "ollama-top"), "--hub", HUB, "--interval", "1"], check=False)
@@ -89,6 +96,7 @@ Press Ctrl-C to stop the fleet.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         fleet.stop()
+        state.cleanup()
         print("demo: stopped")
     if failed:
         sys.exit(1)

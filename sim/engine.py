@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from ollama_connector.sim.answers import answer_for
 from ollama_connector.sim.behaviour import Behaviour, Fault
 from ollama_connector.sim.catalog import Catalog
 from ollama_connector.sim.scheduler import Scheduler
@@ -93,16 +94,32 @@ class Engine:
             "queue_depth": self.scheduler.queue_depth,
         }
 
-    def token_count(self, options: dict | None) -> tuple[int, str]:
-        """How many tokens to produce and the done_reason that goes with it."""
+    def token_count(self, options: dict | None, prompt: str = "") -> tuple[int, str]:
+        """How many tokens to produce for Ollama's routes, and the done_reason that goes with it."""
         limit = (options or {}).get("num_predict")
-        if isinstance(limit, int) and not isinstance(limit, bool) and limit >= 0:
-            return limit, "length"
-        return self.behaviour.default_tokens, "stop"
+        limit = limit if isinstance(limit, int) and not isinstance(limit, bool) and limit >= 0 else None
+        count, cut = self.length(prompt, limit)
+        return count, "length" if cut else "stop"
 
-    async def tokens(self, count: int, request: web.Request, fault: Fault) -> AsyncIterator[str]:
+    def length(self, prompt: str, limit: int | None, cap: bool = False) -> tuple[int, bool]:
+        """Tokens to produce, and whether the limit cut the answer short. A natural answer ends where its
+        last sentence does, within `limit`; an exact one (the tests') is `limit` tokens, else default_tokens
+        (`cap`: at most `limit`)."""
+        if self.behaviour.natural:
+            natural = len(answer_for(prompt))
+            return (limit, True) if limit is not None and limit < natural else (natural, False)
+        if limit is None:
+            return self.behaviour.default_tokens, False
+        if cap:
+            return min(limit, self.behaviour.default_tokens), limit <= self.behaviour.default_tokens
+        return limit, True
+
+    async def tokens(
+        self, count: int, request: web.Request, fault: Fault, prompt: str = ""
+    ) -> AsyncIterator[str]:
         """Yield `count` tokens at the configured rate; a "die" fault drops the connection halfway."""
         rate = self.behaviour.tokens_per_second
+        words = answer_for(prompt) if self.behaviour.natural else None
         start = time.monotonic()
         for i in range(count):
             if fault == "die" and i == count // 2:
@@ -114,7 +131,10 @@ class Engine:
                     await asyncio.sleep(delay)
             else:
                 await asyncio.sleep(0)
-            yield ("" if i == 0 else " ") + WORDS[i % len(WORDS)]
+            if words is not None:
+                yield words[i % len(words)]
+            else:
+                yield ("" if i == 0 else " ") + WORDS[i % len(WORDS)]
 
     async def hang(self) -> None:
         await asyncio.Event().wait()

@@ -77,9 +77,12 @@ async def generation(
         engine.stats.in_flight -= 1
 
 
-async def tokens(engine: Engine, count: int, request: web.Request, fault: Fault) -> AsyncIterator[str]:
-    """The engine's tokens; after a "die" fault has dropped the connection, SimulatedCrash."""
-    async for token in engine.tokens(count, request, fault):
+async def tokens(
+    engine: Engine, count: int, request: web.Request, fault: Fault, prompt: str = ""
+) -> AsyncIterator[str]:
+    """The engine's tokens (the answer to `prompt`); after a "die" fault has dropped the connection,
+    SimulatedCrash."""
+    async for token in engine.tokens(count, request, fault, prompt):
         yield token
     if fault == "die":
         raise SimulatedCrash

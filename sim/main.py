@@ -27,7 +27,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--tokens-per-second", type=float, default=50.0, help="0 for as fast as possible (default: 50)"
     )
     parser.add_argument(
-        "--tokens", type=int, default=24, help="tokens per answer without num_predict (default: 24)"
+        "--tokens",
+        type=int,
+        default=None,
+        help="exact answers: this many tokens without num_predict, exactly num_predict with it, the"
+        " same words each time (the tests'). Unset: each answer fits its prompt and ends at a"
+        " sentence, within num_predict",
     )
     parser.add_argument("--load-delay", type=float, default=0.0, help="seconds to load a model (default: 0)")
     parser.add_argument("--fail-rate", type=float, default=0.0, help="share of requests answered 500")
@@ -79,7 +84,8 @@ def main(argv: list[str] | None = None) -> None:
     setup_logging(args.log_level)
     behaviour = Behaviour(
         tokens_per_second=args.tokens_per_second,
-        default_tokens=args.tokens,
+        default_tokens=args.tokens if args.tokens is not None else 24,
+        natural=args.tokens is None,
         load_delay=args.load_delay,
         fail_rate=args.fail_rate,
         hang_rate=args.hang_rate,

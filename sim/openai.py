@@ -42,15 +42,16 @@ async def completion(request: web.Request, chat: bool) -> web.StreamResponse:
     else:
         prompt = str(body.get("prompt", ""))
     limit = body.get("max_tokens")
-    count = limit if isinstance(limit, int) and limit >= 0 else engine.behaviour.default_tokens
-    finish = "length" if isinstance(limit, int) else "stop"
+    valid = isinstance(limit, int) and not isinstance(limit, bool) and limit >= 0
+    count, cut = engine.length(prompt, limit if valid else None)
+    finish = "length" if cut else "stop"
     ident = f"{'chatcmpl' if chat else 'cmpl'}-{next(_ids) % 999}"
     created = int(time.time())
     base = {"id": ident, "object": "", "created": created, "model": name, "system_fingerprint": "fp_ollama"}
     # Ollama's /v1 routes go through the same scheduler: queue, load, a slot held to the end.
     async with generation(engine, name) as (fault, _):
         if not body.get("stream"):
-            text = "".join([t async for t in tokens(engine, count, request, fault)])
+            text = "".join([t async for t in tokens(engine, count, request, fault, prompt)])
             choice: dict[str, Any] = {"index": 0, "finish_reason": finish}
             if chat:
                 choice["message"] = {"role": "assistant", "content": text}
@@ -70,7 +71,7 @@ async def completion(request: web.Request, chat: bool) -> web.StreamResponse:
                 choice = {"text": text or "", "index": 0, "finish_reason": finish_reason}
             return sse.data({**base, "object": kind, "choices": [choice]})
 
-        async for token in tokens(engine, count, request, fault):
+        async for token in tokens(engine, count, request, fault, prompt):
             await response.write(event(token, None))
         end = event(None if chat else "", finish)
         options = body.get("stream_options")
@@ -142,9 +143,7 @@ async def transcriptions(request: web.Request) -> web.Response:
         raise ApiError(400, "audio file is empty")
     name = find_model(engine, model)
     async with generation(engine, name) as (fault, _):
-        text = "".join(
-            [t async for t in tokens(engine, engine.behaviour.default_tokens, request, fault)]
-        ).strip()
+        text = "".join([t async for t in tokens(engine, engine.length("", None)[0], request, fault)]).strip()
     if form.get("response_format") == "text":
         return web.Response(text=text, content_type="text/plain")
     return reply({"text": text})

@@ -68,13 +68,20 @@ class ProcessFleet:
 
     `logs`: a folder for each process's output (None: the terminal's). `own_session`: each process in a
     session of its own, so a Ctrl-C reaches only the caller, which then stops the fleet in order.
+    `natural_answers`: simulators answer as a model does (the demo); else exactly (the tests and the bench
+    count on num_predict tokens).
     """
 
     def __init__(
-        self, logs: Path | None = None, own_session: bool = False, log_level: str = "WARNING"
+        self,
+        logs: Path | None = None,
+        own_session: bool = False,
+        log_level: str = "WARNING",
+        natural_answers: bool = False,
     ) -> None:
         self.logs = logs
         self.own_session = own_session
+        self.natural_answers = natural_answers
         self.log_level = log_level
         self.procs: list[subprocess.Popen] = []
 
@@ -104,6 +111,8 @@ class ProcessFleet:
     def sim(self, port: int | None = None, *args: str) -> tuple[str, subprocess.Popen]:
         """An ollama-sim, answering; `args` are its options (`--models`, `--tokens-per-second`, …)."""
         port = port or free_port()
+        if not self.natural_answers and "--tokens" not in args:
+            args = (*args, "--tokens", "24")
         proc = self.start("ollama-sim", "--port", str(port), "--log-level", self.log_level, *args)
         url = f"http://127.0.0.1:{port}"
         wait_http(url + "/v1/models", what=f"ollama-sim on port {port}")  # served whatever its --api

@@ -103,7 +103,7 @@ async def responses(request: web.Request) -> web.StreamResponse:
     name = find_model(engine, body.get("model"))
     prompt = " ".join([str(body.get("instructions") or ""), text_of(body.get("input"))])
     limit = body.get("max_output_tokens")
-    count = limit if isinstance(limit, int) and limit > 0 else engine.behaviour.default_tokens
+    count = engine.length(prompt, limit if isinstance(limit, int) and limit > 0 else None)[0]
     n = next(_ids)
     ident, item_id = f"resp_{n}", f"msg_{n}"
     usage = {
@@ -115,7 +115,7 @@ async def responses(request: web.Request) -> web.StreamResponse:
     }
     async with generation(engine, name) as (fault, _):
         if body.get("stream") is not True:
-            text = "".join([t async for t in tokens(engine, count, request, fault)])
+            text = "".join([t async for t in tokens(engine, count, request, fault, prompt)])
             return reply(response_object(body, ident, "completed", [message_item(item_id, text)], usage))
         response = web.StreamResponse(
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
@@ -135,7 +135,7 @@ async def responses(request: web.Request) -> web.StreamResponse:
                 + event("response.content_part.added", **where, part=message_item(item_id, "")["content"][0])
             )
 
-        async for token in tokens(engine, count, request, fault):
+        async for token in tokens(engine, count, request, fault, prompt):
             head = b"" if started else beginning()
             started, text = True, text + token
             await response.write(

@@ -169,7 +169,7 @@ def validate(engine: Engine, body: dict, kind: str) -> Ask:
 async def _generate(
     request: web.Request, engine: Engine, ask: Ask, fault: Fault, started: int, load_ns: int
 ) -> web.StreamResponse:
-    count, done_reason = engine.token_count(ask.options)
+    count, done_reason = engine.token_count(ask.options, ask.prompt)
     eval_started = time.perf_counter_ns()
 
     def metrics(produced: int) -> dict[str, Any]:
@@ -187,13 +187,13 @@ async def _generate(
         }
 
     if not ask.stream:
-        parts = [token async for token in tokens(engine, count, request, fault)]
+        parts = [token async for token in tokens(engine, count, request, fault, ask.prompt)]
         return reply(_chunk(ask.kind, ask.name, "".join(parts), done=True, **metrics(len(parts))))
 
     response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
     await response.prepare(request)
     produced = 0
-    async for token in tokens(engine, count, request, fault):
+    async for token in tokens(engine, count, request, fault, ask.prompt):
         await response.write(compact(_chunk(ask.kind, ask.name, token)) + b"\n")
         produced += 1
     await response.write(compact(_chunk(ask.kind, ask.name, "", done=True, **metrics(produced))) + b"\n")

@@ -17,7 +17,15 @@ async def start_fleet(processes, hub_port: int) -> dict:
     for name, models in (("a", "llama3,slow"), ("b", "llama3")):
         sim_port = free_port()
         processes.start(
-            "ollama-sim", "--port", str(sim_port), "--tokens-per-second", "20", "--models", models
+            "ollama-sim",
+            "--port",
+            str(sim_port),
+            "--tokens",
+            "24",
+            "--tokens-per-second",
+            "20",
+            "--models",
+            models,
         )
         nodes[name] = processes.start(
             "ollama-noded",

@@ -25,7 +25,15 @@ async def test_seed_examples_and_a_node_killed_during_a_burst(processes, http):
     for name in ("ollama-node-1", "ollama-node-2"):
         sim_port, node_port = free_port(), free_port()
         processes.start(
-            "ollama-sim", "--port", str(sim_port), "--tokens-per-second", "200", "--models", "llama3,mistral"
+            "ollama-sim",
+            "--port",
+            str(sim_port),
+            "--tokens",
+            "24",
+            "--tokens-per-second",
+            "200",
+            "--models",
+            "llama3,mistral",
         )
         nodes[name] = processes.start(
             "ollama-noded",

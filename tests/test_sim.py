@@ -37,6 +37,24 @@ async def test_generate_and_chat_with_the_official_client(client):
     assert chunks[-1].done and chunks[-1].eval_count == 8 and "".join(c.message.content for c in chunks)
 
 
+async def test_natural_answers_fit_the_prompt_and_end_at_a_sentence(fleet):
+    sim = await fleet.sim(natural=True)
+    async with ollama.AsyncClient(host=sim.url) as api:
+        sky = await api.generate(model="llama3", prompt="Why is the sky blue?", options={"num_predict": 1000})
+        other = await api.generate(model="llama3", prompt="How should I plan a trip?")
+        again = await api.generate(model="llama3", prompt="How should I plan a trip?")
+        title = await api.chat(
+            model="llama3", messages=[{"role": "user", "content": "Generate a title for this chat"}]
+        )
+        cut = await api.generate(model="llama3", prompt="Why is the sky blue?", options={"num_predict": 5})
+    # A model stops when it has said it, long before a generous num_predict (Open WebUI asks 1,000).
+    assert sky.done_reason == "stop" and 20 < sky.eval_count < 100 and sky.response.endswith(".")
+    assert "blue" in sky.response and other.response != sky.response and other.response.endswith(".")
+    assert again.response == other.response  # the same prompt, the same answer
+    assert title.message.content == "A short test conversation." and title.eval_count == 4
+    assert cut.done_reason == "length" and cut.eval_count == 5 and sky.response.startswith(cut.response)
+
+
 async def test_list_ps_show_embed(client):
     _, api = client
     listed = await api.list()
