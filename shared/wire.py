@@ -26,6 +26,14 @@ NodeStatus = Literal["online", "offline", "degraded", "draining"]
 # Bounds on what one heartbeat may carry: a real node is far inside them, a hostile one is refused (400).
 MAX_MODELS = 1000
 MAX_MODEL_NAME = 300
+SHORT_JOB_ID = 8  # characters of a job id shown in lists: its random tail (a UUIDv7 begins with its time)
+
+
+def short_job_id(job_id: str) -> str:
+    """The part of a job id that tells it apart from the others of the same minute."""
+    return job_id[-SHORT_JOB_ID:]
+
+
 MAX_METADATA_BYTES = 16 * 1024
 MAX_METADATA_DEPTH = 4
 _HOSTNAME = re.compile(r"(?=.{1,253}$)(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?")

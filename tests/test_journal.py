@@ -7,6 +7,7 @@ import sqlite3
 import time
 
 from ollama_connector.hubd.jobs.journal_tables import SCHEMA
+from ollama_connector.shared.wire import short_job_id
 from tests.conftest import wait_until
 
 
@@ -141,3 +142,24 @@ async def test_the_journal_holds_a_key_id_never_the_key(fleet, http, tmp_path):
     assert path.stat().st_mode & 0o777 == 0o600  # async jobs' prompts and answers are in it
     stored = b"".join(p.read_bytes() for p in tmp_path.glob("journal.sqlite3*"))
     assert job["job_id"].encode() in stored and b"sekrit-key-123" not in stored
+
+
+async def test_a_job_is_found_by_the_part_of_its_id_that_lists_show(fleet, http):
+    hub = await fleet.hub()
+    await fleet.node(hub, await fleet.sim(), "n1")
+    ids = []
+    for _ in range(2):
+        async with http.post(
+            hub.url + "/jobs", json={"model": "llama3", "prompt": "x", "stream": False}
+        ) as r:
+            ids.append(r.headers["X-Job-Id"])
+    first, second = ids
+    # UUIDv7 begins with its time: ids of one minute share their head.
+    head = first[: next(i for i, (a, b) in enumerate(zip(first, second, strict=True)) if a != b)]
+    assert len(head) >= 6 and short_job_id(first) != short_job_id(second)
+    async with http.get(f"{hub.url}/jobs/{short_job_id(first)}") as r:
+        assert r.status == 200 and (await r.json())["job_id"] == first
+    async with http.get(f"{hub.url}/jobs/{head}") as r:
+        assert r.status == 400 and "more than one job" in (await r.json())["detail"]
+    async with http.get(f"{hub.url}/jobs/{'f' * 12}") as r:
+        assert r.status == 404

@@ -12,7 +12,9 @@ cancellation belong to the key that submitted it.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
 from datetime import datetime
 from typing import Any, Literal
 
@@ -24,7 +26,7 @@ from ollama_connector.hubd.guard.auth import caller_of
 from ollama_connector.hubd.jobs import durable
 from ollama_connector.hubd.jobs.dispatch import dispatch, new_job
 from ollama_connector.hubd.jobs.journal import JournalUnavailable
-from ollama_connector.hubd.jobs.journal_tables import find, lines_from, one
+from ollama_connector.hubd.jobs.journal_tables import find, ids_matching, lines_from, one
 from ollama_connector.hubd.jobs.keys import JOURNAL, LEDGER, RUNS
 from ollama_connector.hubd.jobs.record import JobRecord
 from ollama_connector.hubd.keys import SETTINGS
@@ -33,6 +35,8 @@ from ollama_connector.shared.error_formats import NDJSON
 from ollama_connector.shared.wire import MAX_MODEL_NAME
 
 routes = web.RouteTableDef()
+ID_LENGTH = 36  # a UUID's text
+PART_OF_ID = re.compile(r"[0-9a-f-]{6,35}")
 MAX_LIST = 1000
 
 
@@ -112,9 +116,22 @@ def _in_progress(app: web.Application) -> list[JobRecord]:
     return list(app[LEDGER].live.values())
 
 
+async def _whole_id(app: web.Application, given: str) -> str:
+    """A job id, or a part of one as lists show it (its tail, or its head, like a short git hash) that names
+    one job; 400 when it names several."""
+    if len(given) >= ID_LENGTH or not PART_OF_ID.fullmatch(given):
+        return given
+    found = {i for i in app[LEDGER].live if i.endswith(given) or i.startswith(given)}
+    with contextlib.suppress(JournalUnavailable):
+        found |= set(await app[JOURNAL].read(ids_matching, given))
+    if len(found) > 1:
+        raise HubError(f"job id '{given}' names more than one job; give more of it", status=400)
+    return found.pop() if found else given
+
+
 async def _find(request: web.Request) -> tuple[JobRecord, bytes | None]:
-    job_id = request.match_info["job_id"]
     app = request.app
+    job_id = await _whole_id(app, request.match_info["job_id"])
     if (run := app[RUNS].unfinished.get(job_id)) is not None:
         return run.record, None
     if (record := app[LEDGER].get(job_id)) is not None:

@@ -177,6 +177,14 @@ def one(db: sqlite3.Connection, job_id: str) -> tuple[JobRecord, bytes | None] |
     return (record_of(row), row["answer"]) if row else None
 
 
+def ids_matching(db: sqlite3.Connection, part: str, limit: int = 2) -> list[str]:
+    """Ids that end (or begin) with `part` (hex digits and dashes: nothing LIKE reads as a wildcard)."""
+    rows = db.execute(
+        "SELECT id FROM jobs WHERE id LIKE ? OR id LIKE ? LIMIT ?", (f"%{part}", f"{part}%", limit)
+    )
+    return [row["id"] for row in rows]
+
+
 def lines_from(db: sqlite3.Connection, job_id: str, seq: int) -> list[bytes]:
     rows = db.execute("SELECT data FROM chunks WHERE job_id = ? AND seq >= ? ORDER BY seq", (job_id, seq))
     return [row["data"] for row in rows]

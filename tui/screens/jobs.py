@@ -11,6 +11,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
+from ollama_connector.shared.wire import short_job_id
 from ollama_connector.tui.client import HubUnreachable
 from ollama_connector.tui.render import age, parse_time, short_model
 from ollama_connector.tui.screens.fleet import Fleet
@@ -39,7 +40,7 @@ def job_row(job: dict[str, Any], now: float) -> tuple[Any, ...]:
         node += f" ({len(tried)} tried)"
     tokens = job["output_tokens"]
     return (
-        job["job_id"][:8] + (" ⧗" if job["kind"] == "async" else ""),
+        short_job_id(job["job_id"]) + (" ⧗" if job["kind"] == "async" else ""),
         Text(job["status"], style=JOB_STYLE.get(job["status"], "")),
         short_model(job["model"]),
         node,
