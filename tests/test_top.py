@@ -332,6 +332,7 @@ async def test_details_show_metadata_as_aligned_fields_and_a_flat_chart_as_a_lin
         metadata = app.screen.query_one("#metadata", Static).content.plain.splitlines()
         rows = dict(line.split(None, 1) for line in metadata[1:])
         assert metadata[0] == "Metadata:" and rows["ollama_version"] == "0.33.0" and "cpu_count" in rows
+        assert rows["memory_total"].endswith(" GB") and rows["agent_pid"].isdigit()  # bytes read as GB
         assert len({line.index(value) for line, value in zip(metadata[1:], rows.values(), strict=True)}) == 1
         assert str(app.screen.query_one("#spark-jobs", Static).content) == "▁"  # no jobs: a flat line
 

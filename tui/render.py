@@ -50,6 +50,11 @@ def address(node: dict[str, Any]) -> str:
     return f"[{host}]:{node['port']}" if ":" in host else f"{host}:{node['port']}"
 
 
+def size_text(size: int | None) -> str:
+    """Bytes as a person reads them: 8.2 GB, 350 MB."""
+    return "-" if not size else f"{size / 1e9:.1f} GB" if size >= 1e8 else f"{size / 1e6:.0f} MB"
+
+
 def count(n: int, noun: str) -> str:
     """`1 node`, `3 nodes`."""
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

@@ -17,6 +17,7 @@ from ollama_connector.tui.render import (
     age,
     count,
     parse_time,
+    size_text,
     slots_of,
     spark,
     status_text,
@@ -135,12 +136,17 @@ def models_block(node: dict[str, Any]) -> Text:
     return text if loaded or node["models"] else text.append("  none\n")
 
 
+SIZES = {"memory_total", "disk_free_bytes", "size", "size_vram"}  # bytes, shown as GB or MB
+
+
 def flat(mapping: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
     """Nested fields as dotted names and their values, in order."""
     rows: list[tuple[str, str]] = []
     for key, value in mapping.items():
         if isinstance(value, dict) and value:
             rows += flat(value, f"{prefix}{key}.")
+        elif key in SIZES and isinstance(value, int) and not isinstance(value, bool):
+            rows.append((f"{prefix}{key}", size_text(value)))
         else:
             rows.append((f"{prefix}{key}", "-" if value is None else str(value)))
     return rows

@@ -14,7 +14,7 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, Input, Label, ProgressBar, SelectionList, Static
 
 from ollama_connector.tui.client import FleetSnapshot, HubClient, HubUnreachable
-from ollama_connector.tui.render import short_model
+from ollama_connector.tui.render import short_model, size_text
 from ollama_connector.tui.screens.fleet import Fleet, PollNow
 
 COLUMNS = ("Model", "Size", "Nodes", "Loaded on", "Not online")
@@ -33,10 +33,6 @@ def fleet_models(snapshot: FleetSnapshot) -> dict[str, dict[str, list[str]]]:
             if node["status"] != "online":
                 where["away"].append(node_id)
     return dict(sorted(models.items()))
-
-
-def size_text(size: int | None) -> str:
-    return "-" if not size else f"{size / 1e9:.1f} GB" if size >= 1e8 else f"{size / 1e6:.0f} MB"
 
 
 class ModelsScreen(Screen[None]):
