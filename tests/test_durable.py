@@ -209,12 +209,12 @@ async def test_an_async_job_for_a_model_no_node_has_is_refused_at_once(fleet, ht
 
 
 async def test_async_jobs_do_not_use_up_the_callers_limit(fleet, http):
-    busy, free = await fleet.sim(tokens_per_second=20), await fleet.sim()
+    one, other = await fleet.sim(tokens_per_second=20), await fleet.sim(tokens_per_second=20)
     hub = await fleet.hub(MAX_CONCURRENT_JOBS="1")
-    await fleet.node(hub, busy, "busy")
-    await fleet.node(hub, free, "free")
+    await fleet.node(hub, one, "one")
+    await fleet.node(hub, other, "other")
     long_one = await submit(http, hub.url, options={"num_predict": 1000})
-    await wait_until(lambda: busy.stats.in_flight + free.stats.in_flight == 1, what="the async job to run")
+    await wait_until(lambda: one.stats.in_flight + other.stats.in_flight == 1, what="the async job to run")
     # The one caller's job MAX_CONCURRENT_JOBS allows is still there for a caller: the async job has its own.
     async with http.post(hub.url + "/jobs", json={**PROMPT, "async": False, "stream": False}) as r:
         assert r.status == 200, await r.text()
