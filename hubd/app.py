@@ -28,6 +28,7 @@ from ollama_connector.hubd.fleet.manage import transfers_ctx
 from ollama_connector.hubd.fleet.transfers import Transfers
 from ollama_connector.hubd.guard.auth import api_keys
 from ollama_connector.hubd.guard.buckets import Buckets
+from ollama_connector.hubd.guard.key_reload import keys_ctx
 from ollama_connector.hubd.guard.keys import BUCKETS
 from ollama_connector.hubd.guard.limits import bounded_bodies
 from ollama_connector.hubd.guard.ratelimit import add_rate_headers, rate_limits
@@ -102,6 +103,7 @@ def create_app(settings: HubSettings) -> web.Application:
         app.on_response_prepare.append(add_rate_headers)
     app.cleanup_ctx.extend(
         [
+            keys_ctx,
             client_session_ctx,
             persistence_ctx,
             journal_ctx,

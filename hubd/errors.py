@@ -31,6 +31,12 @@ class Unauthorized(HubError):
     status = 401
 
 
+class Forbidden(HubError):
+    """A key that may not do this: 403, naming what is needed."""
+
+    status = 403
+
+
 class NoHealthyNodes(HubError):
     status = 503
 

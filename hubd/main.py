@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 from ollama_connector.hubd.app import create_app, runner_options
+from ollama_connector.hubd.guard import keys_cli
 from ollama_connector.hubd.settings import HubSettings
 from ollama_connector.shared.cli import can_listen, start_daemon
 from ollama_connector.shared.daemon import run, serve_until_signalled
@@ -28,6 +30,9 @@ def checks(settings: HubSettings) -> Iterator[tuple[bool, str]]:
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["keys"]:  # managing the keys file; the daemon's settings are not needed for that
+        sys.exit(keys_cli.main(argv[1:]))
     settings = start_daemon(
         PROGRAM,
         HubSettings,

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Literal
 
+from platformdirs import user_state_path
 from pydantic import Field, model_validator
 
 from ollama_connector.shared.settings import (
@@ -52,7 +56,14 @@ class HubSettings(EnvSettings):
     cluster_token: OptionalToken = Field(None, alias="CLUSTER_TOKEN")
     """Shared secret between the hub and its nodes; unset means no authentication (a warning at start)."""
     api_keys: SecretList = Field([], alias="API_KEYS")
-    """Bearer tokens callers must present, comma-separated; unset leaves the API open to the network."""
+    """User keys, comma-separated: inference on every route, the fleet's views, and their own jobs only.
+    With no key at all (here, in ADMIN_KEYS or in KEYS_FILE) the API is open to whoever reaches it."""
+    admin_keys: SecretList = Field([], alias="ADMIN_KEYS")
+    """Admin keys, comma-separated: everything a user may do, and model management, every job, /metrics and
+    /usage."""
+    keys_file: OptionalStr = Field(None, alias="KEYS_FILE")
+    """Named keys with their roles, models and limits, managed by `ollama-hubd keys`; read again within 5 s of
+    a change and on SIGHUP. Unset: `keys.toml` in the state directory (the journal's)."""
     max_body_bytes: int = Field(32 * 1024 * 1024, alias="MAX_REQUEST_BYTES", ge=1024)
     """Largest request body accepted (images in prompts make bodies large); bigger bodies get 413."""
     state_file: OptionalStr = Field(None, alias="HUB_STATE_FILE")
@@ -119,4 +130,20 @@ class HubSettings(EnvSettings):
             raise ValueError("HEARTBEAT_OFFLINE_SECONDS must not be shorter than HEARTBEAT_TTL_SECONDS")
         open_to_the_network(self.hosts, self.cluster_token, self.allow_open_cluster, "HUB_HOST")
         parse_fleet_models(self.fleet_models)  # a bad entry stops the hub at start, named
+        if self.cluster_token is not None:
+            token = self.cluster_token.get_secret_value()
+            if any(key.get_secret_value() == token for key in [*self.api_keys, *self.admin_keys]):
+                raise ValueError(
+                    "CLUSTER_TOKEN is for nodes: it cannot be a caller's key in API_KEYS or ADMIN_KEYS"
+                )
         return self
+
+
+def state_directory(environ: Mapping[str, str] = os.environ) -> Path:
+    """Where the hub keeps its state: systemd's StateDirectory when it runs there, else the user's."""
+    directory = environ.get("STATE_DIRECTORY", "").split(":")[0]
+    return Path(directory) if directory else user_state_path("ollama-connector")
+
+
+def keys_path(settings: HubSettings, environ: Mapping[str, str] = os.environ) -> Path:
+    return Path(settings.keys_file) if settings.keys_file else state_directory(environ) / "keys.toml"

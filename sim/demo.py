@@ -51,6 +51,7 @@ def main() -> None:
             HEARTBEAT_TTL_SECONDS=str(3 * HEARTBEAT),
             HEARTBEAT_OFFLINE_SECONDS=str(6 * HEARTBEAT),
             JOURNAL_PATH=f"{state.name}/journal.sqlite3",
+            KEYS_FILE=f"{state.name}/keys.toml",
         )
         agents = {}
         for number, ollama in enumerate(ollamas, start=1):

@@ -121,8 +121,9 @@ class ProcessFleet:
     def hub(self, port: int | None = None, **env: str) -> tuple[str, subprocess.Popen]:
         """An ollama-hubd on loopback, answering."""
         port = port or free_port()
-        if self.logs is not None:  # its job journal beside its log, not in the user's state directory
+        if self.logs is not None:  # its journal and keys beside its log, not in the user's state directory
             env.setdefault("JOURNAL_PATH", str(self.logs / f"journal-{port}.sqlite3"))
+            env.setdefault("KEYS_FILE", str(self.logs / f"keys-{port}.toml"))
         proc = self.start("ollama-hubd", HUB_HOST="127.0.0.1", HUB_PORT=str(port), **env)
         url = f"http://127.0.0.1:{port}"
         wait_http(url + "/healthz", what=f"the hub on port {port}")

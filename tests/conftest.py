@@ -182,6 +182,7 @@ class Fleet:
 
     async def hub(self, host: str = "127.0.0.1", **env: str) -> Hub:
         env.setdefault("JOURNAL_PATH", str(self.state / f"journal-{len(self.running)}.sqlite3"))
+        env.setdefault("KEYS_FILE", str(self.state / f"keys-{len(self.running)}.toml"))  # never the user's
         settings = HubSettings.from_env({"HUB_HOST": host, "HUB_PORT": "0", **env})
         return await self._start(Hub, create_hub(settings), host, settings.port, **runner_options(settings))
 

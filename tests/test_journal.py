@@ -137,7 +137,7 @@ async def test_the_journal_holds_a_key_id_never_the_key(fleet, http, tmp_path):
         await r.read()
     async with http.get(hub.url + "/jobs", headers=key) as r:
         (job,) = (await r.json())["jobs"]
-    assert job["caller"].startswith("key:") and "sekrit" not in job["caller"]
+    assert job["caller"].startswith("env:") and "sekrit" not in job["caller"] and job["key"] == "env"
     await hub.stop()  # everything written and closed
     assert path.stat().st_mode & 0o777 == 0o600  # async jobs' prompts and answers are in it
     stored = b"".join(p.read_bytes() for p in tmp_path.glob("journal.sqlite3*"))

@@ -87,11 +87,13 @@ async def test_failovers_are_counted_by_reason(fleet, http):
     assert sum(failovers.values()) >= 1 and all(dict(key[1])["reason"] for key in failovers)
 
 
-async def test_metrics_take_an_api_key_unless_public(fleet, http):
-    hub = await fleet.hub(API_KEYS="k1")
+async def test_metrics_take_an_admin_key_unless_public(fleet, http):
+    hub = await fleet.hub(API_KEYS="k1", ADMIN_KEYS="a1")
     async with http.get(hub.url + "/metrics") as r:
         assert r.status == 401
-    assert await scrape(http, hub.url, {"Authorization": "Bearer k1"})
+    async with http.get(hub.url + "/metrics", headers={"Authorization": "Bearer k1"}) as r:
+        assert r.status == 403 and "needs an admin key" in (await r.json())["detail"]
+    assert await scrape(http, hub.url, {"Authorization": "Bearer a1"})
     public = await fleet.hub(API_KEYS="k1", METRICS_PUBLIC="1")
     assert await scrape(http, public.url)
     async with http.get(public.url + "/nodes") as r:

@@ -22,14 +22,13 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, field_validator
 
 from ollama_connector.hubd.errors import HubError
-from ollama_connector.hubd.guard.auth import caller_of
+from ollama_connector.hubd.guard.auth import caller_of, sees_job_of, who
 from ollama_connector.hubd.jobs import durable
 from ollama_connector.hubd.jobs.dispatch import dispatch, new_job
 from ollama_connector.hubd.jobs.journal import JournalUnavailable
 from ollama_connector.hubd.jobs.journal_tables import find, ids_matching, lines_from, one
 from ollama_connector.hubd.jobs.keys import JOURNAL, LEDGER, RUNS
 from ollama_connector.hubd.jobs.record import JobRecord
-from ollama_connector.hubd.keys import SETTINGS
 from ollama_connector.shared.bodies import parse_body_as, read_json_object
 from ollama_connector.shared.error_formats import NDJSON
 from ollama_connector.shared.wire import MAX_MODEL_NAME
@@ -96,10 +95,14 @@ async def submit_job(request: web.Request) -> web.StreamResponse:
 @routes.get("/jobs")
 async def list_jobs(request: web.Request) -> web.Response:
     query = parse_body_as(JobsQuery, dict(request.query))
-    live = {r.job_id: r for r in _in_progress(request.app) if query.matches(r)}
-    journal = request.app[JOURNAL]
+    live = {
+        r.job_id: r for r in _in_progress(request.app) if query.matches(r) and sees_job_of(request, r.caller)
+    }
+    journal, mine = request.app[JOURNAL], _only_mine(request)
     try:
-        stored = await journal.read(find, query.limit, query.model, query.node, query.status, query.since)
+        stored = await journal.read(
+            find, query.limit, query.model, query.node, query.status, query.since, mine
+        )
     except JournalUnavailable:
         stored = []
     merged = {**{r.job_id: r for r in stored}, **live}
@@ -116,14 +119,24 @@ def _in_progress(app: web.Application) -> list[JobRecord]:
     return list(app[LEDGER].live.values())
 
 
-async def _whole_id(app: web.Application, given: str) -> str:
+def _only_mine(request: web.Request) -> str | None:
+    """A user reads only their own jobs (an admin every job): None, or the caller whose jobs to read."""
+    return None if who(request).admin else caller_of(request)
+
+
+async def _whole_id(request: web.Request, given: str) -> str:
     """A job id, or a part of one as lists show it (its tail, or its head, like a short git hash) that names
     one job; 400 when it names several."""
     if len(given) >= ID_LENGTH or not PART_OF_ID.fullmatch(given):
         return given
-    found = {i for i in app[LEDGER].live if i.endswith(given) or i.startswith(given)}
+    app, mine = request.app, _only_mine(request)
+    found = {
+        i
+        for i, record in app[LEDGER].live.items()
+        if (i.endswith(given) or i.startswith(given)) and sees_job_of(request, record.caller)
+    }
     with contextlib.suppress(JournalUnavailable):
-        found |= set(await app[JOURNAL].read(ids_matching, given))
+        found |= set(await app[JOURNAL].read(ids_matching, given, mine))
     if len(found) > 1:
         raise HubError(f"job id '{given}' names more than one job; give more of it", status=400)
     return found.pop() if found else given
@@ -131,16 +144,16 @@ async def _whole_id(app: web.Application, given: str) -> str:
 
 async def _find(request: web.Request) -> tuple[JobRecord, bytes | None]:
     app = request.app
-    job_id = await _whole_id(app, request.match_info["job_id"])
+    job_id = await _whole_id(request, request.match_info["job_id"])
+    found: tuple[JobRecord, bytes | None] | None = None
     if (run := app[RUNS].unfinished.get(job_id)) is not None:
-        return run.record, None
-    if (record := app[LEDGER].get(job_id)) is not None:
-        return record, None
-    try:
-        found = await app[JOURNAL].read(one, job_id)
-    except JournalUnavailable:
-        found = None
-    if found is None:
+        found = run.record, None
+    elif (record := app[LEDGER].get(job_id)) is not None:
+        found = record, None
+    else:
+        with contextlib.suppress(JournalUnavailable):
+            found = await app[JOURNAL].read(one, job_id)
+    if found is None or not sees_job_of(request, found[0].caller):  # another's job: as if there were none
         raise HubError(f"job {job_id} not found", status=404)
     return found
 
@@ -152,8 +165,6 @@ def _own(request: web.Request, record: JobRecord, what: str) -> None:
             f" are kept ({what} needs one)",
             status=409,
         )
-    if request.app[SETTINGS].api_keys and caller_of(request) != record.caller:
-        raise HubError(f"job {record.job_id} was submitted with another API key", status=403)
 
 
 @routes.get("/jobs/{job_id}")
@@ -162,8 +173,7 @@ async def show_job(request: web.Request) -> web.Response:
     view = record.view()
     if record.durable:
         view |= durable.links(record.job_id)
-        may_read = not request.app[SETTINGS].api_keys or caller_of(request) == record.caller
-        view["answer"] = json.loads(answer) if answer and may_read else None
+        view["answer"] = json.loads(answer) if answer else None
     return web.json_response(view)
 
 

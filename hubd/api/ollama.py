@@ -11,7 +11,8 @@ from packaging.version import InvalidVersion, Version
 
 from ollama_connector.hubd.errors import AllNodesFailed, HubError, NoHealthyNodes
 from ollama_connector.hubd.fleet.fanout import ask_nodes, ask_online_nodes, online
-from ollama_connector.hubd.guard.auth import caller_of
+from ollama_connector.hubd.guard.auth import may_run, who
+from ollama_connector.hubd.guard.keyring import Key
 from ollama_connector.hubd.guard.limits import check_model_name
 from ollama_connector.hubd.jobs.dispatch import dispatch, new_job
 from ollama_connector.hubd.jobs.keys import LEDGER
@@ -94,7 +95,8 @@ def is_unload(path: str, body: dict[str, Any]) -> bool:
 
 async def unload_everywhere(request: web.Request, model: str, payload: bytes) -> web.StreamResponse:
     """keep_alive lives on each node, so an unload goes to every online node that has the model."""
-    record = JobRecord(new_job_id(), request.path, model, caller_of(request))
+    key = may_run(request, model)
+    record = JobRecord(new_job_id(), request.path, model, key.caller_id, key=key.name or None)
     return await request.app[LEDGER].admitted(record, _unload(request, record, payload))
 
 
@@ -127,33 +129,36 @@ for path in INFERENCE:
     routes.post(path)(relay_inference)
 
 
-async def merged_tags(app: web.Application) -> list[dict[str, Any]]:
-    """One entry per model across online nodes (the newest copy), newest first, as Ollama lists them."""
+async def merged_tags(app: web.Application, key: Key | None = None) -> list[dict[str, Any]]:
+    """One entry per model across online nodes (the newest copy), newest first, as Ollama lists them; only
+    the models `key` may use."""
     merged: dict[str, dict[str, Any]] = {}
     for _, answer in await ask_online_nodes(app, "/api/tags"):
         for entry in entries(answer):
             name = name_of(entry)
-            if not name or len(name) > MAX_MODEL_NAME:
+            if not name or len(name) > MAX_MODEL_NAME or (key is not None and not key.may_use(name)):
                 continue
-            key = canonical(name)
-            if key not in merged or sort_time(entry.get("modified_at")) > sort_time(
-                merged[key].get("modified_at")
+            model = canonical(name)
+            if model not in merged or sort_time(entry.get("modified_at")) > sort_time(
+                merged[model].get("modified_at")
             ):
-                merged[key] = entry
+                merged[model] = entry
     return sorted(merged.values(), key=lambda e: sort_time(e.get("modified_at")), reverse=True)
 
 
 @routes.get("/api/tags")
 async def tags(request: web.Request) -> web.Response:
-    return web.json_response({"models": await merged_tags(request.app)})
+    return web.json_response({"models": await merged_tags(request.app, who(request))})
 
 
 @routes.get("/api/ps")
 async def ps(request: web.Request) -> web.Response:
+    key = who(request)
     loaded = [
         {**entry, "node_id": node.node_id}
         for node, answer in await ask_online_nodes(request.app, "/api/ps")
         for entry in entries(answer)
+        if key.may_use(name_of(entry) or "")
     ]
     loaded.sort(key=lambda e: sort_time(e.get("expires_at")), reverse=True)
     return web.json_response({"models": loaded})

@@ -8,6 +8,7 @@ from aiohttp import web
 from ollama_connector.hubd.api.forms import read_form
 from ollama_connector.hubd.api.ollama import merged_tags, name_of, sort_time
 from ollama_connector.hubd.errors import HubError
+from ollama_connector.hubd.guard.auth import who
 from ollama_connector.hubd.guard.limits import required_model
 from ollama_connector.hubd.jobs.dispatch import dispatch, new_job
 from ollama_connector.shared.bodies import BadRequest, read_json_object
@@ -53,14 +54,14 @@ def model_object(entry: dict) -> dict:
 @routes.get("/v1/models")
 async def models(request: web.Request) -> web.Response:
     return web.json_response(
-        {"object": "list", "data": [model_object(e) for e in await merged_tags(request.app)]}
+        {"object": "list", "data": [model_object(e) for e in await merged_tags(request.app, who(request))]}
     )
 
 
 @routes.get("/v1/models/{model:.+}")
 async def one_model(request: web.Request) -> web.Response:
     wanted = canonical(request.match_info["model"])
-    for entry in await merged_tags(request.app):
+    for entry in await merged_tags(request.app, who(request)):
         if canonical(name_of(entry) or "") == wanted:
             return web.json_response(model_object(entry))
     raise HubError(f'model "{request.match_info["model"]}" not found', status=404)

@@ -1,22 +1,35 @@
-"""API keys: with API_KEYS set, the hub's callers must present one of them as a bearer token (or, on
-Anthropic's route, as Anthropic's clients send it: an `x-api-key` header)."""
+"""Who is calling, and what their key allows: with any key in force (API_KEYS, ADMIN_KEYS, the keys file), a
+caller presents one as a bearer token (or, on Anthropic's route, as Anthropic's clients send it: an
+`x-api-key` header). A user key runs inference and reads the fleet; model management, /metrics and /usage need
+an admin key (403 in the route's own dialect, saying so). With no key at all the hub is open, and every caller
+an admin.
+"""
 
 from __future__ import annotations
 
-import hashlib
-
 from aiohttp import web
 
-from ollama_connector.hubd.errors import Handler, Unauthorized
+from ollama_connector.hubd.errors import Forbidden, Handler, Unauthorized
+from ollama_connector.hubd.guard.keyring import Key
+from ollama_connector.hubd.guard.keys import KEYRING
 from ollama_connector.hubd.keys import SETTINGS
 from ollama_connector.shared.auth import bearer_of, is_one_of
 
-# What stays open with API_KEYS set: the agents' heartbeats (they carry CLUSTER_TOKEN), the health check,
+# What stays open with keys in force: the agents' heartbeats (they carry CLUSTER_TOKEN), the health check,
 # the plain `Ollama is running` / dashboard page (which holds no data; its script sends the key), and the
 # API's description; and /metrics with METRICS_PUBLIC=1.
 OPEN_PATHS = {"/healthz", "/nodes/heartbeat", "/", "/openapi.json"}
 X_API_KEY_PATHS = {"/v1/messages"}
-CALLER = web.RequestKey("caller", str)
+MODEL_MANAGEMENT = ("/api/pull", "/api/push", "/api/create", "/api/copy", "/api/delete")
+# What needs an admin key, and why, in the words a refused user reads.
+ADMIN_PATHS = {
+    **dict.fromkeys(
+        ("/api/pull", "/api/push", "/api/create", "/api/copy", "/api/delete"), "model management"
+    ),
+    "/metrics": "/metrics (or METRICS_PUBLIC=1)",
+    "/usage": "usage by key",
+}
+CALLER = web.RequestKey("caller", Key)
 
 
 def presented_keys(request: web.Request) -> list[str]:
@@ -27,24 +40,55 @@ def presented_keys(request: web.Request) -> list[str]:
     return [key for key in keys if key]
 
 
+def admin_only(path: str) -> str | None:
+    """What a path does that needs an admin key, if it does."""
+    return ADMIN_PATHS.get(path) or ("model management" if path.startswith("/api/blobs/") else None)
+
+
 @web.middleware
 async def api_keys(request: web.Request, handler: Handler) -> web.StreamResponse:
-    settings = request.app[SETTINGS]
-    keys = settings.api_keys
+    settings, ring = request.app[SETTINGS], request.app[KEYRING]
     public = request.path in OPEN_PATHS or (request.path == "/metrics" and settings.metrics_public)
-    if keys and not public and not any([is_one_of(key, keys) for key in presented_keys(request)]):
+    if not ring or public:
+        return await handler(request)
+    token = settings.cluster_token
+    # The nodes' token is never a caller's key (and the settings refuse a key that is the token).
+    found = [
+        key
+        for p in presented_keys(request)
+        if not is_one_of(p, [token] if token else []) and (key := ring.find(p))
+    ]
+    if not found:
         how = "x-api-key: <key> or " if request.path in X_API_KEY_PATHS else ""
         raise Unauthorized(f"missing or wrong API key ({how}Authorization: Bearer <key>)")
+    key = request[CALLER] = found[0]
+    if not key.admin and (what := admin_only(request.path)):
+        raise Forbidden(f"{what} needs an admin key; this is a user key")
     return await handler(request)
 
 
+def who(request: web.Request) -> Key:
+    """The caller's key; with no key in force, an admin known by its address."""
+    if (key := request.get(CALLER)) is None:
+        key = request[CALLER] = Key("", admin=True, caller_id="addr:" + (request.remote or "?"))
+    return key
+
+
 def caller_of(request: web.Request) -> str:
-    """Who is calling, for rate limits and the queue's turns: the key presented (hashed: no secret is
-    kept), or the caller's address."""
-    if (known := request.get(CALLER)) is not None:  # asked several times a request: found once
-        return known
-    keys = request.app[SETTINGS].api_keys
-    presented = [key for key in presented_keys(request) if is_one_of(key, keys)] if keys else []
-    caller = "key:" + hashlib.sha256(presented[0].encode()).hexdigest()[:16] if presented else None
-    request[CALLER] = caller or "addr:" + (request.remote or "?")
-    return request[CALLER]
+    """Who is calling, for rate limits, the queue's turns and whose jobs are whose: the key (by name, or an
+    environment key by a digest: never a secret), or the caller's address when the hub is open."""
+    return who(request).caller_id
+
+
+def may_run(request: web.Request, model: str) -> Key:
+    """The caller's key, when it may run a job on the model (403 naming the model when it may not)."""
+    key = who(request)
+    if not key.may_use(model):
+        raise Forbidden(f"this key may not use model '{model}' (it may use {', '.join(key.models)})")
+    return key
+
+
+def sees_job_of(request: web.Request, caller: str) -> bool:
+    """Whether the caller may see a job of `caller`: an admin every job, a user their own."""
+    key = who(request)
+    return key.admin or key.caller_id == caller

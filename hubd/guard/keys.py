@@ -3,5 +3,7 @@
 from aiohttp import web
 
 from ollama_connector.hubd.guard.buckets import Buckets
+from ollama_connector.hubd.guard.keyring import KeyRing
 
 BUCKETS = web.AppKey("buckets", Buckets)  # only when RATE_LIMIT is set
+KEYRING = web.AppKey("keyring", KeyRing)  # every key in force

@@ -17,7 +17,7 @@ import aiohttp
 from aiohttp import web
 
 from ollama_connector.hubd.errors import AllNodesFailed, CallerError, NodeTimedOut, NoHealthyNodes
-from ollama_connector.hubd.guard.auth import caller_of
+from ollama_connector.hubd.guard.auth import may_run
 from ollama_connector.hubd.jobs.answers import NodeFailed, broken, classify, error_message
 from ollama_connector.hubd.jobs.keys import LEDGER
 from ollama_connector.hubd.jobs.record import JobRecord, new_job_id
@@ -76,13 +76,14 @@ async def new_job(
     sent on is not the caller's as it came."""
     num_ctx = num_ctx_of(body) if options else None
     job_id = new_job_id()
+    key = may_run(request, model)
     return Job(
         job_id=job_id,
         model=model,
         node_path=node_path or request.path,
         payload=payload if payload is not None else await request.read(),
         stream=stream,
-        record=JobRecord(job_id, request.path, model, caller_of(request), durable=durable),
+        record=JobRecord(job_id, request.path, model, key.caller_id, durable=durable, key=key.name or None),
         num_ctx=num_ctx,
         session=session_of(request, body, model),
         larger_context_ok=context_settable and num_ctx is None,

@@ -29,6 +29,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     output_tokens INTEGER,
     eval_seconds REAL,
     durable INTEGER NOT NULL,
+    key TEXT,  -- the caller's key's name
     request BLOB,  -- async jobs: the body to run again after a restart
     answer BLOB  -- async jobs: the answer a synchronous job would have had
 );
@@ -59,6 +60,7 @@ RECORD_COLUMNS = [
     "output_tokens",
     "eval_seconds",
     "durable",
+    "key",
 ]
 
 
@@ -108,6 +110,7 @@ def row_of(record: JobRecord) -> tuple[Any, ...]:
         record.output_tokens,
         record.eval_seconds,
         int(record.durable),
+        record.key,
     )
 
 
@@ -129,6 +132,7 @@ def record_of(row: Mapping[str, Any]) -> JobRecord:
         output_tokens=row["output_tokens"],
         eval_seconds=row["eval_seconds"],
         durable=bool(row["durable"]),
+        key=row["key"],
     )
 
 
@@ -152,10 +156,11 @@ def find(
     node: str | None = None,
     status: str | None = None,
     since: float | None = None,
+    caller: str | None = None,
 ) -> list[JobRecord]:
-    """The newest jobs first, filtered."""
+    """The newest jobs first, filtered (`caller`: only that caller's)."""
     where, params = [], []
-    for column, value in (("model", model), ("node", node), ("status", status)):
+    for column, value in (("model", model), ("node", node), ("status", status), ("caller", caller)):
         if value is not None:
             where.append(f"{column} = ?")
             params.append(value)
@@ -177,12 +182,11 @@ def one(db: sqlite3.Connection, job_id: str) -> tuple[JobRecord, bytes | None] |
     return (record_of(row), row["answer"]) if row else None
 
 
-def ids_matching(db: sqlite3.Connection, part: str, limit: int = 2) -> list[str]:
-    """Ids that end (or begin) with `part` (hex digits and dashes: nothing LIKE reads as a wildcard)."""
-    rows = db.execute(
-        "SELECT id FROM jobs WHERE id LIKE ? OR id LIKE ? LIMIT ?", (f"%{part}", f"{part}%", limit)
-    )
-    return [row["id"] for row in rows]
+def ids_matching(db: sqlite3.Connection, part: str, caller: str | None = None, limit: int = 2) -> list[str]:
+    """Ids that end (or begin) with `part` (hex digits and dashes: nothing LIKE reads as a wildcard), of
+    `caller`'s jobs when one is named."""
+    query = "SELECT id FROM jobs WHERE (id LIKE ? OR id LIKE ?) AND (? IS NULL OR caller = ?) LIMIT ?"
+    return [row["id"] for row in db.execute(query, (f"%{part}", f"{part}%", caller, caller, limit))]
 
 
 def lines_from(db: sqlite3.Connection, job_id: str, seq: int) -> list[bytes]:

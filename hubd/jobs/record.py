@@ -41,6 +41,7 @@ class JobView(TypedDict):
     stream_url: NotRequired[str]
     answer: NotRequired[dict[str, Any] | None]
     caller: str
+    key: str | None
     node: str | None
     nodes_tried: list[str]
     arrived_at: str | None
@@ -95,6 +96,7 @@ class JobRecord:
     output_tokens: int | None = None
     eval_seconds: float | None = None  # the generation's own time, as Ollama reports it (eval_duration)
     durable: bool = False  # submitted with "async": true
+    key: str | None = None  # the name of the caller's key ("env" for API_KEYS and ADMIN_KEYS): never a secret
 
     @property
     def finished(self) -> bool:
@@ -118,6 +120,7 @@ class JobRecord:
             "route": self.route,
             "kind": "async" if self.durable else "sync",
             "caller": self.caller,
+            "key": self.key,
             "node": self.node,
             "nodes_tried": list(self.nodes),
             "arrived_at": iso(self.arrived),

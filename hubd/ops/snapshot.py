@@ -14,13 +14,12 @@ from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
 from aiohttp import web
-from platformdirs import user_state_path
 from pydantic import ValidationError
 
 from ollama_connector.hubd.keys import SETTINGS
 from ollama_connector.hubd.routing.keys import REGISTRY
 from ollama_connector.hubd.routing.registry import Registry
-from ollama_connector.hubd.settings import HubSettings
+from ollama_connector.hubd.settings import HubSettings, state_directory
 from ollama_connector.shared.wire import Heartbeat
 
 log = logging.getLogger(__name__)
@@ -37,8 +36,7 @@ def journal_path(settings: HubSettings, environ: Mapping[str, str] = os.environ)
     """JOURNAL_PATH; else journal.sqlite3 in systemd's StateDirectory, else in the user's state directory."""
     if settings.journal_path:
         return None if settings.journal_path.lower() == "off" else Path(settings.journal_path)
-    directory = environ.get("STATE_DIRECTORY", "").split(":")[0]
-    return Path(directory or user_state_path("ollama-connector")) / "journal.sqlite3"
+    return state_directory(environ) / "journal.sqlite3"
 
 
 def load(registry: Registry, path: Path) -> int:

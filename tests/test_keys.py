@@ -1,0 +1,149 @@
+"""Keys with roles: what a user, an admin, no key and the nodes' token may do on each route, in the route's
+own error dialect; named keys added, limited to models and revoked while the hub runs (file change and
+SIGHUP)."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import wait_until
+
+USER, OTHER, ADMIN, TOKEN = "user-key-0123456789", "other-key-0123456789", "admin-key-0123456789", "t" * 32
+GENERATE = {"model": "llama3", "prompt": "x", "stream": False}
+CHAT = {"model": "llama3", "messages": [{"role": "user", "content": "x"}]}
+MESSAGES = {"model": "llama3", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}
+
+
+def ollama_error(body: dict) -> str:
+    return body["error"]
+
+
+def openai_error(body: dict) -> str:
+    return body["error"]["message"]
+
+
+def anthropic_error(body: dict) -> str:
+    assert body["type"] == "error"
+    return body["error"]["message"]
+
+
+def seed_error(body: dict) -> str:
+    return body["detail"]
+
+
+# Each route, its body, the dialect of its errors, and whether a user may call it.
+ROUTES = [
+    ("POST", "/api/generate", GENERATE, ollama_error, True),
+    ("POST", "/jobs", GENERATE, seed_error, True),
+    ("POST", "/v1/chat/completions", CHAT, openai_error, True),
+    ("POST", "/v1/messages", MESSAGES, anthropic_error, True),
+    ("GET", "/api/tags", None, ollama_error, True),
+    ("GET", "/nodes", None, seed_error, True),
+    ("GET", "/jobs", None, seed_error, True),
+    ("POST", "/api/pull", {"model": "llama3", "stream": False}, ollama_error, False),
+    ("DELETE", "/api/delete", {"model": "absent"}, ollama_error, False),
+    ("POST", "/api/copy", {"source": "absent", "destination": "b"}, ollama_error, False),
+    ("GET", "/metrics", None, seed_error, False),
+]
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+@pytest.mark.parametrize(("method", "path", "body", "error_of", "users_may"), ROUTES)
+async def test_each_route_for_no_key_a_user_an_admin_and_the_nodes_token(
+    fleet, http, method, path, body, error_of, users_may
+):
+    hub = await fleet.hub(API_KEYS=f"{USER},{OTHER}", ADMIN_KEYS=ADMIN, CLUSTER_TOKEN=TOKEN)
+    await fleet.node(hub, await fleet.sim(), "n1", CLUSTER_TOKEN=TOKEN)
+    for who in (None, TOKEN, "wrong-key-0123456789"):
+        async with http.request(method, hub.url + path, json=body, headers=bearer(who) if who else {}) as r:
+            assert r.status == 401, (who, await r.text())
+            assert "API key" in error_of(await r.json())
+    async with http.request(method, hub.url + path, json=body, headers=bearer(USER)) as r:
+        if users_may:
+            assert r.status == 200, await r.text()
+        else:
+            assert r.status == 403 and "needs an admin key" in error_of(await r.json())
+    async with http.request(method, hub.url + path, json=body, headers=bearer(ADMIN)) as r:
+        assert r.status not in (401, 403), await r.text()
+
+
+async def test_the_nodes_token_is_no_callers_key(fleet):
+    with pytest.raises(ValueError, match="CLUSTER_TOKEN is for nodes"):
+        await fleet.hub(API_KEYS=TOKEN, CLUSTER_TOKEN=TOKEN)
+
+
+def keys(path: Path, *args: str) -> subprocess.CompletedProcess:
+    """The real command line: `ollama-hubd keys ...`."""
+    program = str(Path(sys.executable).with_name("ollama-hubd"))
+    return subprocess.run([program, "keys", "--file", str(path), *args], capture_output=True, text=True)
+
+
+async def status(http, url: str, key: str, path: str = "/api/tags") -> int:
+    async with http.get(url + path, headers=bearer(key)) as r:
+        return r.status
+
+
+async def test_named_keys_are_added_limited_to_models_and_revoked_while_the_hub_runs(
+    fleet, http, tmp_path, caplog
+):
+    path = tmp_path / "keys.toml"
+    added = keys(path, "add", "root", "--admin")
+    root = added.stdout.strip().splitlines()[-1]  # the secret: the last line, shown once
+    hub = await fleet.hub(KEYS_FILE=str(path))
+    await fleet.node(hub, await fleet.sim(models=["llama3", "mistral"]), "n1")
+    assert await status(http, hub.url, root) == 200
+    async with http.get(hub.url + "/api/tags") as r:
+        assert r.status == 401  # a key in the file: the hub is no longer open
+
+    made = keys(path, "add", "ci-bot", "--models", "llama3*")
+    assert made.returncode == 0, made.stderr
+    bot = made.stdout.strip().splitlines()[-1]
+    assert bot not in path.read_text() and root not in path.read_text()  # the file keeps digests only
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    await wait_until(lambda: _is(http, hub.url, bot, 200), what="the new key to be taken (within 5 s)")
+    async with http.get(hub.url + "/api/tags", headers=bearer(bot)) as r:
+        assert [m["name"] for m in (await r.json())["models"]] == ["llama3:latest"]
+    async with http.post(hub.url + "/api/chat", json={**CHAT, "model": "mistral"}, headers=bearer(bot)) as r:
+        assert r.status == 403 and "may not use model 'mistral'" in (await r.json())["error"]
+    async with http.post(hub.url + "/v1/chat/completions", json=CHAT, headers=bearer(bot)) as r:
+        assert r.status == 200
+    async with http.get(hub.url + "/jobs", headers=bearer(root)) as r:
+        assert [j["key"] for j in (await r.json())["jobs"]] == ["ci-bot"]
+    listed = keys(path, "list").stdout
+    assert "ci-bot" in listed and "user; models llama3*" in listed and bot not in listed
+
+    assert keys(path, "revoke", "ci-bot").returncode == 0
+    await wait_until(lambda: _is(http, hub.url, bot, 401), what="the revoked key to be refused")
+    path.write_text("[keys.broken\n")  # a broken file: said, and the keys in force stay
+    await wait_until(lambda: "keys file not loaded" in caplog.text, what="the broken file to be noticed")
+    assert await status(http, hub.url, root) == 200
+
+
+async def _is(http, url: str, key: str, expected: int) -> bool:
+    return await status(http, url, key) == expected
+
+
+async def test_sighup_reads_the_keys_file_at_once(processes, http, tmp_path):
+    path = tmp_path / "keys.toml"
+    root = keys(path, "add", "root", "--admin").stdout.strip().splitlines()[-1]
+    hub, proc = processes.hub(KEYS_FILE=str(path))
+    assert await status(http, hub, root) == 200
+    user = keys(path, "add", "alice").stdout.strip().splitlines()[-1]
+    proc.send_signal(signal.SIGHUP)
+    await wait_until(lambda: _is(http, hub, user, 200), within=1.5, what="SIGHUP to load the new key")
+
+
+async def test_a_keys_file_broken_at_start_lets_no_caller_in(fleet, http, tmp_path):
+    path = tmp_path / "keys.toml"
+    path.write_text("this is not TOML")
+    hub = await fleet.hub(KEYS_FILE=str(path))
+    async with http.get(hub.url + "/api/tags") as r:
+        assert r.status == 401  # closed, not open: the file meant to hold keys
