@@ -29,8 +29,9 @@ from ollama_connector.hubd.fleet.transfers import Transfers
 from ollama_connector.hubd.guard.auth import api_keys
 from ollama_connector.hubd.guard.buckets import Buckets
 from ollama_connector.hubd.guard.key_reload import keys_ctx
-from ollama_connector.hubd.guard.keys import BUCKETS
+from ollama_connector.hubd.guard.keys import BUCKETS, QUOTAS
 from ollama_connector.hubd.guard.limits import bounded_bodies
+from ollama_connector.hubd.guard.quotas import Quotas
 from ollama_connector.hubd.guard.ratelimit import add_rate_headers, rate_limits
 from ollama_connector.hubd.jobs.counters import JobCounters
 from ollama_connector.hubd.jobs.durable import journal_ctx
@@ -97,7 +98,8 @@ def create_app(settings: HubSettings) -> web.Application:
     app[TRANSFERS] = Transfers()
     app[UNSERVED] = Unserved()
     app[METRICS] = HubMetrics(app[REGISTRY], app[PLACEMENT], app[COUNTERS], app[JOURNAL], app[RUNS])
-    app[LEDGER].watchers.append(app[METRICS])
+    app[QUOTAS] = Quotas()
+    app[LEDGER].watchers += [app[METRICS], app[QUOTAS]]
     if settings.rate_limit:
         app[BUCKETS] = Buckets(settings.rate_limit, settings.rate_limit_burst or settings.rate_limit)
         app.on_response_prepare.append(add_rate_headers)

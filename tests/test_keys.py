@@ -147,3 +147,37 @@ async def test_a_keys_file_broken_at_start_lets_no_caller_in(fleet, http, tmp_pa
     hub = await fleet.hub(KEYS_FILE=str(path))
     async with http.get(hub.url + "/api/tags") as r:
         assert r.status == 401  # closed, not open: the file meant to hold keys
+
+
+def secret(made: subprocess.CompletedProcess) -> str:
+    assert made.returncode == 0, made.stderr
+    return made.stdout.strip().splitlines()[-1]
+
+
+async def test_a_keys_own_limits_answer_429_saying_which(fleet, http, tmp_path):
+    path = tmp_path / "keys.toml"
+    slow = secret(keys(path, "add", "slow", "--rpm", "2"))
+    single = secret(keys(path, "add", "single", "--concurrency", "1"))
+    budget = secret(keys(path, "add", "budget", "--tokens-per-day", "30"))
+    hub = await fleet.hub(KEYS_FILE=str(path))
+    await fleet.node(hub, await fleet.sim(tokens_per_second=20), "n1")
+
+    assert [await status(http, hub.url, slow) for _ in range(3)] == [200, 200, 429]
+    async with http.get(hub.url + "/api/tags", headers=bearer(slow)) as r:
+        assert int(r.headers["Retry-After"]) >= 1 and "2 requests a minute" in (await r.json())["error"]
+    assert await status(http, hub.url, single) == 200  # another key's requests are its own
+
+    long_job = {**CHAT, "stream": True, "max_tokens": 1000}
+    async with http.post(hub.url + "/v1/chat/completions", json=long_job, headers=bearer(single)) as running:
+        assert running.status == 200 and await running.content.readline()  # under way
+        async with http.post(hub.url + "/v1/chat/completions", json=CHAT, headers=bearer(single)) as r:
+            assert r.status == 429 and r.headers["Retry-After"] == "1"
+            assert "1 jobs at once" in (await r.json())["error"]["message"]  # OpenAI's dialect
+
+    # 24 tokens out and 1 in a job: two fit under 30 a day (the second starts at 25), the third does not.
+    outcomes = []
+    for _ in range(3):
+        async with http.post(hub.url + "/jobs", json=GENERATE, headers=bearer(budget)) as r:
+            outcomes.append((r.status, (await r.json()).get("detail")))
+    assert [s for s, _ in outcomes] == [200, 200, 429]
+    assert "30 tokens a day" in outcomes[2][1]

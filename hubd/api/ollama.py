@@ -97,7 +97,9 @@ async def unload_everywhere(request: web.Request, model: str, payload: bytes) ->
     """keep_alive lives on each node, so an unload goes to every online node that has the model."""
     key = may_run(request, model)
     record = JobRecord(new_job_id(), request.path, model, key.caller_id, key=key.name or None)
-    return await request.app[LEDGER].admitted(record, _unload(request, record, payload))
+    return await request.app[LEDGER].admitted(
+        record, _unload(request, record, payload), concurrency=key.concurrency
+    )
 
 
 async def _unload(request: web.Request, record: JobRecord, payload: bytes) -> web.Response:

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from ollama_connector.hubd.errors import Forbidden, Handler, Unauthorized
 from ollama_connector.hubd.guard.keyring import Key
-from ollama_connector.hubd.guard.keys import KEYRING
+from ollama_connector.hubd.guard.keys import KEYRING, QUOTAS
 from ollama_connector.hubd.keys import SETTINGS
 from ollama_connector.shared.auth import bearer_of, is_one_of
 
@@ -64,6 +64,7 @@ async def api_keys(request: web.Request, handler: Handler) -> web.StreamResponse
     key = request[CALLER] = found[0]
     if not key.admin and (what := admin_only(request.path)):
         raise Forbidden(f"{what} needs an admin key; this is a user key")
+    request.app[QUOTAS].take_request(key)
     return await handler(request)
 
 
@@ -85,6 +86,7 @@ def may_run(request: web.Request, model: str) -> Key:
     key = who(request)
     if not key.may_use(model):
         raise Forbidden(f"this key may not use model '{model}' (it may use {', '.join(key.models)})")
+    request.app[QUOTAS].check_tokens(key)
     return key
 
 

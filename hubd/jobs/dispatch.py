@@ -17,7 +17,7 @@ import aiohttp
 from aiohttp import web
 
 from ollama_connector.hubd.errors import AllNodesFailed, CallerError, NodeTimedOut, NoHealthyNodes
-from ollama_connector.hubd.guard.auth import may_run
+from ollama_connector.hubd.guard.auth import may_run, who
 from ollama_connector.hubd.jobs.answers import NodeFailed, broken, classify, error_message
 from ollama_connector.hubd.jobs.keys import LEDGER
 from ollama_connector.hubd.jobs.record import JobRecord, new_job_id
@@ -94,7 +94,9 @@ async def new_job(
 async def dispatch(request: web.Request, job: Job) -> web.StreamResponse:
     """Run a caller's job and answer it."""
     return await request.app[LEDGER].admitted(
-        job.record, dispatch_to(request.app, job, functools.partial(relay, request))
+        job.record,
+        dispatch_to(request.app, job, functools.partial(relay, request)),
+        concurrency=who(request).concurrency,
     )
 
 

@@ -14,15 +14,19 @@ import dataclasses
 import functools
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from aiohttp import web
 
 from ollama_connector.hubd.errors import HubError, NoHealthyNodes
+from ollama_connector.hubd.guard.auth import who
+from ollama_connector.hubd.guard.keys import QUOTAS
+from ollama_connector.hubd.guard.quotas import DAY
 from ollama_connector.hubd.jobs.dispatch import Job, dispatch_to, new_job
 from ollama_connector.hubd.jobs.journal import Journal
-from ollama_connector.hubd.jobs.journal_tables import unfinished
+from ollama_connector.hubd.jobs.journal_tables import tokens_by_key, unfinished
 from ollama_connector.hubd.jobs.keys import JOURNAL, LEDGER, RUNS
 from ollama_connector.hubd.jobs.record import JobRecord, new_job_id
 from ollama_connector.hubd.jobs.runs import AnswerTooLarge, DurableRun, assemble
@@ -57,7 +61,9 @@ async def submit(request: web.Request, body: dict[str, Any], model: str) -> web.
     job = await new_job(
         request, sent, model, True, node_path="/execute", context_settable=True, payload=payload, durable=True
     )
-    app[LEDGER].admit(job.record, request=payload)  # on disk with its request before any of its lines
+    app[LEDGER].admit(
+        job.record, request=payload, concurrency=who(request).concurrency
+    )  # on disk with its request before any of its lines
     start(app, job)  # counted at once against MAX_ASYNC_JOBS
     await journal.flush()
     return web.json_response(
@@ -218,6 +224,8 @@ async def journal_ctx(app: web.Application) -> AsyncIterator[None]:
     flusher = asyncio.create_task(journal.flusher())
     if journal.unavailable is None:
         await _recover(app)
+        for key, ended, tokens in await journal.read(tokens_by_key, time.time() - DAY):
+            app[QUOTAS].spent(key, ended, tokens)  # the keys' tokens a day count from before a restart
     try:
         yield
     finally:

@@ -189,6 +189,16 @@ def ids_matching(db: sqlite3.Connection, part: str, caller: str | None = None, l
     return [row["id"] for row in db.execute(query, (f"%{part}", f"{part}%", caller, caller, limit))]
 
 
+def tokens_by_key(db: sqlite3.Connection, since: float) -> list[tuple[str, float, int]]:
+    """(key, ended, prompt and output tokens) of the named keys' jobs ended since then, oldest first."""
+    rows = db.execute(
+        "SELECT key, ended, coalesce(prompt_tokens, 0) + coalesce(output_tokens, 0) FROM jobs"
+        " WHERE key IS NOT NULL AND ended >= ? ORDER BY ended",
+        (since,),
+    )
+    return [tuple(row) for row in rows]
+
+
 def lines_from(db: sqlite3.Connection, job_id: str, seq: int) -> list[bytes]:
     rows = db.execute("SELECT data FROM chunks WHERE job_id = ? AND seq >= ? ORDER BY seq", (job_id, seq))
     return [row["data"] for row in rows]

@@ -54,11 +54,20 @@ class Ledger:
         self.journal = journal
         self.live: dict[str, JobRecord] = {}
         self.callers_jobs = 0  # jobs in progress with a caller waiting on them, for MAX_CONCURRENT_JOBS
+        self.by_caller: dict[str, int] = {}  # jobs in progress of each caller, for a key's concurrency
         self.watchers: list[JobWatcher] = []
 
-    def admit(self, record: JobRecord, request: bytes | None = None) -> None:
-        """A job arrives: refused (503) past MAX_CONCURRENT_JOBS, else in progress from now on. An async
-        job's record is written at once, with its request, so a restart can run it again."""
+    def admit(self, record: JobRecord, request: bytes | None = None, concurrency: int | None = None) -> None:
+        """A job arrives: refused past MAX_CONCURRENT_JOBS (503) or its key's `concurrency` (429), else in
+        progress from now on. An async job's record is written at once, with its request, so a restart can
+        run it again."""
+        mine = self.by_caller.get(record.caller, 0)
+        if concurrency and mine >= concurrency:
+            raise HubError(
+                f"this key's limit: {concurrency} jobs at once (running or queued); retry when one ends",
+                status=429,
+                headers={"Retry-After": "1"},
+            )
         if not record.durable:
             if self.callers_jobs >= self.max_concurrent:
                 raise HubError(
@@ -68,6 +77,7 @@ class Ledger:
                 )
             self.callers_jobs += 1
         self.live[record.job_id] = record
+        self.by_caller[record.caller] = mine + 1
         if record.durable:
             self.journal.record(record, request=request)
 
@@ -83,10 +93,12 @@ class Ledger:
             self.counters.running -= 1
             self.end(record)
 
-    async def admitted(self, record: JobRecord, work: Coroutine[Any, Any, T]) -> T:
+    async def admitted(
+        self, record: JobRecord, work: Coroutine[Any, Any, T], concurrency: int | None = None
+    ) -> T:
         """A caller's job from its arrival to its end."""
         try:
-            self.admit(record)
+            self.admit(record, concurrency=concurrency)
         except HubError:
             work.close()
             raise
@@ -111,6 +123,10 @@ class Ledger:
         record.finish("failed", "ended without an answer")  # a no-op when the job ended as it should
         if not record.durable:
             self.callers_jobs -= 1
+        if (left := self.by_caller[record.caller] - 1) > 0:
+            self.by_caller[record.caller] = left
+        else:
+            del self.by_caller[record.caller]
         if record.status == "done":
             self.counters.served_one(record.output_tokens)
         elif record.status == "failed":
