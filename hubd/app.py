@@ -20,6 +20,7 @@ from ollama_connector.hubd.api import (
     openai,
     openapi,
     stats,
+    usage,
 )
 from ollama_connector.hubd.errors import error_bodies
 from ollama_connector.hubd.fleet.desired import desired_ctx
@@ -123,6 +124,7 @@ def create_app(settings: HubSettings) -> web.Application:
     app.add_routes(openai.routes)
     app.add_routes(anthropic.routes)
     app.add_routes(openapi.routes)
+    app.add_routes(usage.routes)
     return app
 
 

@@ -10,8 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from textual.widgets import Static
 
+from ollama_connector.tui.app import OllamaTop
 from tests.conftest import wait_until
+from tests.test_metrics import scrape, value
 
 USER, OTHER, ADMIN, TOKEN = "user-key-0123456789", "other-key-0123456789", "admin-key-0123456789", "t" * 32
 GENERATE = {"model": "llama3", "prompt": "x", "stream": False}
@@ -181,3 +184,36 @@ async def test_a_keys_own_limits_answer_429_saying_which(fleet, http, tmp_path):
             outcomes.append((r.status, (await r.json()).get("detail")))
     assert [s for s, _ in outcomes] == [200, 200, 429]
     assert "30 tokens a day" in outcomes[2][1]
+
+
+async def test_usage_by_key_matches_the_jobs_run(fleet, http, tmp_path):
+    path = tmp_path / "keys.toml"
+    alice = secret(keys(path, "add", "alice"))
+    root = secret(keys(path, "add", "root", "--admin"))
+    hub = await fleet.hub(KEYS_FILE=str(path))
+    await fleet.node(hub, await fleet.sim(models=["llama3", "mistral"]), "n1")
+    for key, model in ((alice, "llama3"), (alice, "llama3"), (alice, "mistral"), (root, "llama3")):
+        async with http.post(hub.url + "/jobs", json={**GENERATE, "model": model}, headers=bearer(key)) as r:
+            assert r.status == 200
+    async with http.get(hub.url + "/usage", headers=bearer(alice)) as r:
+        assert r.status == 403 and "usage by key needs an admin key" in (await r.json())["detail"]
+    async with http.get(hub.url + "/usage", headers=bearer(root)) as r:
+        rows = {(row["key"], row["model"]): row for row in (await r.json())["usage"]}
+    assert set(rows) == {("alice", "llama3"), ("alice", "mistral"), ("root", "llama3")}
+    assert rows["alice", "llama3"] | {"generation_seconds": 0} == {
+        **{"key": "alice", "model": "llama3", "jobs": 2, "prompt_tokens": 2, "output_tokens": 48},
+        **{"generation_seconds": 0, "failures": 0},
+    }
+    async with http.get(
+        hub.url + "/usage", params={"key": "root", "since": "2020-01-01T00:00:00Z"}, headers=bearer(root)
+    ) as r:
+        assert [(row["key"], row["jobs"]) for row in (await r.json())["usage"]] == [("root", 1)]
+    samples = await scrape(http, hub.url, bearer(root))
+    assert value(samples, "ollama_hub_key_tokens_total", key="alice", model="llama3:latest") == 50
+
+    app = OllamaTop(hub.url, interval=60, api_key=root)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await pilot.press("J")
+        summary = app.screen.query_one("#jobs-summary", Static)
+        await wait_until(lambda: "by key" in str(summary.content), what="the usage line")
+        assert "alice 75 tokens · root 25 tokens" in str(summary.content)

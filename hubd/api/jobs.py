@@ -16,10 +16,10 @@ import contextlib
 import json
 import re
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictStr
 
 from ollama_connector.hubd.errors import HubError
 from ollama_connector.hubd.guard.auth import caller_of, sees_job_of, who
@@ -51,6 +51,19 @@ class JobRequest(BaseModel):
     run_async: StrictBool = Field(False, alias="async")
 
 
+def _timestamp(value: object) -> object:
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    return value
+
+
+Timestamp = Annotated[float | None, BeforeValidator(_timestamp)]
+"""A time in a query: unix seconds, or an ISO 8601 time."""
+
+
 class JobsQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -60,17 +73,7 @@ class JobsQuery(BaseModel):
     status: Literal["queued", "running", "done", "failed", "rejected", "cancelled", "interrupted"] | None = (
         None
     )
-    since: float | None = None  # unix seconds, or an ISO 8601 time
-
-    @field_validator("since", mode="before")
-    @classmethod
-    def _time(cls, value: object) -> object:
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-        return value
+    since: Timestamp = None  # unix seconds, or an ISO 8601 time
 
     def matches(self, record: JobRecord) -> bool:
         return (

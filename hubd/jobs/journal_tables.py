@@ -199,6 +199,24 @@ def tokens_by_key(db: sqlite3.Connection, since: float) -> list[tuple[str, float
     return [tuple(row) for row in rows]
 
 
+def usage(db: sqlite3.Connection, since: float, key: str | None, model: str | None) -> list[dict[str, Any]]:
+    """Jobs, tokens, generation time and failures by key and model, of the jobs that arrived since then."""
+    where, params = ["arrived >= ?"], [since]
+    for column, value in (("key", key), ("model", model)):
+        if value is not None:
+            where.append(f"{column} = ?")
+            params.append(value)
+    rows = db.execute(
+        "SELECT key, model, count(*) AS jobs, sum(coalesce(prompt_tokens, 0)) AS prompt_tokens,"
+        " sum(coalesce(output_tokens, 0)) AS output_tokens,"
+        " round(sum(coalesce(eval_seconds, 0)), 3) AS generation_seconds,"
+        " sum(status = 'failed') AS failures"
+        f" FROM jobs WHERE {' AND '.join(where)} GROUP BY key, model ORDER BY key, model",
+        params,
+    )
+    return [dict(row) for row in rows]
+
+
 def lines_from(db: sqlite3.Connection, job_id: str, seq: int) -> list[bytes]:
     rows = db.execute("SELECT data FROM chunks WHERE job_id = ? AND seq >= ? ORDER BY seq", (job_id, seq))
     return [row["data"] for row in rows]

@@ -76,6 +76,13 @@ class HubMetrics:
             ["model", "node"],
             registry=r,
         )
+        self.key_tokens = Counter(
+            "ollama_hub_key_tokens",
+            "Prompt and output tokens, by the caller's key (its name: `env` for API_KEYS and ADMIN_KEYS,"
+            " `none` on an open hub) and model",
+            ["key", "model"],
+            registry=r,
+        )
         self.failovers = Counter(
             "ollama_hub_failovers",
             "Jobs sent to another node, by the reason the first did not serve",
@@ -108,6 +115,8 @@ class HubMetrics:
                 self.output_tokens.labels(model, node).inc(record.output_tokens)
             if record.prompt_tokens:
                 self.prompt_tokens.labels(model, node).inc(record.prompt_tokens)
+            if tokens := (record.prompt_tokens or 0) + (record.output_tokens or 0):
+                self.key_tokens.labels(record.key or "none", model).inc(tokens)
 
 
 class FleetCollector(Collector):

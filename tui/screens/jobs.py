@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.markup import escape
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
@@ -26,7 +27,20 @@ JOB_STYLE = {
     "cancelled": "bright_black",
     "interrupted": "red",
 }
-COLUMNS = ("Job", "Status", "Model", "Node", "Route", "Age", "Duration", "TTFT", "Tok/s", "Tokens", "Error")
+COLUMNS = (
+    "Job",
+    "Status",
+    "Model",
+    "Node",
+    "Route",
+    "Age",
+    "Duration",
+    "TTFT",
+    "Tok/s",
+    "Tokens",
+    "Error",
+    "Key",
+)
 
 
 def seconds(value: float | None) -> str:
@@ -51,7 +65,19 @@ def job_row(job: dict[str, Any], now: float) -> tuple[Any, ...]:
         "-" if job["tokens_per_second"] is None else f"{job['tokens_per_second']:.0f}",
         "-" if tokens is None else str(tokens),
         Text((job["error"] or "")[:120], style="red"),
+        job.get("key") or "-",
     )
+
+
+def usage_line(jobs: list[dict[str, Any]]) -> str:
+    """The listed jobs' tokens (prompt and output) by key, most first: who used what, at a glance."""
+    used: dict[str, int] = {}
+    for job in jobs:
+        if job.get("key"):
+            tokens = (job["prompt_tokens"] or 0) + (job["output_tokens"] or 0)
+            used[job["key"]] = used.get(job["key"], 0) + tokens
+    ranked = sorted(used.items(), key=lambda item: -item[1])
+    return " · ".join(f"{key} {tokens:,} tokens" for key, tokens in ranked)
 
 
 class JobsScreen(Screen[None]):
@@ -98,4 +124,5 @@ class JobsScreen(Screen[None]):
         counts = ", ".join(f"{n} {status}" for status, n in sorted(by_status.items()))
         journal = listing.get("journal", "ok")
         note = "" if journal == "ok" else f" · [red]journal: {journal}[/]"
-        summary.update(f"[b]recent jobs[/b]: the last {len(jobs)} ({counts or 'none yet'}){note}")
+        by_key = f"\n[b]by key[/b]: {escape(line)}" if (line := usage_line(jobs)) else ""
+        summary.update(f"[b]recent jobs[/b]: the last {len(jobs)} ({counts or 'none yet'}){note}{by_key}")
