@@ -48,10 +48,17 @@ def bash_blocks(page: Path) -> list[str]:
 
 
 @cache
-def help_of(script: str) -> str:
-    return subprocess.run(
-        [str(Path(sys.executable).with_name(script)), "--help"], capture_output=True, text=True, check=True
-    ).stdout
+def help_of(script: str, *command: str) -> str:
+    """The script's --help, or its command's (`ollama-hubd keys add --help`)."""
+    program = str(Path(sys.executable).with_name(script))
+    return subprocess.run([program, *command, "--help"], capture_output=True, text=True, check=True).stdout
+
+
+def command_of(words: list[str]) -> tuple[str, ...]:
+    """The subcommand words that follow a script (`keys add`), if it has them."""
+    if words[:1] == ["keys"]:
+        return tuple(words[:2]) if len(words) > 1 and not words[1].startswith("-") else ("keys",)
+    return ()
 
 
 @cache
@@ -79,8 +86,9 @@ def problems_in(block: str) -> list[str]:
         for i, word in enumerate(words):
             name = word.rsplit("/", 1)[-1]
             if name in SCRIPTS:
+                command = command_of(words[i + 1 :])
                 for flag in (w.split("=")[0] for w in words[i + 1 :] if w.startswith("--")):
-                    if flag not in help_of(name):
+                    if flag not in help_of(name, *command):
                         wrong.append(f"{name} has no {flag}: {raw.strip()}")
             if word == "make" and i + 1 < len(words) and not words[i + 1].startswith("-"):
                 target = next((w for w in words[i + 1 :] if "=" not in w), None)
