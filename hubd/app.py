@@ -28,6 +28,7 @@ from ollama_connector.hubd.fleet.keys import TRANSFERS
 from ollama_connector.hubd.fleet.manage import transfers_ctx
 from ollama_connector.hubd.fleet.transfers import Transfers
 from ollama_connector.hubd.guard.auth import api_keys
+from ollama_connector.hubd.guard.browsers import add_cors_headers, no_pages
 from ollama_connector.hubd.guard.buckets import Buckets
 from ollama_connector.hubd.guard.key_reload import keys_ctx
 from ollama_connector.hubd.guard.keys import BUCKETS, QUOTAS
@@ -74,7 +75,7 @@ def create_app(settings: HubSettings) -> web.Application:
     if settings.cluster_token is None:
         warn_if_open(log, settings.hosts, "any machine that reaches this hub can register as a node")
     app = web.Application(
-        middlewares=[error_bodies, no_loops, api_keys, rate_limits, bounded_bodies],
+        middlewares=[error_bodies, no_pages, no_loops, api_keys, rate_limits, bounded_bodies],
         client_max_size=settings.max_body_bytes,
     )
     app[SETTINGS] = settings
@@ -104,6 +105,7 @@ def create_app(settings: HubSettings) -> web.Application:
     if settings.rate_limit:
         app[BUCKETS] = Buckets(settings.rate_limit, settings.rate_limit_burst or settings.rate_limit)
         app.on_response_prepare.append(add_rate_headers)
+    app.on_response_prepare.append(add_cors_headers)
     app.cleanup_ctx.extend(
         [
             keys_ctx,

@@ -61,6 +61,9 @@ class HubSettings(EnvSettings):
     admin_keys: SecretList = Field([], alias="ADMIN_KEYS")
     """Admin keys, comma-separated: everything a user may do, and model management, every job, /metrics and
     /usage."""
+    origins: CommaList = Field([], alias="HUB_ORIGINS")
+    """Web origins allowed to call the hub beside Ollama's defaults (localhost, 127.0.0.1, app://, file://...),
+    comma-separated, `*` matching anything, as OLLAMA_ORIGINS: `https://chat.example.org,chrome-extension://*`."""
     keys_file: OptionalStr = Field(None, alias="KEYS_FILE")
     """Named keys with their roles, models and limits, managed by `ollama-hubd keys`; read again within 5 s of
     a change and on SIGHUP. Unset: `keys.toml` in the state directory (the journal's)."""

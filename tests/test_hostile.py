@@ -151,7 +151,8 @@ async def test_a_client_trickling_its_body_is_cut_off(fleet):
     hub = await fleet.hub(CLIENT_TIMEOUT="0.3")
     reader, writer = await asyncio.open_connection("127.0.0.1", hub.port)
     writer.write(
-        b"POST /jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
+        b"POST /jobs HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 100\r\n\r\n{"
     )
     await writer.drain()
     head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)  # no byte more is sent
@@ -167,7 +168,7 @@ async def test_a_client_trickling_its_body_is_cut_off(fleet):
 async def test_a_client_trickling_its_headers_is_cut_off(fleet):
     hub = await fleet.hub(CLIENT_TIMEOUT="0.3")
     reader, writer = await asyncio.open_connection("127.0.0.1", hub.port)
-    writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # and never the blank line
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n")  # and never the blank line
     await writer.drain()
     assert await asyncio.wait_for(reader.read(), 10) == b""  # closed
     writer.close()
