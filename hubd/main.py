@@ -9,9 +9,11 @@ from pathlib import Path
 
 from ollama_connector.hubd.app import create_app, runner_options
 from ollama_connector.hubd.guard import keys_cli
-from ollama_connector.hubd.settings import HubSettings
+from ollama_connector.hubd.guard.keyring import KeyFile
+from ollama_connector.hubd.settings import HubSettings, keys_path
 from ollama_connector.shared.cli import can_listen, start_daemon
 from ollama_connector.shared.daemon import run, serve_until_signalled
+from ollama_connector.shared.settings import is_loopback
 from ollama_connector.shared.tls import check_files
 
 PROGRAM = "ollama-hubd"
@@ -27,6 +29,25 @@ def checks(settings: HubSettings) -> Iterator[tuple[bool, str]]:
     yield from check_files(settings.tls_cert, settings.tls_key, settings.node_ca_file)
     if settings.cluster_token is None:
         yield True, "CLUSTER_TOKEN is not set: any machine that reaches the hub can register as a node"
+    why = open_api(settings)
+    yield why is None, why or "callers need a key, or the hub listens on loopback only"
+
+
+def open_api(settings: HubSettings) -> str | None:
+    """Why the hub must not start open to the network, if so: beyond loopback with no caller key at all."""
+    exposed = [host for host in settings.hosts if not is_loopback(host)]
+    if not exposed or settings.allow_open_api or settings.api_keys or settings.admin_keys:
+        return None
+    try:
+        if KeyFile.read(keys_path(settings)).keys:
+            return None
+    except ValueError:
+        return None  # the hub starts closed, saying why (hubd.guard.key_reload)
+    return (
+        f"no caller key (API_KEYS, ADMIN_KEYS, or a key in {keys_path(settings)}) and HUB_HOST listens on"
+        f" {', '.join(exposed)}, beyond loopback: anyone on the network could pull, delete and run models."
+        " Add a key (ollama-hubd keys add NAME --admin), or set ALLOW_OPEN_API=1 to run open on purpose"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -41,6 +62,8 @@ def main(argv: list[str] | None = None) -> None:
         checks,
         argv,
     )
+    if (why := open_api(settings)) is not None:
+        sys.exit(f"{PROGRAM}: bad configuration: {why}")
     app = create_app(settings)
     run(
         serve_until_signalled(

@@ -61,6 +61,9 @@ class HubSettings(EnvSettings):
     admin_keys: SecretList = Field([], alias="ADMIN_KEYS")
     """Admin keys, comma-separated: everything a user may do, and model management, every job, /metrics and
     /usage."""
+    allow_open_api: bool = Field(False, alias="ALLOW_OPEN_API")
+    """1 lets the hub listen beyond loopback with no caller key at all: anyone who reaches it may pull,
+    delete and run models, and read every job."""
     origins: CommaList = Field([], alias="HUB_ORIGINS")
     """Web origins allowed to call the hub beside Ollama's defaults (localhost, 127.0.0.1, app://, file://...),
     comma-separated, `*` matching anything, as OLLAMA_ORIGINS: `https://chat.example.org,chrome-extension://*`."""

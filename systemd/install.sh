@@ -267,7 +267,7 @@ write_env() {
   fi
   local -a wanted=()
   if [ "$role" = hub ]; then
-    [ "$fresh" = 0 ] || wanted+=("CLUSTER_TOKEN=$(new_token)")
+    [ "$fresh" = 0 ] || wanted+=("CLUSTER_TOKEN=$(new_token)" "ADMIN_KEYS=$(new_token)")
     [ "$fresh" = 0 ] && [ -z "$port_given" ] || wanted+=("HUB_PORT=$port")
   else
     [ -z "$hub_url" ] || wanted+=("SERVER_URL=$hub_url")
@@ -285,7 +285,7 @@ write_env() {
     old="$(var_in "$content" "$var")"
     if [ "$fresh" = 0 ] && [ "$old" != "$value" ]; then
       case "$var" in
-        CLUSTER_TOKEN) echo "changing $var in $env_path" ;;
+        CLUSTER_TOKEN|ADMIN_KEYS) echo "changing $var in $env_path" ;;
         *) echo "changing $var in $env_path: '$old' -> '$value'" ;;
       esac
     fi
@@ -390,6 +390,12 @@ print_next_steps() {
     if [ -n "$line" ]; then
       echo
       say "give every node this token (install.sh node --hub http://$(uname -n):$check_port --token ${line#CLUSTER_TOKEN=}):"
+      echo "    $line"
+    fi
+    line="$(grep '^ADMIN_KEYS=' "$env_path" 2>/dev/null || true)"
+    if [ -n "$line" ]; then
+      echo
+      say "the admin key (Authorization: Bearer <key>); give people their own: ollama-hubd keys add NAME"
       echo "    $line"
     fi
   else
