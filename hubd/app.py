@@ -31,10 +31,11 @@ from ollama_connector.hubd.guard.auth import api_keys
 from ollama_connector.hubd.guard.browsers import add_cors_headers, no_pages
 from ollama_connector.hubd.guard.buckets import Buckets
 from ollama_connector.hubd.guard.key_reload import keys_ctx
-from ollama_connector.hubd.guard.keys import BUCKETS, QUOTAS
+from ollama_connector.hubd.guard.keys import BUCKETS, QUOTAS, WRONG_KEYS
 from ollama_connector.hubd.guard.limits import bounded_bodies
 from ollama_connector.hubd.guard.quotas import Quotas
 from ollama_connector.hubd.guard.ratelimit import add_rate_headers, rate_limits
+from ollama_connector.hubd.guard.wrong_keys import WrongKeys
 from ollama_connector.hubd.jobs.counters import JobCounters
 from ollama_connector.hubd.jobs.durable import journal_ctx
 from ollama_connector.hubd.jobs.journal import Journal
@@ -101,6 +102,7 @@ def create_app(settings: HubSettings) -> web.Application:
     app[UNSERVED] = Unserved()
     app[METRICS] = HubMetrics(app[REGISTRY], app[PLACEMENT], app[COUNTERS], app[JOURNAL], app[RUNS])
     app[QUOTAS] = Quotas()
+    app[WRONG_KEYS] = WrongKeys()
     app[LEDGER].watchers += [app[METRICS], app[QUOTAS]]
     if settings.rate_limit:
         app[BUCKETS] = Buckets(settings.rate_limit, settings.rate_limit_burst or settings.rate_limit)

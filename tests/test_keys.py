@@ -217,3 +217,17 @@ async def test_usage_by_key_matches_the_jobs_run(fleet, http, tmp_path):
         summary = app.screen.query_one("#jobs-summary", Static)
         await wait_until(lambda: "by key" in str(summary.content), what="the usage line")
         assert "alice 75 tokens · root 25 tokens" in str(summary.content)
+
+
+async def test_wrong_keys_are_said_once_a_burst_and_slowed_per_address(fleet, http, caplog):
+    hub = await fleet.hub(API_KEYS=USER)
+    answers = []
+    for n in range(12):
+        async with http.get(hub.url + "/api/tags", headers=bearer(f"guess-{n:04d}-0123456789")) as r:
+            answers.append(r.status)
+    assert answers == [401] * 10 + [429] * 2, str(answers)
+    async with http.get(hub.url + "/api/tags", headers=bearer(USER)) as r:  # the right key waits too
+        assert r.status == 429 and int(r.headers["Retry-After"]) >= 1
+        assert "too many wrong API keys" in (await r.json())["error"]
+    said = [rec for rec in caplog.records if "wrong API key from" in rec.getMessage()]
+    assert len(said) == 1 and USER not in caplog.text and "guess-" not in caplog.text

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from ollama_connector.hubd.errors import Forbidden, Handler, Unauthorized
 from ollama_connector.hubd.guard.keyring import Key
-from ollama_connector.hubd.guard.keys import KEYRING, QUOTAS
+from ollama_connector.hubd.guard.keys import KEYRING, QUOTAS, WRONG_KEYS
 from ollama_connector.hubd.keys import SETTINGS
 from ollama_connector.shared.auth import bearer_of, is_one_of
 
@@ -53,12 +53,13 @@ async def api_keys(request: web.Request, handler: Handler) -> web.StreamResponse
         return await handler(request)
     token = settings.cluster_token
     # The nodes' token is never a caller's key (and the settings refuse a key that is the token).
-    found = [
-        key
-        for p in presented_keys(request)
-        if not is_one_of(p, [token] if token else []) and (key := ring.find(p))
-    ]
+    address, wrong = request.remote or "?", request.app[WRONG_KEYS]
+    wrong.check(address)  # guessing keys goes at a minute's pace
+    presented, nodes_token = presented_keys(request), [token] if token else []
+    found = [key for p in presented if not is_one_of(p, nodes_token) and (key := ring.find(p))]
     if not found:
+        if presented:
+            wrong.wrong(address, request.path)
         how = "x-api-key: <key> or " if request.path in X_API_KEY_PATHS else ""
         raise Unauthorized(f"missing or wrong API key ({how}Authorization: Bearer <key>)")
     key = request[CALLER] = found[0]

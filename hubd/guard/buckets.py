@@ -23,6 +23,15 @@ class Buckets:
         self.capacity = float(burst)
         self._buckets: OrderedDict[str, Bucket] = OrderedDict()
 
+    def wait(self, caller: str, now: float | None = None) -> float:
+        """Seconds until the caller's bucket holds a token again (0: it holds one now); nothing is taken."""
+        bucket = self._buckets.get(caller)
+        if bucket is None:
+            return 0.0
+        now = time.monotonic() if now is None else now
+        tokens = min(self.capacity, bucket.tokens + (now - bucket.updated) * self.rate)
+        return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self.rate
+
     def take(self, caller: str, now: float | None = None) -> tuple[bool, float, float]:
         """Take a token: (allowed, tokens left, seconds until the next token when refused)."""
         now = time.monotonic() if now is None else now

@@ -5,7 +5,9 @@ from aiohttp import web
 from ollama_connector.hubd.guard.buckets import Buckets
 from ollama_connector.hubd.guard.keyring import KeyRing
 from ollama_connector.hubd.guard.quotas import Quotas
+from ollama_connector.hubd.guard.wrong_keys import WrongKeys
 
 BUCKETS = web.AppKey("buckets", Buckets)  # only when RATE_LIMIT is set
 KEYRING = web.AppKey("keyring", KeyRing)  # every key in force
 QUOTAS = web.AppKey("quotas", Quotas)  # the named keys' own limits
+WRONG_KEYS = web.AppKey("wrong_keys", WrongKeys)  # wrong keys by address: said once a burst, slowed
