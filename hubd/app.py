@@ -27,11 +27,12 @@ from ollama_connector.hubd.fleet.desired import desired_ctx
 from ollama_connector.hubd.fleet.keys import TRANSFERS
 from ollama_connector.hubd.fleet.manage import transfers_ctx
 from ollama_connector.hubd.fleet.transfers import Transfers
+from ollama_connector.hubd.guard.audit import AuditTrail
 from ollama_connector.hubd.guard.auth import api_keys
 from ollama_connector.hubd.guard.browsers import add_cors_headers, no_pages
 from ollama_connector.hubd.guard.buckets import Buckets
 from ollama_connector.hubd.guard.key_reload import keys_ctx
-from ollama_connector.hubd.guard.keys import BUCKETS, QUOTAS, WRONG_KEYS
+from ollama_connector.hubd.guard.keys import AUDIT, BUCKETS, QUOTAS, WRONG_KEYS
 from ollama_connector.hubd.guard.limits import bounded_bodies
 from ollama_connector.hubd.guard.quotas import Quotas
 from ollama_connector.hubd.guard.ratelimit import add_rate_headers, rate_limits
@@ -102,6 +103,8 @@ def create_app(settings: HubSettings) -> web.Application:
     app[UNSERVED] = Unserved()
     app[METRICS] = HubMetrics(app[REGISTRY], app[PLACEMENT], app[COUNTERS], app[JOURNAL], app[RUNS])
     app[QUOTAS] = Quotas()
+    app[AUDIT] = AuditTrail()
+    app[AUDIT].sinks.append(app[JOURNAL].audit)
     app[WRONG_KEYS] = WrongKeys()
     app[LEDGER].watchers += [app[METRICS], app[QUOTAS]]
     if settings.rate_limit:

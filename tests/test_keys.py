@@ -4,6 +4,7 @@ SIGHUP)."""
 
 from __future__ import annotations
 
+import logging
 import signal
 import subprocess
 import sys
@@ -231,3 +232,32 @@ async def test_wrong_keys_are_said_once_a_burst_and_slowed_per_address(fleet, ht
         assert "too many wrong API keys" in (await r.json())["error"]
     said = [rec for rec in caplog.records if "wrong API key from" in rec.getMessage()]
     assert len(said) == 1 and USER not in caplog.text and "guess-" not in caplog.text
+
+
+async def test_the_audit_trail_keeps_who_did_what_where(fleet, http, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="hubd.audit")
+    path = tmp_path / "keys.toml"
+    ops = secret(keys(path, "add", "ops", "--admin"))
+    alice = secret(keys(path, "add", "alice"))
+    hub = await fleet.hub(KEYS_FILE=str(path))
+    await fleet.node(hub, await fleet.sim(models=["llama3"]), "n1")
+    async with http.delete(hub.url + "/api/delete", json={"model": "llama3"}, headers=bearer(ops)) as r:
+        assert r.status == 200
+    async with http.post(hub.url + "/api/pull", json={"model": "x"}, headers=bearer(alice)) as r:
+        assert r.status == 403
+    keys(path, "revoke", "alice")
+    await wait_until(lambda: "revoked alice" in caplog.text, what="the revocation to be noticed")
+
+    async def trail() -> list[tuple[str, str, str]]:
+        async with http.get(hub.url + "/audit", headers=bearer(ops)) as r:
+            return [(e["who"], e["what"], e["where"]) for e in (await r.json())["audit"]]
+
+    await wait_until(lambda: _has(trail, 3), what="three entries in the journal")
+    entries = await trail()
+    assert entries[2] == ("ops", "delete llama3", "on n1")
+    assert entries[1][:2] == ("alice", "refused POST /api/pull") and entries[1][2] == "127.0.0.1"
+    assert entries[0][:2] == ("keys file", "revoked alice") and str(path) in entries[0][2]
+
+
+async def _has(trail, count: int) -> bool:
+    return len(await trail()) >= count

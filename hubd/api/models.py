@@ -21,8 +21,11 @@ from ollama_connector.hubd.errors import HubError, ModelManagementPerNode
 from ollama_connector.hubd.fleet.keys import TRANSFERS
 from ollama_connector.hubd.fleet.manage import no_room, not_too_many, on_each, start, summary, targets
 from ollama_connector.hubd.fleet.transfers import Transfer
+from ollama_connector.hubd.guard.auth import who
+from ollama_connector.hubd.guard.keys import AUDIT
 from ollama_connector.hubd.guard.limits import check_model_name
 from ollama_connector.hubd.routing.keys import REGISTRY
+from ollama_connector.hubd.routing.node import NodeRecord
 from ollama_connector.shared.bodies import BadRequest, read_json_object
 from ollama_connector.shared.error_formats import NDJSON
 from ollama_connector.shared.modelnames import canonical
@@ -48,6 +51,7 @@ async def pull(request: web.Request) -> web.StreamResponse:
     nodes = targets(request, body, None)
     if not nodes:
         raise HubError("no node is online to pull to", status=503)
+    audited(request, f"pull {model}", nodes)
     payload = json.dumps({**body, "stream": True}).encode()
     size = max((n.sizes.get(canonical(model), 0) for n in request.app[REGISTRY].all()), default=0)
     transfers = [
@@ -76,6 +80,7 @@ async def create(request: web.Request) -> web.StreamResponse:
     nodes = targets(request, body, base)
     if not nodes:
         raise HubError(f"model '{base}' not found", status=404)
+    audited(request, f"create {model} from {base}", nodes)
     payload = json.dumps({**body, "model": model, "stream": True}).encode()
     transfers = [start(request.app, node, "/api/create", model, payload) for node in nodes]
     return await answer(request, transfers, body.get("stream") is not False)
@@ -88,6 +93,7 @@ async def delete(request: web.Request) -> web.Response:
     nodes = targets(request, body, model)
     if not nodes:
         raise HubError(f"model '{model}' not found", status=404)
+    audited(request, f"delete {model}", nodes)
     return await on_each(request, nodes, "DELETE", body)
 
 
@@ -99,7 +105,14 @@ async def copy(request: web.Request) -> web.Response:
     nodes = targets(request, body, source)
     if not nodes:
         raise HubError(f'model "{source}" not found', status=404)
+    audited(request, f"copy {source} to {body['destination']}", nodes)
     return await on_each(request, nodes, "POST", body)
+
+
+def audited(request: web.Request, what: str, nodes: list[NodeRecord]) -> None:
+    key = who(request)
+    where = "on " + ", ".join(node.node_id for node in nodes)
+    request.app[AUDIT].record(key.name or key.caller_id, what, where)
 
 
 async def answer(request: web.Request, transfers: list[Transfer], stream: bool) -> web.StreamResponse:

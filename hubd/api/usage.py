@@ -1,5 +1,6 @@
 """GET /usage (admin keys): what each key used, by model: jobs, prompt and output tokens, seconds of
-generation and failures, from the job journal (so across restarts, within its retention)."""
+generation and failures, from the job journal (so across restarts, within its retention). GET /audit (admin
+keys): the audit trail, newest first."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ollama_connector.hubd.api.jobs import Timestamp
 from ollama_connector.hubd.errors import HubError
 from ollama_connector.hubd.jobs.journal import JournalUnavailable
-from ollama_connector.hubd.jobs.journal_tables import usage
+from ollama_connector.hubd.jobs.journal_tables import audit_entries, usage
 from ollama_connector.hubd.jobs.keys import JOURNAL
 from ollama_connector.shared.bodies import parse_body_as
 from ollama_connector.shared.wire import MAX_MODEL_NAME
@@ -41,3 +42,22 @@ async def usage_by_key(request: web.Request) -> web.Response:
             "usage": rows,  # key null: callers of an open hub (no key in force)
         }
     )
+
+
+class AuditQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    since: Timestamp = None
+    limit: int = Field(200, ge=1, le=10_000)
+
+
+@routes.get("/audit")
+async def audit_trail(request: web.Request) -> web.Response:
+    query = parse_body_as(AuditQuery, dict(request.query))
+    try:
+        entries = await request.app[JOURNAL].read(audit_entries, query.since or 0.0, query.limit)
+    except JournalUnavailable as exc:
+        raise HubError(
+            f"the audit trail is kept in the job journal, which is unavailable ({exc})", 503
+        ) from None
+    return web.json_response({"audit": entries})

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from ollama_connector.hubd.errors import Forbidden, Handler, Unauthorized
 from ollama_connector.hubd.guard.keyring import Key
-from ollama_connector.hubd.guard.keys import KEYRING, QUOTAS, WRONG_KEYS
+from ollama_connector.hubd.guard.keys import AUDIT, KEYRING, QUOTAS, WRONG_KEYS
 from ollama_connector.hubd.keys import SETTINGS
 from ollama_connector.shared.auth import bearer_of, is_one_of
 
@@ -28,6 +28,7 @@ ADMIN_PATHS = {
     ),
     "/metrics": "/metrics (or METRICS_PUBLIC=1)",
     "/usage": "usage by key",
+    "/audit": "the audit trail",
 }
 CALLER = web.RequestKey("caller", Key)
 
@@ -64,6 +65,9 @@ async def api_keys(request: web.Request, handler: Handler) -> web.StreamResponse
         raise Unauthorized(f"missing or wrong API key ({how}Authorization: Bearer <key>)")
     key = request[CALLER] = found[0]
     if not key.admin and (what := admin_only(request.path)):
+        request.app[AUDIT].record(
+            key.name or key.caller_id, f"refused {request.method} {request.path}", address
+        )
         raise Forbidden(f"{what} needs an admin key; this is a user key")
     request.app[QUOTAS].take_request(key)
     return await handler(request)

@@ -13,8 +13,9 @@ from pathlib import Path
 
 from aiohttp import web
 
+from ollama_connector.hubd.guard.audit import AuditTrail
 from ollama_connector.hubd.guard.keyring import KeyFile, KeyRing
-from ollama_connector.hubd.guard.keys import KEYRING
+from ollama_connector.hubd.guard.keys import AUDIT, KEYRING
 from ollama_connector.hubd.keys import SETTINGS
 from ollama_connector.hubd.settings import keys_path
 
@@ -23,8 +24,8 @@ RELOAD_SECONDS = 2.0
 
 
 class KeyWatch:
-    def __init__(self, ring: KeyRing, path: Path) -> None:
-        self.ring, self.path = ring, path
+    def __init__(self, ring: KeyRing, path: Path, audit: AuditTrail) -> None:
+        self.ring, self.path, self.audit = ring, path, audit
         self.seen: tuple[int, int, int] | None = None
         self.failed: str | None = None  # the last error said, so a broken file is said once
 
@@ -49,6 +50,13 @@ class KeyWatch:
         self.ring.replace(named)
         if before != self.ring.names or why != "start":
             added, gone = sorted(self.ring.names - before), sorted(before - self.ring.names)
+            if why != "start" and (added or gone):
+                change = "; ".join(
+                    f"{verb} {', '.join(names)}"
+                    for verb, names in (("added", added), ("revoked", gone))
+                    if names
+                )
+                self.audit.record("keys file", change, f"{self.path} ({why})")
             log.info(
                 "keys file %s (%s): %d named key(s); added %s, revoked %s",
                 self.path,
@@ -74,7 +82,7 @@ class KeyWatch:
 async def keys_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     ring = app[KEYRING] = KeyRing(settings.api_keys, settings.admin_keys)
-    watch = KeyWatch(ring, keys_path(settings))
+    watch = KeyWatch(ring, keys_path(settings), app[AUDIT])
     if not watch.load("start"):
         ring.lock()  # fail closed: no caller gets in until the file reads
     hup = asyncio.Event()

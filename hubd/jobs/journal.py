@@ -14,7 +14,7 @@ import itertools
 import logging
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -75,6 +75,14 @@ class Journal:
                 self._queue(
                     "INSERT OR REPLACE INTO chunks (job_id, seq, data) VALUES (?, ?, ?)", (job_id, seq, line)
                 )
+
+    def audit(self, entry: Mapping[str, Any]) -> None:
+        """An entry of the audit trail (hubd.guard.audit), kept as long as jobs are."""
+        if self._db is not None:
+            self._queue(
+                "INSERT INTO audit (at, who, what, place) VALUES (?, ?, ?, ?)",
+                (entry["at"], entry["who"], entry["what"], entry["where"]),
+            )
 
     def answer(self, job_id: str, answer: bytes) -> None:
         if self._db is not None:
@@ -194,6 +202,7 @@ class Journal:
         self._pruned_at, self._since_prune = now, 0
         cutoff = now - self.max_days * 86400  # by arrival, which is indexed (a job ends after it arrives)
         db.execute("DELETE FROM jobs WHERE arrived < ? AND ended IS NOT NULL AND ended < ?", (cutoff, cutoff))
+        db.execute("DELETE FROM audit WHERE at < ?", (cutoff,))
         db.execute(
             "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE ended IS NOT NULL"
             " ORDER BY arrived DESC LIMIT -1 OFFSET ?)",

@@ -34,6 +34,13 @@ CREATE TABLE IF NOT EXISTS jobs (
     answer BLOB  -- async jobs: the answer a synchronous job would have had
 );
 CREATE INDEX IF NOT EXISTS jobs_by_arrival ON jobs (arrived);
+CREATE TABLE IF NOT EXISTS audit (
+    at REAL NOT NULL,
+    who TEXT NOT NULL,
+    what TEXT NOT NULL,
+    place TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_by_time ON audit (at);
 CREATE TABLE IF NOT EXISTS chunks (
     job_id TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
     seq INTEGER NOT NULL,
@@ -213,6 +220,15 @@ def usage(db: sqlite3.Connection, since: float, key: str | None, model: str | No
         " sum(status = 'failed') AS failures"
         f" FROM jobs WHERE {' AND '.join(where)} GROUP BY key, model ORDER BY key, model",
         params,
+    )
+    return [dict(row) for row in rows]
+
+
+def audit_entries(db: sqlite3.Connection, since: float, limit: int) -> list[dict[str, Any]]:
+    """The newest entries of the audit trail first."""
+    rows = db.execute(
+        "SELECT at, who, what, place AS 'where' FROM audit WHERE at >= ? ORDER BY at DESC LIMIT ?",
+        (since, limit),
     )
     return [dict(row) for row in rows]
 
