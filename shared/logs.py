@@ -38,9 +38,27 @@ def short_names(record: logging.LogRecord) -> bool:
     return True
 
 
+CONTROL = {c: f"\\x{c:02x}" for c in [*range(32), 127]} | {
+    ord("\n"): "\\n",
+    ord("\r"): "\\r",
+    ord("\t"): "\\t",
+}
+
+
+def one_line(record: logging.LogRecord) -> bool:
+    """Every message one line with no control character: text from a node or a caller (an error message, a
+    name) cannot forge a log line of its own, nor move a terminal's cursor."""
+    message = record.getMessage()
+    escaped = message.translate(CONTROL)
+    if escaped != message:
+        record.msg, record.args = escaped, None
+    return True
+
+
 def setup_logging(level: str, fmt: str = "text") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(short_names)
+    handler.addFilter(one_line)
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     elif os.environ.get("JOURNAL_STREAM"):
