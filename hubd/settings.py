@@ -17,8 +17,8 @@ from ollama_connector.shared.settings import (
     LogLevel,
     NetworkList,
     OptionalStr,
-    OptionalToken,
     SecretList,
+    StrongToken,
     open_to_the_network,
 )
 
@@ -53,7 +53,7 @@ class HubSettings(EnvSettings):
     """Seconds a node may be silent: to connect, and between two bytes or keep-alives of its answer."""
     probe_interval: float = Field(30.0, alias="NODE_PROBE_INTERVAL", gt=0)
     """Seconds a degraded node rests before the hub probes its /healthz; doubles after each failed probe."""
-    cluster_token: OptionalToken = Field(None, alias="CLUSTER_TOKEN")
+    cluster_token: StrongToken = Field(None, alias="CLUSTER_TOKEN")
     """Shared secret between the hub and its nodes; unset means no authentication (a warning at start)."""
     api_keys: SecretList = Field([], alias="API_KEYS")
     """User keys, comma-separated: inference on every route, the fleet's views, and their own jobs only.

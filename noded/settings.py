@@ -15,6 +15,7 @@ from ollama_connector.shared.settings import (
     LogLevel,
     OptionalStr,
     OptionalToken,
+    StrongToken,
     blank_to_none,
     open_to_the_network,
 )
@@ -59,7 +60,7 @@ class NodeSettings(EnvSettings):
     """IPv6 address to report; default: the machine's primary global one."""
     address: Annotated[Host | None, BeforeValidator(blank_to_none)] = Field(None, alias="NODE_ADDRESS")
     """Host the hub should dial (an address or DNS name, no port); default: the heartbeat's source address."""
-    cluster_token: OptionalToken = Field(None, alias="CLUSTER_TOKEN")
+    cluster_token: StrongToken = Field(None, alias="CLUSTER_TOKEN")
     """Shared secret with the hub: sent on heartbeats, required on /execute."""
     drain_timeout: float = Field(60.0, alias="DRAIN_TIMEOUT_SECONDS", ge=0)
     """On SIGTERM, how long jobs in flight may take to finish before the agent exits."""

@@ -37,7 +37,32 @@ def _split_commas(value: object) -> object:
 OptionalToken = Annotated[SecretStr | None, BeforeValidator(blank_to_none)]
 OptionalStr = Annotated[str | None, BeforeValidator(blank_to_none)]
 CommaList = Annotated[list[str], BeforeValidator(_split_commas)]
-SecretList = Annotated[list[SecretStr], BeforeValidator(_split_commas)]
+MIN_SECRET = 16  # characters of a key or token: a shorter one is guessed, online or from a digest
+
+
+def _keys(value: object) -> object:
+    if isinstance(value, str) and value.strip() and not value.replace(",", "").strip():
+        raise ValueError("holds commas and spaces but no key (leave it empty for none)")
+    return _split_commas(value)
+
+
+def _long_enough(value: SecretStr | None) -> SecretStr | None:
+    if value is not None and len(value.get_secret_value()) < MIN_SECRET:
+        make = "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+        raise ValueError(f"is shorter than {MIN_SECRET} characters (make one: {make})")
+    return value
+
+
+def _all_long_enough(values: list[SecretStr]) -> list[SecretStr]:
+    for value in values:
+        _long_enough(value)
+    return values
+
+
+SecretList = Annotated[list[SecretStr], BeforeValidator(_keys), AfterValidator(_all_long_enough)]
+"""Keys, comma-separated, each at least MIN_SECRET characters."""
+StrongToken = Annotated[SecretStr | None, BeforeValidator(blank_to_none), AfterValidator(_long_enough)]
+"""A shared secret of ours (CLUSTER_TOKEN): at least MIN_SECRET characters."""
 
 
 def _networks(value: list[str]) -> list[str]:
@@ -112,7 +137,9 @@ def describe_errors(exc: ValidationError, values: Mapping[str, object]) -> str:
     lines = []
     for error in exc.errors():
         name = ".".join(str(part) for part in error["loc"]) or "settings"
-        if name in values:
+        if name in values and any(word in name for word in ("TOKEN", "KEY")):  # a secret is never shown
+            lines.append(f"{name} (its value not shown): {error['msg']}")
+        elif name in values:
             lines.append(f"{name}={values[name]!r}: {error['msg']}")
         else:
             lines.append(f"{name}: {error['msg']}")

@@ -49,7 +49,7 @@ async def test_a_job_without_num_ctx_runs_on_a_larger_loaded_context_instead_of_
 
 
 async def test_waiting_jobs_take_turns_across_api_keys(fleet, http):
-    hub = await fleet.hub(API_KEYS="key-a,key-b", QUEUE_TIMEOUT_SECONDS="30")
+    hub = await fleet.hub(API_KEYS="key-a-0123456789,key-b-0123456789", QUEUE_TIMEOUT_SECONDS="30")
     await fleet.node(hub, await fleet.sim(tokens_per_second=100), "only")
     job = {"model": "llama3", "prompt": "x", "options": {"num_predict": 10}}
     started: list[str] = []
@@ -59,10 +59,17 @@ async def test_waiting_jobs_take_turns_across_api_keys(fleet, http):
             started.append(name)  # headers come with the first token: when the job began to run
             await r.read()
 
-    async with http.post(hub.url + "/jobs", json=job, headers={"Authorization": "Bearer key-a"}) as held:
+    async with http.post(
+        hub.url + "/jobs", json=job, headers={"Authorization": "Bearer key-a-0123456789"}
+    ) as held:
         await held.content.readline()  # the one slot is taken
         tasks = []
-        for key, name in (("key-a", "a1"), ("key-a", "a2"), ("key-a", "a3"), ("key-b", "b1")):
+        for key, name in (
+            ("key-a-0123456789", "a1"),
+            ("key-a-0123456789", "a2"),
+            ("key-a-0123456789", "a3"),
+            ("key-b-0123456789", "b1"),
+        ):
             tasks.append(asyncio.create_task(send(key, name)))
             waiting = len(tasks)
             await wait_until(lambda n=waiting: hub.app[PLACEMENT].waiting == n, what=f"{name} to queue")

@@ -182,9 +182,9 @@ async def test_a_node_killed_mid_sse_stream_ends_with_an_error_event(fleet, http
 
 
 async def test_agent_exposes_only_the_allow_listed_routes(fleet, http):
-    hub = await fleet.hub(CLUSTER_TOKEN="tok")
-    node = await fleet.node(hub, await fleet.sim(), "n1", CLUSTER_TOKEN="tok")
-    auth = {"Authorization": "Bearer tok"}
+    hub = await fleet.hub(CLUSTER_TOKEN="tok-0123456789abcdef")
+    node = await fleet.node(hub, await fleet.sim(), "n1", CLUSTER_TOKEN="tok-0123456789abcdef")
+    auth = {"Authorization": "Bearer tok-0123456789abcdef"}
     async with http.get(node.url + "/api/tags", headers=auth) as r:
         assert r.status == 200 and (await r.json())["models"]
     async with http.get(node.url + "/api/tags") as r:

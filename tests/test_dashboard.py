@@ -140,6 +140,8 @@ async def test_one_node_reads_as_one_node(fleet, http, tmp_path):
 
 @pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (make test installs it)")
 async def test_dashboard_sends_the_api_key_from_its_address(fleet, http, tmp_path):
-    hub = await fleet.hub(API_KEYS="dash-key")
+    hub = await fleet.hub(API_KEYS="dash-key-0123456789")
     await beat(http, hub, "keyed-node")
-    assert 'data-node-id="keyed-node"' in await page_after_its_refresh(hub.url + "/#key=dash-key", tmp_path)
+    assert 'data-node-id="keyed-node"' in await page_after_its_refresh(
+        hub.url + "/#key=dash-key-0123456789", tmp_path
+    )

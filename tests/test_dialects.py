@@ -99,11 +99,15 @@ async def test_anthropic_errors_are_anthropics(claude, fleet2, http):
 
 
 async def test_x_api_key_is_an_api_key_on_anthropics_route(fleet, http):
-    hub = await fleet.hub(API_KEYS="k1,k2")
+    hub = await fleet.hub(API_KEYS="k1-0123456789abcdef,k2-0123456789abcdef")
     await fleet.node(hub, await fleet.sim(default_tokens=3), "n1")
-    good = anthropic.AsyncAnthropic(base_url=hub.url, api_key="k2", max_retries=0)  # sends x-api-key
+    good = anthropic.AsyncAnthropic(
+        base_url=hub.url, api_key="k2-0123456789abcdef", max_retries=0
+    )  # sends x-api-key
     bad = anthropic.AsyncAnthropic(base_url=hub.url, api_key="wrong", max_retries=0)
-    bearer = anthropic.AsyncAnthropic(base_url=hub.url, auth_token="k1", max_retries=0)  # Authorization
+    bearer = anthropic.AsyncAnthropic(
+        base_url=hub.url, auth_token="k1-0123456789abcdef", max_retries=0
+    )  # Authorization
     try:
         assert (await good.messages.create(**_ask("llama3"))).content[0].text
         assert (await bearer.messages.create(**_ask("llama3"))).content[0].text
@@ -115,7 +119,7 @@ async def test_x_api_key_is_an_api_key_on_anthropics_route(fleet, http):
             await client.close()
     # Only on Anthropic's route: elsewhere the key is a bearer token.
     async with http.post(
-        hub.url + "/api/generate", json={"model": "llama3"}, headers={"x-api-key": "k1"}
+        hub.url + "/api/generate", json={"model": "llama3"}, headers={"x-api-key": "k1-0123456789abcdef"}
     ) as r:
         assert r.status == 401
 
@@ -292,15 +296,19 @@ async def test_a_node_whose_engine_lacks_the_route_is_passed_over(fleet, http):
 
 
 async def test_the_agent_serves_the_new_routes_behind_its_token_in_their_dialects(fleet, http):
-    hub = await fleet.hub(CLUSTER_TOKEN="tok")
-    node = await fleet.node(hub, await fleet.sim(default_tokens=3), "n1", CLUSTER_TOKEN="tok")
+    hub = await fleet.hub(CLUSTER_TOKEN="tok-0123456789abcdef")
+    node = await fleet.node(
+        hub, await fleet.sim(default_tokens=3), "n1", CLUSTER_TOKEN="tok-0123456789abcdef"
+    )
     for path, body, error_of in (
         ("/v1/messages", _ask("llama3"), lambda e: e["error"]["type"] == "authentication_error"),
         ("/v1/responses", {"model": "llama3", "input": "x"}, lambda e: e["error"]["message"]),
     ):
         async with http.post(node.url + path, json=body) as r:
             assert r.status == 401 and error_of(await r.json())
-        async with http.post(node.url + path, json=body, headers={"Authorization": "Bearer tok"}) as r:
+        async with http.post(
+            node.url + path, json=body, headers={"Authorization": "Bearer tok-0123456789abcdef"}
+        ) as r:
             assert r.status == 200 and (await r.json())["model"] == "llama3"
 
 

@@ -188,9 +188,11 @@ async def test_the_hub_still_serves_after_all_that(fleet, http):
 
 
 async def test_rate_limits_per_key_in_each_routes_format(fleet, http):
-    hub = await fleet.hub(RATE_LIMIT="60", RATE_LIMIT_BURST="2", API_KEYS="k1,k2")
+    hub = await fleet.hub(
+        RATE_LIMIT="60", RATE_LIMIT_BURST="2", API_KEYS="k1-0123456789abcdef,k2-0123456789abcdef"
+    )
     await fleet.node(hub, await fleet.sim(), "n1")  # heartbeats are never limited
-    k1, k2 = ({"Authorization": f"Bearer {k}"} for k in ("k1", "k2"))
+    k1, k2 = ({"Authorization": f"Bearer {k}"} for k in ("k1-0123456789abcdef", "k2-0123456789abcdef"))
     for _ in range(2):
         async with http.get(hub.url + "/stats", headers=k1) as r:
             assert r.status == 200 and r.headers["X-RateLimit-Limit"] == "60"

@@ -130,9 +130,9 @@ async def test_a_corrupt_journal_is_reported_once_and_the_hub_routes_on(fleet, h
 async def test_the_journal_holds_a_key_id_never_the_key(fleet, http, tmp_path):
     path = tmp_path / "journal.sqlite3"
     sim = await fleet.sim()
-    hub = await fleet.hub(JOURNAL_PATH=str(path), API_KEYS="sekrit-key-123")
+    hub = await fleet.hub(JOURNAL_PATH=str(path), API_KEYS="sekrit-key-0123456789")
     await fleet.node(hub, sim, "n1")
-    key = {"Authorization": "Bearer sekrit-key-123"}
+    key = {"Authorization": "Bearer sekrit-key-0123456789"}
     async with http.post(hub.url + "/jobs", json={"model": "llama3", "prompt": "x"}, headers=key) as r:
         await r.read()
     async with http.get(hub.url + "/jobs", headers=key) as r:
@@ -141,7 +141,7 @@ async def test_the_journal_holds_a_key_id_never_the_key(fleet, http, tmp_path):
     await hub.stop()  # everything written and closed
     assert path.stat().st_mode & 0o777 == 0o600  # async jobs' prompts and answers are in it
     stored = b"".join(p.read_bytes() for p in tmp_path.glob("journal.sqlite3*"))
-    assert job["job_id"].encode() in stored and b"sekrit-key-123" not in stored
+    assert job["job_id"].encode() in stored and b"sekrit-key-0123456789" not in stored
 
 
 async def test_a_job_is_found_by_the_part_of_its_id_that_lists_show(fleet, http):

@@ -261,3 +261,19 @@ async def test_the_audit_trail_keeps_who_did_what_where(fleet, http, tmp_path, c
 
 async def _has(trail, count: int) -> bool:
     return len(await trail()) >= count
+
+
+@pytest.mark.parametrize(
+    ("env", "said"),
+    [
+        ({"API_KEYS": " , "}, "holds commas and spaces but no key"),
+        ({"ADMIN_KEYS": "weakling"}, "is shorter than 16"),
+        ({"CLUSTER_TOKEN": "t0k-t0k"}, "is shorter than 16"),
+    ],
+)
+async def test_weak_or_empty_keys_are_refused_at_start_never_shown(fleet, env, said):
+    with pytest.raises(ValueError) as refused:
+        await fleet.hub(**env)
+    ((name, value),) = env.items()
+    assert f"{name} (its value not shown): Value error, {said}" in str(refused.value)
+    assert value.strip(" ,") not in str(refused.value) or not value.strip(" ,")

@@ -88,13 +88,13 @@ async def test_failovers_are_counted_by_reason(fleet, http):
 
 
 async def test_metrics_take_an_admin_key_unless_public(fleet, http):
-    hub = await fleet.hub(API_KEYS="k1", ADMIN_KEYS="a1")
+    hub = await fleet.hub(API_KEYS="k1-0123456789abcdef", ADMIN_KEYS="a1-0123456789abcdef")
     async with http.get(hub.url + "/metrics") as r:
         assert r.status == 401
-    async with http.get(hub.url + "/metrics", headers={"Authorization": "Bearer k1"}) as r:
+    async with http.get(hub.url + "/metrics", headers={"Authorization": "Bearer k1-0123456789abcdef"}) as r:
         assert r.status == 403 and "needs an admin key" in (await r.json())["detail"]
-    assert await scrape(http, hub.url, {"Authorization": "Bearer a1"})
-    public = await fleet.hub(API_KEYS="k1", METRICS_PUBLIC="1")
+    assert await scrape(http, hub.url, {"Authorization": "Bearer a1-0123456789abcdef"})
+    public = await fleet.hub(API_KEYS="k1-0123456789abcdef", METRICS_PUBLIC="1")
     assert await scrape(http, public.url)
     async with http.get(public.url + "/nodes") as r:
         assert r.status == 401  # only /metrics opens

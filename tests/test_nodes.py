@@ -93,15 +93,15 @@ async def test_heartbeat_validation(fleet, http):
 
 
 async def test_cluster_token_guards_heartbeats_and_execute(fleet, http):
-    token = "s3cret-token"
+    token = "s3cret-token-0123456789"
     hub = await fleet.hub(CLUSTER_TOKEN=token)
     sim = await fleet.sim()
     async with http.post(hub.url + "/nodes/heartbeat", json={"node_id": "x", "port": 1}) as r:
         assert r.status == 401
-    wrong = await fleet.node(hub, sim, "wrong", wait=False, CLUSTER_TOKEN="nope")
+    wrong = await fleet.node(hub, sim, "wrong", wait=False, CLUSTER_TOKEN="nope-0123456789abcdef")
     node = await fleet.node(hub, sim, "right", CLUSTER_TOKEN=token)
     assert hub.registry.get("wrong") is None
-    for bearer in (None, "Bearer nope"):
+    for bearer in (None, "Bearer nope-0123456789abcdef"):
         headers = {"Authorization": bearer} if bearer else {}
         async with http.post(
             node.url + "/execute", json={"model": "llama3", "prompt": "x"}, headers=headers
@@ -175,8 +175,8 @@ def test_bad_configuration_names_the_variable(settings, environ, message):
 
 
 def test_defaults_match_the_seed():
-    hub = HubSettings.from_env({"CLUSTER_TOKEN": "t"})
-    node = NodeSettings.from_env({"CLUSTER_TOKEN": "t"})
+    hub = HubSettings.from_env({"CLUSTER_TOKEN": "t" * 16})
+    node = NodeSettings.from_env({"CLUSTER_TOKEN": "t" * 16})
     assert (hub.port, hub.heartbeat_ttl, hub.heartbeat_offline, hub.max_failures, hub.request_timeout) == (
         8000, 90, 180, 3, 120,
     )  # fmt: skip
@@ -196,7 +196,7 @@ async def test_agent_pulls_required_models_it_lacks(fleet):
 
 
 async def test_api_keys_guard_the_callers_routes_in_each_dialect(fleet, http):
-    hub = await fleet.hub(API_KEYS="k1, k2")
+    hub = await fleet.hub(API_KEYS="k1-0123456789abcdef, k2-0123456789abcdef")
     await fleet.node(hub, await fleet.sim(), "n1")  # heartbeats need no API key
     async with http.get(hub.url + "/nodes") as r:
         assert (r.status, await r.json()) == (
@@ -205,7 +205,9 @@ async def test_api_keys_guard_the_callers_routes_in_each_dialect(fleet, http):
         )
     async with http.get(hub.url + "/api/tags") as r:
         assert r.status == 401 and "API key" in (await r.json())["error"]
-    async with http.get(hub.url + "/v1/models", headers={"Authorization": "Bearer nope"}) as r:
+    async with http.get(
+        hub.url + "/v1/models", headers={"Authorization": "Bearer nope-0123456789abcdef"}
+    ) as r:
         assert r.status == 401 and (await r.json())["error"]["type"] == "invalid_request_error"
     for open_path in ("/healthz", "/"):
         async with http.get(hub.url + open_path) as r:
@@ -213,11 +215,11 @@ async def test_api_keys_guard_the_callers_routes_in_each_dialect(fleet, http):
     async with http.post(
         hub.url + "/jobs",
         json={"model": "llama3", "prompt": "x", "stream": False},
-        headers={"Authorization": "Bearer k2"},
+        headers={"Authorization": "Bearer k2-0123456789abcdef"},
     ) as r:
         assert r.status == 200
     client = ollama.AsyncClient(
-        host=hub.url, headers={"Authorization": "Bearer k1"}
+        host=hub.url, headers={"Authorization": "Bearer k1-0123456789abcdef"}
     )  # as OLLAMA_API_KEY does
     try:
         assert (await client.generate(model="llama3", prompt="x")).done
@@ -256,4 +258,4 @@ def test_no_token_beyond_loopback_only_when_the_operator_says_so(settings, host)
         settings.from_env({host: "127.0.0.1,192.0.2.1"})
     assert settings.from_env({host: "127.0.0.1,::1,localhost"}).cluster_token is None  # loopback: fine
     assert settings.from_env({"ALLOW_OPEN_CLUSTER": "1"}).allow_open_cluster
-    assert settings.from_env({"CLUSTER_TOKEN": "secret"}).hosts == ["0.0.0.0"]
+    assert settings.from_env({"CLUSTER_TOKEN": "secret-0123456789abcdef"}).hosts == ["0.0.0.0"]

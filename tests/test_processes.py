@@ -163,7 +163,7 @@ async def test_start_up_errors_are_one_line_naming_what_to_change():
         code, _, err = await run_program("ollama-sim", "--port", port)
         assert code == 1 and "Traceback" not in err and "--port" in err
     code, _, err = await run_program(
-        "ollama-hubd", HUB_HOST="notahost.invalid", HUB_PORT="0", CLUSTER_TOKEN="t", ADMIN_KEYS="k" * 16
+        "ollama-hubd", HUB_HOST="notahost.invalid", HUB_PORT="0", CLUSTER_TOKEN="t" * 16, ADMIN_KEYS="k" * 16
     )
     assert code == 1 and "Traceback" not in err
     assert "notahost.invalid" in err and "does not resolve" in err and "HUB_HOST" in err

@@ -14,6 +14,8 @@ import trustme
 from ollama_connector.shared.tls import client_context
 from tests.conftest import wait_until
 
+TOKEN = "t" * 16
+
 INSTALLER = Path(__file__).resolve().parent.parent / "systemd" / "install.sh"
 
 
@@ -29,9 +31,14 @@ def pki(tmp_path: Path) -> dict[str, str]:
 
 
 async def test_jobs_run_over_tls_on_every_hop(fleet, http, pki):
-    hub = await fleet.hub(HUB_TLS_CERT=pki["hub"], NODE_CA_FILE=pki["ca"], CLUSTER_TOKEN="t")
+    hub = await fleet.hub(HUB_TLS_CERT=pki["hub"], NODE_CA_FILE=pki["ca"], CLUSTER_TOKEN=TOKEN)
     await fleet.node(
-        hub, await fleet.sim(), "secure", NODE_TLS_CERT=pki["node"], HUB_CA_FILE=pki["ca"], CLUSTER_TOKEN="t"
+        hub,
+        await fleet.sim(),
+        "secure",
+        NODE_TLS_CERT=pki["node"],
+        HUB_CA_FILE=pki["ca"],
+        CLUSTER_TOKEN=TOKEN,
     )
     assert hub.url.startswith("https://") and hub.registry.get("secure").base_url.startswith(
         "https://127.0.0.1:"
@@ -48,16 +55,16 @@ async def test_jobs_run_over_tls_on_every_hop(fleet, http, pki):
 
 
 async def test_an_agent_that_does_not_trust_the_hubs_certificate_does_not_register(fleet, pki, caplog):
-    hub = await fleet.hub(HUB_TLS_CERT=pki["hub"], CLUSTER_TOKEN="t")
+    hub = await fleet.hub(HUB_TLS_CERT=pki["hub"], CLUSTER_TOKEN=TOKEN)
     caplog.set_level(logging.WARNING, logger="ollama_connector.noded.heartbeat")
-    await fleet.node(hub, await fleet.sim(), "doubtful", wait=False, CLUSTER_TOKEN="t")  # no HUB_CA_FILE
+    await fleet.node(hub, await fleet.sim(), "doubtful", wait=False, CLUSTER_TOKEN=TOKEN)  # no HUB_CA_FILE
     await wait_until(lambda: "certificate verify failed" in caplog.text, what="the agent to refuse the hub")
     assert hub.registry.get("doubtful") is None
 
 
 async def test_the_hub_does_not_dial_an_agent_it_cannot_verify(fleet, http, pki):
-    hub = await fleet.hub(CLUSTER_TOKEN="t")  # no NODE_CA_FILE: the agent's private CA is not trusted
-    await fleet.node(hub, await fleet.sim(), "unverified", NODE_TLS_CERT=pki["node"], CLUSTER_TOKEN="t")
+    hub = await fleet.hub(CLUSTER_TOKEN=TOKEN)  # no NODE_CA_FILE: the agent's private CA is not trusted
+    await fleet.node(hub, await fleet.sim(), "unverified", NODE_TLS_CERT=pki["node"], CLUSTER_TOKEN=TOKEN)
     async with http.post(hub.url + "/jobs", json={"model": "llama3", "prompt": "x", "stream": False}) as r:
         detail = (await r.json())["detail"]
     assert r.status == 503 and "certificate verify failed" in detail["errors"][0]["message"].lower()
@@ -84,7 +91,7 @@ def installer_certs(tmp_path: Path) -> tuple[Path, str]:
 async def test_the_installers_certificates_work_between_the_daemons(fleet, http, installer_certs):
     tls, printed = installer_certs
     assert "HUB_TLS_CERT=" in printed
-    env = {"CLUSTER_TOKEN": "t"}
+    env = {"CLUSTER_TOKEN": TOKEN}
     hub = await fleet.hub(
         HUB_TLS_CERT=str(tls / "hub.pem"),
         HUB_TLS_KEY=str(tls / "hub.key"),

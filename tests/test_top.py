@@ -148,13 +148,13 @@ def test_config_precedence(tmp_path):
 
 
 async def test_api_key_is_sent_to_the_hub(fleet, http):
-    hub = await fleet.hub(API_KEYS="top-key")
+    hub = await fleet.hub(API_KEYS="top-key-0123456789")
     await beat(http, hub, "alpha")
     refused = OllamaTop(hub.url, interval=0.2)
     async with refused.run_test(size=(80, 24)):
         await wait_until(lambda: refused.connected is False, what="the refusal")
         assert "API key" in str(refused.query_one("#header", Static).content)
-    app = OllamaTop(hub.url, interval=0.2, api_key="top-key")
+    app = OllamaTop(hub.url, interval=0.2, api_key="top-key-0123456789")
     async with app.run_test(size=(80, 24)):
         await wait_until(lambda: app.query_one(NodeTable).row_count == 1, what="the row")
 
