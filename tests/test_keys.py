@@ -4,6 +4,7 @@ SIGHUP)."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import signal
 import subprocess
@@ -277,3 +278,20 @@ async def test_weak_or_empty_keys_are_refused_at_start_never_shown(fleet, env, s
     ((name, value),) = env.items()
     assert f"{name} (its value not shown): Value error, {said}" in str(refused.value)
     assert value.strip(" ,") not in str(refused.value) or not value.strip(" ,")
+
+
+async def test_an_environment_keys_id_is_keyed_with_the_hubs_own_secret(fleet, http, tmp_path):
+    env = {"API_KEYS": USER, "KEYS_FILE": str(tmp_path / "keys.toml")}
+    ids = []
+    for _ in range(2):  # the same hub state twice: a restart
+        hub = await fleet.hub(**env)
+        await fleet.node(hub, await fleet.sim(), f"n{len(ids)}")
+        async with http.post(hub.url + "/jobs", json=GENERATE, headers=bearer(USER)) as r:
+            assert r.status == 200
+        async with http.get(hub.url + "/jobs", headers=bearer(USER)) as r:
+            ids.append((await r.json())["jobs"][0]["caller"])
+        await hub.stop()
+    plain = "env:" + hashlib.sha256(USER.encode()).hexdigest()[:16]
+    assert ids[0] == ids[1] != plain  # stable over a restart, and no digest of the key alone
+    secret = tmp_path / "callers.secret"
+    assert oct(secret.stat().st_mode & 0o777) == "0o600" and USER not in secret.read_text()

@@ -14,7 +14,7 @@ from pathlib import Path
 from aiohttp import web
 
 from ollama_connector.hubd.guard.audit import AuditTrail
-from ollama_connector.hubd.guard.keyring import KeyFile, KeyRing
+from ollama_connector.hubd.guard.keyring import KeyFile, KeyRing, hub_secret
 from ollama_connector.hubd.guard.keys import AUDIT, KEYRING
 from ollama_connector.hubd.keys import SETTINGS
 from ollama_connector.hubd.settings import keys_path
@@ -81,8 +81,10 @@ class KeyWatch:
 
 async def keys_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    ring = app[KEYRING] = KeyRing(settings.api_keys, settings.admin_keys)
-    watch = KeyWatch(ring, keys_path(settings), app[AUDIT])
+    path = keys_path(settings)
+    salt = hub_secret(path.with_name("callers.secret"))
+    ring = app[KEYRING] = KeyRing(settings.api_keys, settings.admin_keys, salt=salt)
+    watch = KeyWatch(ring, path, app[AUDIT])
     if not watch.load("start"):
         ring.lock()  # fail closed: no caller gets in until the file reads
     hup = asyncio.Event()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import hmac
 import os
 import re
 import tomllib
@@ -127,15 +128,38 @@ def _entry(path: Path, name: str, entry: Any) -> tuple[str, Key]:
     return entry["hash"], key
 
 
+def hub_secret(path: Path) -> bytes:
+    """The hub's own secret (for the callers' ids), made once beside the keys file and kept there, readable by
+    its owner only; a fresh one for this run when it cannot be kept (ids then change at a restart)."""
+    try:
+        return bytes.fromhex(path.read_text().strip())
+    except (OSError, ValueError):
+        pass
+    secret = os.urandom(32)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secret.hex())
+    except OSError:
+        pass
+    return secret
+
+
 class KeyRing:
     """Every key in force, by the digest of its secret."""
 
-    def __init__(self, users: list[SecretStr], admins: list[SecretStr], named: KeyFile | None = None) -> None:
+    def __init__(
+        self, users: list[SecretStr], admins: list[SecretStr], named: KeyFile | None = None, salt: bytes = b""
+    ) -> None:
         self._env: dict[str, Key] = {}
         for secrets, admin in ((users, False), (admins, True)):
             for secret in secrets:
-                hashed = digest(secret.get_secret_value())
-                self._env[hashed] = Key(ENV, admin=admin, caller_id="env:" + hashed[7:23])
+                value = secret.get_secret_value().encode()
+                # Who the key is in the journal and GET /jobs: keyed with the hub's own secret, so a weak key
+                # cannot be found again from it offline.
+                caller = "env:" + hmac.new(salt, value, hashlib.sha256).hexdigest()[:16]
+                self._env[digest(secret.get_secret_value())] = Key(ENV, admin=admin, caller_id=caller)
         self._by_digest: dict[str, Key] = {}
         self.names: set[str] = set()
         self.locked = False
