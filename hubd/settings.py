@@ -61,6 +61,11 @@ class HubSettings(EnvSettings):
     admin_keys: SecretList = Field([], alias="ADMIN_KEYS")
     """Admin keys, comma-separated: everything a user may do, and model management, every job, /metrics and
     /usage."""
+    allowed_registries: CommaList = Field(["registry.ollama.ai"], alias="ALLOWED_REGISTRIES")
+    """Registries pulls may name, comma-separated (a model's host: `hf.co/user/model` is from hf.co); a pull
+    from another gets 403, even with an admin key."""
+    allow_insecure_pulls: bool = Field(False, alias="ALLOW_INSECURE_PULLS")
+    """1 lets a pull ask for `"insecure": true` (a registry without TLS, or an untrusted certificate)."""
     allow_open_api: bool = Field(False, alias="ALLOW_OPEN_API")
     """1 lets the hub listen beyond loopback with no caller key at all: anyone who reaches it may pull,
     delete and run models, and read every job."""

@@ -295,3 +295,19 @@ async def test_an_environment_keys_id_is_keyed_with_the_hubs_own_secret(fleet, h
     assert ids[0] == ids[1] != plain  # stable over a restart, and no digest of the key alone
     secret = tmp_path / "callers.secret"
     assert oct(secret.stat().st_mode & 0o777) == "0o600" and USER not in secret.read_text()
+
+
+async def test_even_an_admin_pulls_only_from_allowed_registries(fleet, http):
+    hub = await fleet.hub(ADMIN_KEYS=ADMIN)
+    await fleet.node(hub, await fleet.sim(), "n1")
+    for body, said in (
+        ({"model": "evil.example.com/x/y", "stream": False}, "pulls from evil.example.com are not allowed"),
+        ({"model": "llama3", "insecure": True, "stream": False}, "ALLOW_INSECURE_PULLS=1"),
+    ):
+        async with http.post(hub.url + "/api/pull", json=body, headers=bearer(ADMIN)) as r:
+            assert r.status == 403 and said in (await r.json())["error"]
+    more = await fleet.hub(ADMIN_KEYS=ADMIN, ALLOWED_REGISTRIES="registry.ollama.ai,hf.co")
+    await fleet.node(more, await fleet.sim(), "n2")
+    hf = {"model": "hf.co/bartowski/model-GGUF:Q4_K_M", "stream": False}
+    async with http.post(more.url + "/api/pull", json=hf, headers=bearer(ADMIN)) as r:
+        assert r.status == 200, await r.text()

@@ -19,7 +19,15 @@ from aiohttp import web
 
 from ollama_connector.hubd.errors import HubError, ModelManagementPerNode
 from ollama_connector.hubd.fleet.keys import TRANSFERS
-from ollama_connector.hubd.fleet.manage import no_room, not_too_many, on_each, start, summary, targets
+from ollama_connector.hubd.fleet.manage import (
+    no_room,
+    not_too_many,
+    on_each,
+    pull_allowed,
+    start,
+    summary,
+    targets,
+)
 from ollama_connector.hubd.fleet.transfers import Transfer
 from ollama_connector.hubd.guard.auth import who
 from ollama_connector.hubd.guard.keys import AUDIT
@@ -47,6 +55,7 @@ def model_field(body: dict[str, Any], *names: str) -> str:
 async def pull(request: web.Request) -> web.StreamResponse:
     body = await read_json_object(request)
     model = model_field(body, "model", "name")
+    pull_allowed(request, body, model)
     not_too_many(request)
     nodes = targets(request, body, None)
     if not nodes:

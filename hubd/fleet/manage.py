@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ollama_connector.hubd.errors import HubError
+from ollama_connector.hubd.errors import Forbidden, HubError
 from ollama_connector.hubd.fleet.fanout import ask_nodes, online
 from ollama_connector.hubd.fleet.keys import TRANSFERS
 from ollama_connector.hubd.fleet.transfers import Outcome, Transfer
@@ -22,6 +22,7 @@ from ollama_connector.hubd.routing.node import NodeRecord
 from ollama_connector.hubd.routing.node_client import CHANGE
 from ollama_connector.shared.bodies import BadRequest
 from ollama_connector.shared.error_formats import Ollama
+from ollama_connector.shared.modelnames import canonical
 
 ROOM_MARGIN = 1_000_000_000  # bytes a pull must leave free on the node's disk
 
@@ -61,6 +62,17 @@ def targets(request: web.Request, body: dict[str, Any], model: str | None) -> li
     if away := [f"{r.node_id} ({registry.status(r)})" for r in chosen if registry.status(r) != "online"]:
         raise HubError(f"not online: {', '.join(away)}", status=409)
     return chosen
+
+
+def pull_allowed(request: web.Request, body: dict[str, Any], model: str) -> None:
+    """A pull names a registry the operator allows, and asks for no insecure transfer unless allowed."""
+    settings = request.app[SETTINGS]
+    registry = canonical(model).split("/", 1)[0]
+    if registry not in settings.allowed_registries:
+        allowed = ", ".join(settings.allowed_registries) or "none"
+        raise Forbidden(f"pulls from {registry} are not allowed here (ALLOWED_REGISTRIES: {allowed})")
+    if body.get("insecure") is True and not settings.allow_insecure_pulls:
+        raise Forbidden("insecure pulls are not allowed here (ALLOW_INSECURE_PULLS=1 allows them)")
 
 
 def not_too_many(request: web.Request) -> None:
