@@ -88,7 +88,9 @@ async def heartbeat_loop(app: web.Application) -> None:
             if outage_since is None:
                 outage_since = time.monotonic()
                 log.warning(
-                    "hub at %s unreachable: %s; retrying with backoff", settings.server_url, describe(exc)
+                    "heartbeat to the hub at %s failed: %s; retrying with backoff",
+                    settings.server_url,
+                    describe(exc),
                 )
             delay, retry = retry, min(retry * 2, settings.heartbeat_interval)
         else:

@@ -31,11 +31,21 @@ async def test_a_heartbeat_address_is_a_host_and_nothing_else(fleet, http, addre
     assert hub.registry.get("evil") is None
 
 
-@pytest.mark.parametrize("address", [None, "127.0.0.1", "localhost", "127.0.0.2"])
+@pytest.mark.parametrize("address", [None, "127.0.0.1", "localhost", "127.0.0.2", "::ffff:127.0.0.1"])
 async def test_the_hub_never_registers_its_own_address(fleet, http, address):
     hub = await fleet.hub()
     status, body = await heartbeat(http, hub, port=hub.port, **({"address": address} if address else {}))
     assert status == 400 and "is this hub's own address" in body["detail"]
+    assert len(hub.registry) == 0
+
+
+@pytest.mark.parametrize(
+    "address", ["169.254.169.254", "fe80::1", "224.0.0.1", "0.0.0.0", "::ffff:169.254.169.254"]
+)
+async def test_the_hub_never_dials_metadata_link_local_or_multicast_addresses(fleet, http, address):
+    hub = await fleet.hub()
+    status, body = await heartbeat(http, hub, address=address)
+    assert status == 400 and "is no address an agent listens at" in body["detail"]
     assert len(hub.registry) == 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 
+import aiohttp
 import ollama
 import pytest
 
@@ -128,10 +129,10 @@ async def test_agent_retries_an_absent_hub_and_logs_once(fleet, caplog):
     url, port = hub.url, hub.port
     await hub.stop()
     await fleet.node(url, await fleet.sim(), "patient", HEARTBEAT_INTERVAL="0.05")
-    await wait_until(lambda: "unreachable" in caplog.text, what="the outage warning")
+    await wait_until(lambda: "heartbeat to the hub" in caplog.text, what="the outage warning")
     again = await fleet.hub(HUB_PORT=str(port))
     await wait_until(lambda: again.registry.get("patient") is not None, what="registration after the outage")
-    warnings = [r for r in caplog.records if "unreachable" in r.getMessage()]
+    warnings = [r for r in caplog.records if "heartbeat to the hub" in r.getMessage()]
     assert len(warnings) == 1 and "reachable again" in caplog.text
 
 
@@ -259,3 +260,19 @@ def test_no_token_beyond_loopback_only_when_the_operator_says_so(settings, host)
     assert settings.from_env({host: "127.0.0.1,::1,localhost"}).cluster_token is None  # loopback: fine
     assert settings.from_env({"ALLOW_OPEN_CLUSTER": "1"}).allow_open_cluster
     assert settings.from_env({"CLUSTER_TOKEN": "secret-0123456789abcdef"}).hosts == ["0.0.0.0"]
+
+
+async def test_two_agents_with_one_node_id_are_told_not_taken_in_turns(fleet, http, caplog):
+    hub = await fleet.hub()
+    first = await fleet.node(hub, await fleet.sim(models=["llama3"]), "twin")
+    beat = hub.registry.get("twin").beat.model_dump() | {"models": ["mistral"]}
+    # The same id from another address of this machine: a cloned VM with the same host name.
+    elsewhere = aiohttp.TCPConnector(local_addr=("127.0.0.2", 0))
+    async with (
+        aiohttp.ClientSession(connector=elsewhere) as clone,
+        clone.post(hub.url + "/nodes/heartbeat", json=beat) as r,
+    ):
+        assert r.status == 409 and "is taken by the agent at 127.0.0.1" in (await r.json())["detail"]
+    record = hub.registry.get("twin")
+    assert "mistral" not in record.beat.models and record.base_url.endswith(f":{first.port}")
+    assert "refused a heartbeat as twin from 127.0.0.2" in caplog.text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 from aiohttp import web
@@ -15,6 +16,7 @@ from ollama_connector.shared.auth import is_authorized
 from ollama_connector.shared.bodies import parse_body_as, read_json_object
 from ollama_connector.shared.wire import Heartbeat
 
+log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 HEARTBEAT_MAX_BYTES = 256 * 1024  # a thousand long model names and full metadata fit many times over
 
@@ -32,6 +34,13 @@ async def heartbeat(request: web.Request) -> web.Response:
     beat = parse_body_as(Heartbeat, body)
     registry = request.app[REGISTRY]
     peer = request.remote or "127.0.0.1"
+    if (holder := registry.claimed_elsewhere(beat.node_id, peer)) is not None:
+        log.warning("refused a heartbeat as %s from %s: that id is %s's", beat.node_id, peer, holder.source)
+        raise HubError(
+            f"node id {beat.node_id!r} is taken by the agent at {holder.source}, which is online; give this"
+            " agent another NODE_ID (cloned machines share a host name, the default)",
+            status=409,
+        )
     await admit(request, beat.node_id, beat.address or peer, beat.port)
     record = registry.heartbeat(beat, peer)
     return web.json_response({"status": registry.status(record), "node_id": beat.node_id})

@@ -1,7 +1,8 @@
 """Which heartbeats become nodes, and which requests the hub serves: the hub dials only agents.
 
 - A node's address is a host (the wire model says so), and it may not be the hub itself: not one of this
-  machine's addresses (or loopback, or a name resolving to one) on the hub's own port.
+  machine's addresses (or loopback, or a name resolving to one, in any spelling: `::ffff:127.0.0.1`) on the
+  hub's own port; nor a link-local (the clouds' metadata services), multicast or unspecified address.
 - With NODE_NETWORKS set, every address a node's host resolves to must be inside them.
 - At most MAX_NODES nodes; a new one past that is refused, and logged once until there is room again.
 - Every request the hub sends carries its hop id (`X-Connector-Hop`), which agents pass on to Ollama; a
@@ -59,9 +60,14 @@ def local_addresses() -> frozenset[IP]:
     return _local_cached(int(time.monotonic() // 60))
 
 
+def plain(ip: IP) -> IP:
+    """One spelling per address: `::ffff:127.0.0.1` is 127.0.0.1."""
+    return ip.ipv4_mapped or ip if isinstance(ip, ipaddress.IPv6Address) else ip
+
+
 async def resolve(host: str, port: int) -> list[IP]:
     try:
-        return [ipaddress.ip_address(host)]
+        return [plain(ipaddress.ip_address(host))]
     except ValueError:
         pass
     loop = asyncio.get_running_loop()
@@ -70,7 +76,7 @@ async def resolve(host: str, port: int) -> list[IP]:
             infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (OSError, TimeoutError):
         raise HubError(f"address {host!r} does not resolve", status=400) from None
-    return sorted({ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos}, key=str)
+    return sorted({plain(ipaddress.ip_address(info[4][0].split("%")[0])) for info in infos}, key=str)
 
 
 async def admit(request: web.Request, node_id: str, host: str, port: int) -> None:
@@ -79,6 +85,9 @@ async def admit(request: web.Request, node_id: str, host: str, port: int) -> Non
     addresses = await resolve(host, port)
     sockname = request.transport.get_extra_info("sockname") if request.transport else None
     own_port = sockname[1] if sockname else settings.port
+    # Link-local holds the clouds' metadata services (169.254.169.254); none of these is an agent.
+    if strange := [str(ip) for ip in addresses if ip.is_link_local or ip.is_multicast or ip.is_unspecified]:
+        raise HubError(f"{host} ({', '.join(strange)}) is no address an agent listens at", status=400)
     if port == own_port and any(
         ip.is_loopback or ip.is_unspecified or ip in local_addresses() for ip in addresses
     ):

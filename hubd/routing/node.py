@@ -85,6 +85,7 @@ class NodeRecord:
     speeds: dict[str, ModelSpeed] = field(default_factory=dict)  # learned from its jobs (hubd.routing.speeds)
     load_rate: Ewma = field(default_factory=Ewma)  # seconds per GB its loads took
     announced_offline: bool = field(default=False)
+    source: str = ""  # the address its heartbeats come from: the id is bound to it while the node is online
     rank: tuple = ()  # its place in the ranking lists, from hubd.routing.ranking
 
     @property

@@ -38,7 +38,17 @@ class Registry:
 
     def heartbeat(self, beat: Heartbeat, peer: str) -> NodeRecord:
         """Register or refresh a node; the hub will dial `beat.address`, or else the heartbeat's source."""
-        return self._upsert(beat, node_url(beat.address or peer, beat.port, beat.tls), time.time())
+        record = self._upsert(beat, node_url(beat.address or peer, beat.port, beat.tls), time.time())
+        record.source = peer
+        return record
+
+    def claimed_elsewhere(self, node_id: str, peer: str) -> NodeRecord | None:
+        """The node, when another agent (another source address) holds its id and has not gone offline: two
+        agents with one NODE_ID (cloned machines share a host name) must not take turns on one entry."""
+        record = self._nodes.get(node_id)
+        if record is None or not record.source or record.source == peer or self.status(record) == "offline":
+            return None
+        return record
 
     def restore(self, beat: Heartbeat, base_url: str, seen_at: float) -> NodeRecord | None:
         """Bring back a node saved by a previous run, as of its last heartbeat (`seen_at`, wall clock)."""
