@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
+from ollama_connector.hubd.routing.node import Ticket
 from ollama_connector.hubd.routing.registry import Registry
+from ollama_connector.hubd.routing.speeds import FleetSpeeds, Timings
 from ollama_connector.shared.modelnames import canonical, display
 from ollama_connector.shared.wire import Heartbeat, Load
 
@@ -48,3 +52,19 @@ def test_ranking_follows_jobs_then_cpu_then_failures_and_stays_current():
 )
 def test_model_names_follow_ollamas_rules(name, key, shown):
     assert canonical(name) == key and display(name) == shown
+
+
+def test_what_a_node_reports_of_a_job_is_bounded_by_the_hubs_own_clock():
+    registry = Registry(ttl=90, remove_after=180, max_failures=2, probe_interval=30)
+    liar = registry.heartbeat(beat("liar", 0.1), "127.0.0.1")
+    liar.sizes[canonical("llama3")] = 4_000_000_000
+    speeds = FleetSpeeds()
+    ticket = Ticket(canonical("llama3"), started=time.monotonic() - 2.0, loads=True)  # held 2 s here
+    # 10^21 tokens a second, and a load of a day, in a job the hub saw take two seconds.
+    speeds.learn(liar, ticket, Timings(load=86_400.0, eval_count=10**12, eval_seconds=1e-9))
+    speed = liar.speeds[canonical("llama3")]
+    assert speed.tokens_per_second.samples == 0 and not speeds.tokens_per_second
+    assert liar.load_rate.value < 0.51  # at most the job's own time (2 s here), over its 4 GB
+    honest = Ticket(canonical("llama3"), started=time.monotonic() - 2.0)
+    speeds.learn(liar, honest, Timings(load=0.0, eval_count=60, eval_seconds=1.5))
+    assert speed.tokens_per_second.value == 40.0

@@ -20,6 +20,8 @@ DEFAULT_JOB_SECONDS = 5.0  # a job's time before any job of the model has been m
 DEFAULT_LOAD_SECONDS_PER_GB = 1.0  # a load's time per GB before any load has been measured
 DEFAULT_LOAD_SECONDS = 5.0  # a load's time when the model's size is unknown too
 MAX_PARSED = 1 << 20  # a longer non-streamed answer is not parsed for its figures
+MAX_TOKENS_PER_SECOND = 20_000.0  # above any real model's generation: a figure past it is not believed
+CLOCK_SLACK = 0.5  # seconds a node's own measure of a generation may exceed the hub's, for clock skew
 LOAD_SEEN = 0.05  # seconds of load_duration above which a job counts as having loaded its model
 
 
@@ -113,6 +115,11 @@ class FleetSpeeds:
         if ticket.key is None:
             return
         held = time.monotonic() - ticket.started
+        # What a node reports is bounded by the hub's own clock: no load, and no generation, takes longer than
+        # the job held its slot here, and no figure outruns MAX_TOKENS_PER_SECOND (a node cannot draw the
+        # fleet's traffic, nor fill the views, with 10^21 tokens a second).
+        load = None if timings.load is None else min(timings.load, held)
+        timings = Timings(load, timings.eval_count, timings.eval_seconds, timings.prompt_count)
         loaded = timings.load > LOAD_SEEN if timings.load is not None else ticket.loads
         # A load the hub expected teaches the node's load speed even when it was quick (a small model, a
         # fast disk): otherwise a fleet whose loads are instant would be priced at the cautious default.
@@ -127,11 +134,11 @@ class FleetSpeeds:
             busy = max(0.0, held - (timings.load or 0.0))
             speed.job_seconds.add(busy)
             self.job_seconds.setdefault(ticket.key, Ewma()).add(busy)
-        if timings.eval_count and timings.eval_seconds:
-            speed.tokens_per_second.add(timings.eval_count / timings.eval_seconds)
-            self.tokens_per_second.setdefault(ticket.key, Ewma()).add(
-                timings.eval_count / timings.eval_seconds
-            )
+        if timings.eval_count and timings.eval_seconds and timings.eval_seconds <= held + CLOCK_SLACK:
+            rate = timings.eval_count / timings.eval_seconds
+            if rate <= MAX_TOKENS_PER_SECOND:
+                speed.tokens_per_second.add(rate)
+                self.tokens_per_second.setdefault(ticket.key, Ewma()).add(rate)
 
     def forget(self, keys: set[str]) -> None:
         """Drop the models no node lists any more (the table stays bounded by what the fleet has)."""
