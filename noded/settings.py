@@ -59,7 +59,8 @@ class NodeSettings(EnvSettings):
     ipv6: Annotated[IPv6 | None, BeforeValidator(blank_to_none)] = Field(None, alias="NODE_IPV6")
     """IPv6 address to report; default: the machine's primary global one."""
     address: Annotated[Host | None, BeforeValidator(blank_to_none)] = Field(None, alias="NODE_ADDRESS")
-    """Host the hub should dial (an address or DNS name, no port); default: the heartbeat's source address."""
+    """Host the hub should dial (an address or DNS name, no port); default: the heartbeat's source address.
+    The hub takes another address than the source only when its NODE_NETWORKS hold it."""
     cluster_token: StrongToken = Field(None, alias="CLUSTER_TOKEN")
     """Shared secret with the hub: sent on heartbeats, required on /execute."""
     drain_timeout: float = Field(60.0, alias="DRAIN_TIMEOUT_SECONDS", ge=0)

@@ -75,6 +75,18 @@ async def test_node_networks_keep_nodes_inside_them(fleet, http):
     assert status == 200 and hub.registry.get("evil").base_url == "http://10.1.2.3:9"
 
 
+async def test_without_node_networks_the_hub_dials_only_where_heartbeats_come_from(fleet, http):
+    hub = await fleet.hub()
+    for elsewhere in ("10.1.2.3", "127.0.0.2", "::1"):  # another machine, or another address of this one
+        status, body = await heartbeat(http, hub, address=elsewhere)
+        assert (
+            status == 403 and f"address {elsewhere} is not where this heartbeat comes from" in body["detail"]
+        )
+    assert len(hub.registry) == 0
+    status, _ = await heartbeat(http, hub, address="localhost")  # a name of the source itself is fine
+    assert status == 200 and hub.registry.get("evil").base_url == "http://localhost:9"
+
+
 async def test_max_nodes_refuses_new_nodes_and_says_so_once(fleet, http, caplog):
     hub = await fleet.hub(MAX_NODES="2")
     caplog.set_level(logging.WARNING, logger="ollama_connector.hubd.routing.admission")

@@ -41,7 +41,7 @@ async def heartbeat(request: web.Request) -> web.Response:
             " agent another NODE_ID (cloned machines share a host name, the default)",
             status=409,
         )
-    await admit(request, beat.node_id, beat.address or peer, beat.port)
+    await admit(request, beat.node_id, beat.address, peer, beat.port)
     record = registry.heartbeat(beat, peer)
     return web.json_response({"status": registry.status(record), "node_id": beat.node_id})
 

@@ -60,6 +60,14 @@ def local_addresses() -> frozenset[IP]:
     return _local_cached(int(time.monotonic() // 60))
 
 
+def _is_source(addresses: list[IP], peer: str) -> bool:
+    try:
+        source = plain(ipaddress.ip_address(peer.split("%")[0]))
+    except ValueError:
+        return False
+    return source in addresses
+
+
 def plain(ip: IP) -> IP:
     """One spelling per address: `::ffff:127.0.0.1` is 127.0.0.1."""
     return ip.ipv4_mapped or ip if isinstance(ip, ipaddress.IPv6Address) else ip
@@ -79,9 +87,11 @@ async def resolve(host: str, port: int) -> list[IP]:
     return sorted({plain(ipaddress.ip_address(info[4][0].split("%")[0])) for info in infos}, key=str)
 
 
-async def admit(request: web.Request, node_id: str, host: str, port: int) -> None:
-    """Raise HubError (400 or 403, naming why) unless a node at host:port may be registered."""
+async def admit(request: web.Request, node_id: str, named: str | None, peer: str, port: int) -> None:
+    """Raise HubError (400 or 403, naming why) unless a node may be registered at `named` (the heartbeat's
+    address), else at `peer` (its source), on `port`."""
     settings, registry = request.app[SETTINGS], request.app[REGISTRY]
+    host = named or peer
     addresses = await resolve(host, port)
     sockname = request.transport.get_extra_info("sockname") if request.transport else None
     own_port = sockname[1] if sockname else settings.port
@@ -92,11 +102,18 @@ async def admit(request: web.Request, node_id: str, host: str, port: int) -> Non
         ip.is_loopback or ip.is_unspecified or ip in local_addresses() for ip in addresses
     ):
         raise HubError(f"{host}:{port} is this hub's own address: a node must be an agent", status=400)
-    if settings.node_networks:
-        networks = [ipaddress.ip_network(n) for n in settings.node_networks]
+    networks = [ipaddress.ip_network(n) for n in settings.node_networks]
+    if networks:
         outside = [str(ip) for ip in addresses if not any(ip in net for net in networks)]
         if outside:
             raise Refused(f"address {', '.join(outside)} is outside NODE_NETWORKS")
+    elif named is not None and not _is_source(addresses, peer):
+        # Without NODE_NETWORKS, the hub dials only where heartbeats come from: a holder of the cluster token
+        # cannot point it at another machine.
+        raise Refused(
+            f"address {named} is not where this heartbeat comes from ({peer}); the hub dials only that,"
+            " unless NODE_NETWORKS allows the address named"
+        )
     if registry.get(node_id) is None and len(registry) >= settings.max_nodes:
         if not registry.full_announced:
             registry.full_announced = True
