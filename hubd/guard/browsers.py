@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import fnmatch
+import functools
 import ipaddress
 import socket
 
@@ -53,14 +54,23 @@ def host_name(request: web.Request) -> str:
         return ""
 
 
+@functools.cache
+def loopback_only(hosts: tuple[str, ...]) -> bool:
+    """Whether the hub listens on loopback only (the settings are fixed: judged once, not per request)."""
+    return all(is_loopback(h) for h in hosts)
+
+
+@functools.cache
+def this_machine() -> str:
+    return socket.gethostname().lower()
+
+
 def host_allowed(name: str) -> bool:
     """Whether a host name (of a Host header) names this machine, for a hub that listens on loopback only."""
-    if name in ("localhost", socket.gethostname().lower()) or name.endswith(LOCAL_SUFFIXES):
-        return True
     try:
         address = ipaddress.ip_address(name)
     except ValueError:
-        return False
+        return name in ("localhost", this_machine()) or name.endswith(LOCAL_SUFFIXES)
     return address.is_loopback or address.is_private or address.is_unspecified
 
 
@@ -71,7 +81,7 @@ async def no_pages(request: web.Request, handler: Handler) -> web.StreamResponse
         "Origin" in request.headers or any(h.startswith("Sec-Fetch-") for h in request.headers)
     ):
         return error_response(request, 403, "heartbeats come from agents, never from a browser")
-    if all(is_loopback(h) for h in settings.hosts) and not host_allowed(host_name(request)):
+    if loopback_only(tuple(settings.hosts)) and not host_allowed(host_name(request)):
         return error_response(
             request,
             403,

@@ -106,11 +106,7 @@ def listing(path: Path) -> int:
     used = last_used(path)
     print(f"{'NAME':<20} {'CREATED':<21} {'LAST USED':<21} ROLE, MODELS, LIMITS")
     for name, (_, key) in sorted(named.keys.items()):
-        when = (
-            datetime.fromtimestamp(used[name], UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-            if name in used
-            else "never"
-        )
+        when = iso(used[name]) if name in used else "never"
         print(f"{name:<20} {key.created or '-':<21} {when:<21} {describe(key)}")
     return 0
 
