@@ -32,7 +32,7 @@ from ollama_connector.hubd.guard.auth import api_keys
 from ollama_connector.hubd.guard.browsers import add_cors_headers, no_pages
 from ollama_connector.hubd.guard.buckets import Buckets
 from ollama_connector.hubd.guard.key_reload import keys_ctx
-from ollama_connector.hubd.guard.keys import AUDIT, BUCKETS, QUOTAS, WRONG_KEYS
+from ollama_connector.hubd.guard.keys import AUDIT, BUCKETS, NODE_TOKENS, QUOTAS, WRONG_KEYS
 from ollama_connector.hubd.guard.limits import bounded_bodies
 from ollama_connector.hubd.guard.quotas import Quotas
 from ollama_connector.hubd.guard.ratelimit import add_rate_headers, rate_limits
@@ -69,7 +69,9 @@ async def client_session_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     async with aiohttp.ClientSession(connector=connector, auto_decompress=False) as session:
         settings = app[SETTINGS]
-        app[NODES] = NodeClient(session, app[HOP_ID], settings.cluster_token, settings.request_timeout)
+        app[NODES] = NodeClient(
+            session, app[HOP_ID], settings.cluster_token, app[NODE_TOKENS], settings.request_timeout
+        )
         yield
 
 

@@ -8,9 +8,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ollama_connector.hubd.app import create_app, runner_options
-from ollama_connector.hubd.guard import keys_cli
+from ollama_connector.hubd.guard import keys_cli, nodes_cli
 from ollama_connector.hubd.guard.keyring import KeyFile
-from ollama_connector.hubd.settings import HubSettings, keys_path
+from ollama_connector.hubd.settings import HubSettings, has_node_tokens, keys_path, nodes_path
 from ollama_connector.shared.cli import can_listen, start_daemon
 from ollama_connector.shared.daemon import run, serve_until_signalled
 from ollama_connector.shared.settings import is_loopback
@@ -27,7 +27,11 @@ def checks(settings: HubSettings) -> Iterator[tuple[bool, str]]:
         folder = Path(settings.state_file).parent
         yield os.access(folder, os.W_OK), f"HUB_STATE_FILE's folder {folder} is writable"
     yield from check_files(settings.tls_cert, settings.tls_key, settings.node_ca_file)
-    if settings.cluster_token is None:
+    if has_node_tokens(settings):
+        yield True, f"nodes with their own credential: {nodes_path(settings)}"
+    if settings.cluster_token is not None:
+        yield True, "CLUSTER_TOKEN is shared by every node: give each its own (ollama-hubd nodes add NAME)"
+    elif not has_node_tokens(settings):
         yield True, "CLUSTER_TOKEN is not set: any machine that reaches the hub can register as a node"
     why = open_api(settings)
     yield why is None, why or "callers need a key, or the hub listens on loopback only"
@@ -54,6 +58,8 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["keys"]:  # managing the keys file; the daemon's settings are not needed for that
         sys.exit(keys_cli.main(argv[1:]))
+    if argv[:1] == ["nodes"]:
+        sys.exit(nodes_cli.main(argv[1:]))
     settings = start_daemon(
         PROGRAM,
         HubSettings,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
@@ -87,6 +88,9 @@ class HubSettings(EnvSettings):
     """Networks (CIDRs, comma-separated) that node addresses must be in; unset: any address but the hub's."""
     max_nodes: int = Field(1000, alias="MAX_NODES", ge=1)
     """Registered nodes at most; a heartbeat from a new node past it is refused (403)."""
+    node_max_slots: int = Field(64, alias="NODE_MAX_SLOTS", ge=1, le=4096)
+    """The most parallel requests per model (and loaded models) the hub believes of one node, whatever its
+    heartbeat claims (an OLLAMA_NUM_PARALLEL past it counts as this); raise it for vLLM-style servers."""
     rate_limit: int = Field(0, alias="RATE_LIMIT", ge=0)
     """Requests a minute per API key (per client address without API_KEYS); 0: no limit."""
     rate_limit_burst: int = Field(0, alias="RATE_LIMIT_BURST", ge=0)
@@ -139,7 +143,8 @@ class HubSettings(EnvSettings):
     def _removal_after_offline(self) -> HubSettings:
         if self.heartbeat_offline < self.heartbeat_ttl:
             raise ValueError("HEARTBEAT_OFFLINE_SECONDS must not be shorter than HEARTBEAT_TTL_SECONDS")
-        open_to_the_network(self.hosts, self.cluster_token, self.allow_open_cluster, "HUB_HOST")
+        if not has_node_tokens(self):  # each node has its own credential: no shared token needed
+            open_to_the_network(self.hosts, self.cluster_token, self.allow_open_cluster, "HUB_HOST")
         parse_fleet_models(self.fleet_models)  # a bad entry stops the hub at start, named
         if self.cluster_token is not None:
             token = self.cluster_token.get_secret_value()
@@ -158,3 +163,15 @@ def state_directory(environ: Mapping[str, str] = os.environ) -> Path:
 
 def keys_path(settings: HubSettings, environ: Mapping[str, str] = os.environ) -> Path:
     return Path(settings.keys_file) if settings.keys_file else state_directory(environ) / "keys.toml"
+
+
+def nodes_path(settings: HubSettings, environ: Mapping[str, str] = os.environ) -> Path:
+    """The nodes' own credentials (`ollama-hubd nodes`): beside the keys file."""
+    return keys_path(settings, environ).with_name("nodes.toml")
+
+
+def has_node_tokens(settings: HubSettings) -> bool:
+    try:
+        return bool(tomllib.loads(nodes_path(settings).read_text()).get("nodes"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return False

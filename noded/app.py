@@ -16,7 +16,8 @@ from ollama_connector.noded.keys import SESSION, SETTINGS, STATE, AgentState
 from ollama_connector.noded.proxy import refusal
 from ollama_connector.noded.pulls import pull_ctx
 from ollama_connector.noded.settings import NodeSettings
-from ollama_connector.shared.agent_contract import Reason
+from ollama_connector.shared.agent_contract import CHALLENGE_HEADER, PROOF_HEADER, Reason, proof
+from ollama_connector.shared.auth import is_authorized
 from ollama_connector.shared.bodies import BadRequest
 from ollama_connector.shared.settings import warn_if_open
 from ollama_connector.shared.tls import client_context, server_context
@@ -45,8 +46,16 @@ async def client_session_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
+async def sign_answer(request: web.BaseRequest, response: web.StreamResponse) -> None:
+    """Prove to the hub that its call reached this agent (shared.agent_contract): only to a caller that
+    presented our credential, so that nobody else can use us to sign."""
+    token = request.app[SETTINGS].hub_token
+    if (challenge := request.headers.get(CHALLENGE_HEADER)) and is_authorized(request, token):
+        response.headers[PROOF_HEADER] = proof(token.get_secret_value() if token else None, challenge)
+
+
 def create_app(settings: NodeSettings) -> web.Application:
-    if settings.cluster_token is None:
+    if settings.hub_token is None:
         warn_if_open(log, settings.hosts, "anyone who reaches this agent can run prompts on its Ollama")
     ollama_host = URL(settings.ollama_url).host or ""
     if ollama_host not in ("localhost", "::1") and not ollama_host.startswith("127."):
@@ -57,6 +66,7 @@ def create_app(settings: NodeSettings) -> web.Application:
     app = web.Application(middlewares=[error_bodies], client_max_size=64 * 1024 * 1024)
     app[SETTINGS] = settings
     app[STATE] = AgentState(port=settings.port)
+    app.on_response_prepare.append(sign_answer)
     app.cleanup_ctx.extend([client_session_ctx, heartbeat_ctx, pull_ctx])
     app[metrics.METRICS] = metrics.metrics_registry(app[STATE], settings.node_id)
     app.add_routes(routes.routes)

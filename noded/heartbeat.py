@@ -67,7 +67,7 @@ async def send_heartbeat(app: web.Application) -> None:
     beat = build_heartbeat(app)
     url = settings.server_url + "/nodes/heartbeat"
     async with app[SESSION].post(
-        url, json=beat.model_dump(), headers=bearer(settings.cluster_token), timeout=HEARTBEAT_TIMEOUT
+        url, json=beat.model_dump(), headers=bearer(settings.hub_token), timeout=HEARTBEAT_TIMEOUT
     ) as response:
         if response.status == 401:
             raise HubRefused("the hub refused our cluster token (check CLUSTER_TOKEN on both sides)")

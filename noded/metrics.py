@@ -76,7 +76,7 @@ METRICS = web.AppKey("metrics", CollectorRegistry)
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
-    if not settings.metrics_public and not is_authorized(request, settings.cluster_token):
+    if not settings.metrics_public and not is_authorized(request, settings.hub_token):
         return refusal(request.path, 401, Reason.UNAUTHORIZED, "missing or wrong cluster token")
     body = generate_latest(request.app[METRICS])
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

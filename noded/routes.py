@@ -21,7 +21,7 @@ routes = web.RouteTableDef()
 
 
 def wrong_token(request: web.Request) -> web.Response | None:
-    if is_authorized(request, request.app[SETTINGS].cluster_token):
+    if is_authorized(request, request.app[SETTINGS].hub_token):
         return None
     return refusal(request.path, 401, Reason.UNAUTHORIZED, "missing or wrong cluster token")
 

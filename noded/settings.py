@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 from typing import Annotated, Literal
 
-from pydantic import BeforeValidator, Field, model_validator
+from pydantic import BeforeValidator, Field, SecretStr, model_validator
 
 from ollama_connector.shared.settings import (
     CommaList,
@@ -63,6 +63,9 @@ class NodeSettings(EnvSettings):
     The hub takes another address than the source only when its NODE_NETWORKS hold it."""
     cluster_token: StrongToken = Field(None, alias="CLUSTER_TOKEN")
     """Shared secret with the hub: sent on heartbeats, required on /execute."""
+    node_token: StrongToken = Field(None, alias="NODE_TOKEN")
+    """This node's own credential, from `ollama-hubd nodes add NODE_ID` on the hub: used instead of
+    CLUSTER_TOKEN, so the hub knows this machine as NODE_ID and no other."""
     drain_timeout: float = Field(60.0, alias="DRAIN_TIMEOUT_SECONDS", ge=0)
     """On SIGTERM, how long jobs in flight may take to finish before the agent exits."""
     tls_cert: OptionalStr = Field(None, alias="NODE_TLS_CERT")
@@ -82,8 +85,9 @@ class NodeSettings(EnvSettings):
     NVML, or none on a CPU node."""
     context_length: int = Field(0, alias="OLLAMA_CONTEXT_LENGTH", ge=0)
     """The local Ollama's OLLAMA_CONTEXT_LENGTH; 0, Ollama's default, is 4k, 32k or 256k by VRAM."""
-    weight: float = Field(1.0, alias="NODE_WEIGHT", gt=0, le=1000)
-    """A manual bias for mixed hardware: 2 tells the hub this node is twice as fast as its figures say."""
+    weight: float = Field(1.0, alias="NODE_WEIGHT", ge=0.1, le=10)
+    """A manual bias for mixed hardware, from 0.1 to 10: 2 tells the hub this node is twice as fast as its
+    figures say."""
     allow_open_cluster: bool = Field(False, alias="ALLOW_OPEN_CLUSTER")
     """1 lets the agent listen beyond loopback with no CLUSTER_TOKEN: anyone who reaches it can use Ollama."""
     models_dir: OptionalStr = Field(None, alias="OLLAMA_MODELS")
@@ -110,5 +114,10 @@ class NodeSettings(EnvSettings):
 
     @model_validator(mode="after")
     def _not_open_by_accident(self) -> NodeSettings:
-        open_to_the_network(self.hosts, self.cluster_token, self.allow_open_cluster, "NODE_HOST")
+        open_to_the_network(self.hosts, self.hub_token, self.allow_open_cluster, "NODE_HOST")
         return self
+
+    @property
+    def hub_token(self) -> SecretStr | None:
+        """The credential between this agent and the hub: its NODE_TOKEN, else the shared CLUSTER_TOKEN."""
+        return self.node_token or self.cluster_token

@@ -7,6 +7,11 @@ substring; `POLICY` says for each reason whether the job may go to another node 
 against this one. Transport failures the hub sees itself (no connection, silence, a dropped connection)
 are reasons too, so one table decides every case.
 
+**Proof.** The hub sends a challenge with every call (`X-Hub-Challenge`: the job id, or a nonce); the agent
+answers with `X-Agent-Proof`, an HMAC of it with the credential the hub presented (the node's own token, or
+CLUSTER_TOKEN). An answer without a good proof is not from the node's agent (another service took its port,
+or an address that is not a node): it is a node failure, and its body is never relayed or kept.
+
 **Keep-alive framing.** Ollama sends nothing until a non-streamed answer is complete, and a streamed one
 only after the model is loaded, which can take minutes. So that the hub's timeout bounds silences rather
 than whole answers, the hub asks for keep-alives (`X-Connector-Keepalive: <seconds>`). When Ollama answers
@@ -18,12 +23,16 @@ comes. A caller that does not ask (curl, a seed hub) always gets Ollama's answer
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 from dataclasses import dataclass
 from enum import StrEnum
 
 from ollama_connector.shared import error_formats
 
+CHALLENGE_HEADER = "X-Hub-Challenge"  # the hub's: the job id, or a fresh nonce for a call that is not a job
+PROOF_HEADER = "X-Agent-Proof"  # the agent's answer: that it holds the credential the hub dialled it with
 REASON_HEADER = "X-Agent-Reason"
 KEEPALIVE_HEADER = "X-Connector-Keepalive"
 FRAMED_HEADER = "X-Connector-Framed"
@@ -45,6 +54,7 @@ class Reason(StrEnum):
     UNREACHABLE = "unreachable"  # no connection, or no answer at all before the timeout
     DROPPED = "dropped"  # the connection closed before the answer was complete
     TIMED_OUT = "timed_out"  # the node accepted the job, then was silent for longer than the timeout
+    UNPROVEN = "unproven"  # what answered did not prove it is the node's agent: its body is never relayed
 
 
 @dataclass(frozen=True)
@@ -67,7 +77,19 @@ POLICY: dict[Reason, Policy] = {
     Reason.DROPPED: Policy(fails_over=True, counts_against_node=True),
     # The node may still be running it: running it again elsewhere would cost the GPU time twice.
     Reason.TIMED_OUT: Policy(fails_over=False, counts_against_node=True),
+    Reason.UNPROVEN: Policy(fails_over=True, counts_against_node=True),
 }
+
+
+def proof(credential: str | None, challenge: str) -> str:
+    """The agent's proof for a challenge: an HMAC with the credential the hub dialled it with. With none (an
+    open cluster on loopback) it still shows that an agent of ours answered, not whatever listens there."""
+    key = (credential or "").encode()
+    return hmac.new(key, b"agent-proof\n" + challenge.encode(), hashlib.sha256).hexdigest()
+
+
+def proves(credential: str | None, challenge: str, given: str | None) -> bool:
+    return given is not None and hmac.compare_digest(proof(credential, challenge).encode(), given.encode())
 
 
 def reason_for_ollama_status(status: int) -> Reason | None:

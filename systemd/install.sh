@@ -14,7 +14,8 @@ usage: install.sh hub|node [options]
        install.sh certs NAME [--ip IP]... [--dns NAME]... [--dir DIR]
 
   --hub URL          node: the hub's URL (SERVER_URL), e.g. http://hub.lan:8000
-  --token TOKEN      node: the hub's CLUSTER_TOKEN (printed by `install.sh hub`)
+  --token TOKEN      node: its own token (`ollama-hubd nodes add NAME` on the hub: NODE_TOKEN), or the
+                     hub's shared CLUSTER_TOKEN (printed by `install.sh hub`)
   --node-id ID       node: NODE_ID (default: the host name)
   --models LIST      node: REQUIRED_MODELS, the models to pull when Ollama lacks them (default: none)
   --port PORT        the port to listen on (hub 8000, node 8001)
@@ -120,7 +121,7 @@ env_path_early="${root%/}/etc/ollama-connector/$role.env"
 if [ "$role" = node ] && [ "$uninstall" = 0 ] && [ ! -f "$env_path_early" ]; then
   [ -n "$hub_url" ] || die "a node needs --hub URL (the hub's address, e.g. http://hub.lan:8000)"
   # The agent refuses to listen beyond loopback without the token: ask for it now, not at its first start.
-  [ -n "$token" ] || die "a node needs --token TOKEN: the CLUSTER_TOKEN that install.sh hub printed"
+  [ -n "$token" ] || die "a node needs --token TOKEN: its own (ollama-hubd nodes add NAME, on the hub) or the CLUSTER_TOKEN that install.sh hub printed"
 fi
 if [ -n "$hub_url" ] && ! "$python" -c '
 import sys, urllib.parse
@@ -163,7 +164,7 @@ put() {
   if [ "$dry_run" = 1 ]; then
     echo "would: write $path (mode $mode):"
     # Secrets stay out of the terminal: a dry run shows where they go, not what they are.
-    printf '%s\n' "$content" | sed -E 's/^((CLUSTER_TOKEN|API_KEYS|BACKEND_API_KEY)=).+/\1<secret>/; s/^/    /'
+    printf '%s\n' "$content" | sed -E 's/^((CLUSTER_TOKEN|NODE_TOKEN|API_KEYS|ADMIN_KEYS|BACKEND_API_KEY)=).+/\1<secret>/; s/^/    /'
     return
   fi
   mkdir -p "$(dirname "$path")"
@@ -271,7 +272,12 @@ write_env() {
     [ "$fresh" = 0 ] && [ -z "$port_given" ] || wanted+=("HUB_PORT=$port")
   else
     [ -z "$hub_url" ] || wanted+=("SERVER_URL=$hub_url")
-    [ -z "$token" ] && [ "$fresh" = 0 ] || wanted+=("CLUSTER_TOKEN=$token")
+    # A node's own token (ocnn_...) is NODE_TOKEN; anything else is the shared CLUSTER_TOKEN.
+    if [ -n "$token" ] && [ "${token#ocnn_}" != "$token" ]; then
+      wanted+=("NODE_TOKEN=$token")
+    elif [ -n "$token" ] || [ "$fresh" = 1 ]; then
+      wanted+=("CLUSTER_TOKEN=$token")
+    fi
     [ -z "$node_id" ] || wanted+=("NODE_ID=$node_id")
     [ -z "$models" ] || wanted+=("REQUIRED_MODELS=$models")
     [ "$fresh" = 0 ] && [ -z "$port_given" ] || wanted+=("NODE_PORT=$port")
@@ -285,7 +291,7 @@ write_env() {
     old="$(var_in "$content" "$var")"
     if [ "$fresh" = 0 ] && [ "$old" != "$value" ]; then
       case "$var" in
-        CLUSTER_TOKEN|ADMIN_KEYS) echo "changing $var in $env_path" ;;
+        CLUSTER_TOKEN|NODE_TOKEN|ADMIN_KEYS) echo "changing $var in $env_path" ;;
         *) echo "changing $var in $env_path: '$old' -> '$value'" ;;
       esac
     fi
@@ -391,6 +397,7 @@ print_next_steps() {
       echo
       say "give every node this token (install.sh node --hub http://$(uname -n):$check_port --token ${line#CLUSTER_TOKEN=}):"
       echo "    $line"
+      say "or, better, give each node its own: ollama-hubd nodes add NODE_ID, then install.sh node --token <what it printed>"
     fi
     line="$(grep '^ADMIN_KEYS=' "$env_path" 2>/dev/null || true)"
     if [ -n "$line" ]; then

@@ -56,8 +56,8 @@ def help_of(script: str, *command: str) -> str:
 
 def command_of(words: list[str]) -> tuple[str, ...]:
     """The subcommand words that follow a script (`keys add`), if it has them."""
-    if words[:1] == ["keys"]:
-        return tuple(words[:2]) if len(words) > 1 and not words[1].startswith("-") else ("keys",)
+    if words[:1] in (["keys"], ["nodes"]):
+        return tuple(words[:2]) if len(words) > 1 and not words[1].startswith("-") else (words[0],)
     return ()
 
 

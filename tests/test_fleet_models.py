@@ -11,6 +11,7 @@ import ollama
 import pytest
 
 from ollama_connector.shared.modelnames import canonical
+from ollama_connector.sim.keys import ENGINE
 from tests.conftest import wait_until
 
 
@@ -134,6 +135,18 @@ async def test_a_node_without_room_says_so_instead_of_starting(fleet, http, tmp_
     assert r.status == 502 and answer["nodes"]["big"] == {"status": "success"}  # it had it already
     assert answer["nodes"]["small"]["reason"].startswith("no room: the model takes 50000.0 GB")
     assert small.stats.pulls == 0  # never started
+
+
+async def test_a_model_of_unknown_size_stops_once_its_manifest_says_it_does_not_fit(fleet, http, tmp_path):
+    hub = await fleet.hub()
+    sim = await fleet.sim(models=["mistral"], pull_seconds=5)  # long enough that only a stop can end it
+    await fleet.node(hub, sim, "small", OLLAMA_MODELS=str(tmp_path))
+    async with http.post(hub.url + "/api/pull", json={"model": "giant:9000b", "stream": False}) as r:
+        answer = await r.json()  # nobody in the fleet has it: its size is known only from its layers
+    assert r.status == 502 and answer["nodes"]["small"]["reason"].startswith(
+        "no room: the model takes 5400.0 GB"
+    )
+    assert sim.stats.pulls == 1 and not any("giant" in m.name for m in sim.app[ENGINE].catalog.all())
 
 
 async def test_fleet_models_keeps_each_model_on_its_count_of_nodes(fleet, http):

@@ -53,6 +53,9 @@ ROUTES = [
     ("POST", "/api/pull", {"model": "llama3", "stream": False}, ollama_error, False),
     ("DELETE", "/api/delete", {"model": "absent"}, ollama_error, False),
     ("POST", "/api/copy", {"source": "absent", "destination": "b"}, ollama_error, False),
+    ("POST", "/api/create", {"model": "b", "from": "absent"}, ollama_error, False),
+    ("POST", "/api/push", {"model": "llama3"}, ollama_error, False),
+    ("POST", "/api/blobs/sha256:" + "0" * 64, None, ollama_error, False),
     ("GET", "/metrics", None, seed_error, False),
 ]
 

@@ -7,12 +7,12 @@ import time
 
 from aiohttp import web
 
-from ollama_connector.hubd.errors import HubError, Unauthorized
+from ollama_connector.hubd.errors import HubError
+from ollama_connector.hubd.guard.auth import node_credential
 from ollama_connector.hubd.keys import SETTINGS
-from ollama_connector.hubd.routing.admission import admit
+from ollama_connector.hubd.routing.admission import admit, bounded
 from ollama_connector.hubd.routing.keys import REGISTRY
 from ollama_connector.hubd.routing.node_view import node_view
-from ollama_connector.shared.auth import is_authorized
 from ollama_connector.shared.bodies import parse_body_as, read_json_object
 from ollama_connector.shared.wire import Heartbeat
 
@@ -28,13 +28,13 @@ async def healthz(request: web.Request) -> web.Response:
 
 @routes.post("/nodes/heartbeat")
 async def heartbeat(request: web.Request) -> web.Response:
-    if not is_authorized(request, request.app[SETTINGS].cluster_token):
-        raise Unauthorized("missing or wrong cluster token (Authorization: Bearer <CLUSTER_TOKEN>)")
     body = await read_json_object(request, max_bytes=HEARTBEAT_MAX_BYTES)
     beat = parse_body_as(Heartbeat, body)
+    credential = node_credential(request, beat.node_id)
+    beat = bounded(beat, request.app[SETTINGS].node_max_slots)
     registry = request.app[REGISTRY]
     peer = request.remote or "127.0.0.1"
-    if (holder := registry.claimed_elsewhere(beat.node_id, peer)) is not None:
+    if (holder := registry.claimed_elsewhere(beat.node_id, peer, credential)) is not None:
         log.warning("refused a heartbeat as %s from %s: that id is %s's", beat.node_id, peer, holder.source)
         raise HubError(
             f"node id {beat.node_id!r} is taken by the agent at {holder.source}, which is online; give this"
@@ -42,7 +42,7 @@ async def heartbeat(request: web.Request) -> web.Response:
             status=409,
         )
     await admit(request, beat.node_id, beat.address, peer, beat.port)
-    record = registry.heartbeat(beat, peer)
+    record = registry.heartbeat(beat, peer, credential)
     return web.json_response({"status": registry.status(record), "node_id": beat.node_id})
 
 

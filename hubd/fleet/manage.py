@@ -15,7 +15,8 @@ from aiohttp import web
 from ollama_connector.hubd.errors import Forbidden, HubError
 from ollama_connector.hubd.fleet.fanout import ask_nodes, online
 from ollama_connector.hubd.fleet.keys import TRANSFERS
-from ollama_connector.hubd.fleet.transfers import Outcome, Transfer
+from ollama_connector.hubd.fleet.transfers import ROOM_MARGIN, Outcome, Transfer
+from ollama_connector.hubd.fleet.transfers import no_room as no_room_for
 from ollama_connector.hubd.keys import SETTINGS
 from ollama_connector.hubd.routing.keys import NODES, REGISTRY
 from ollama_connector.hubd.routing.node import NodeRecord
@@ -23,9 +24,6 @@ from ollama_connector.hubd.routing.node_client import CHANGE
 from ollama_connector.shared.bodies import BadRequest
 from ollama_connector.shared.error_formats import Ollama
 from ollama_connector.shared.modelnames import canonical
-
-ROOM_MARGIN = 1_000_000_000  # bytes a pull must leave free on the node's disk
-
 
 MAX_TRANSFERS = 256  # pulls and creates in progress over the fleet at once, whoever asked
 
@@ -117,9 +115,7 @@ def no_room(node: NodeRecord, key: str, size: int) -> str | None:
     free = node.beat.disk_free_bytes
     if not size or free is None or key in node.model_keys or free >= size + ROOM_MARGIN:
         return None
-    return (
-        f"no room: the model takes {size / 1e9:.1f} GB, and {free / 1e9:.1f} GB are free for Ollama's models"
-    )
+    return no_room_for(size, free)
 
 
 def start(app: web.Application, node: NodeRecord, path: str, model: str, payload: bytes) -> Transfer:

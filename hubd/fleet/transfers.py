@@ -22,6 +22,13 @@ from ollama_connector.shared.modelnames import canonical
 from ollama_connector.shared.relay import LineReader, UpstreamBroken, describe
 
 Listener = asyncio.Queue  # of (Transfer, line or None at its end)
+ROOM_MARGIN = 1_000_000_000  # bytes a pull must leave free on the node's disk
+
+
+def no_room(size: int, free: int) -> str:
+    return (
+        f"no room: the model takes {size / 1e9:.1f} GB, and {free / 1e9:.1f} GB are free for Ollama's models"
+    )
 
 
 @dataclass(frozen=True)
@@ -48,6 +55,7 @@ class Transfer:
         self.node_id, self.model, self.path = node_id, model, path
         self.status = "starting"
         self.completed = self.total = 0
+        self.layers: dict[str, int] = {}  # a pull's layers and their sizes, as Ollama announces them
         self.task: asyncio.Task[None] | None = None
         self._outcome: Outcome | None = None
         self._done = asyncio.Event()
@@ -112,6 +120,13 @@ class Transfer:
             self._end(Outcome(False, "stopped: the hub is shutting down"))  # a no-op when it has ended
 
     async def _run(self, client: NodeClient, node: NodeRecord, payload: bytes) -> None:
+        # A model the fleet has never seen has no known size until Ollama reads its manifest: its layers'
+        # sizes come in the first progress lines, before the bytes, and the pull stops there if they do not
+        # fit.
+        free = node.beat.disk_free_bytes
+        watch_room = (
+            self.path == "/api/pull" and free is not None and canonical(self.model) not in node.model_keys
+        )
         async with client.stream(node, self.path, payload) as response:
             if response.status != 200:
                 self._end(Outcome.of(response.status, await response.read()))
@@ -126,6 +141,9 @@ class Transfer:
                         self._end(Outcome(False, message))
                         return
                     self._note(progress)
+                    if watch_room and free is not None and sum(self.layers.values()) + ROOM_MARGIN > free:
+                        self._end(Outcome(False, no_room(sum(self.layers.values()), free)))
+                        return  # leaving the stream cancels the pull on the node
                     succeeded = succeeded or progress.get("status") == "success"
                     self._emit(json.dumps({**progress, "node_id": self.node_id}).encode() + b"\n")
             except UpstreamBroken as exc:
@@ -141,6 +159,8 @@ class Transfer:
         total, completed = progress.get("total"), progress.get("completed")
         if isinstance(total, int) and isinstance(completed, int) and total > 0:
             self.total, self.completed = total, min(completed, total)
+            if isinstance(layer := progress.get("digest"), str) and len(self.layers) < 1000:
+                self.layers[layer[:100]] = total
 
 
 def _object(line: bytes) -> dict[str, Any] | None:

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from ollama_connector.hubd.errors import Forbidden, Handler, Unauthorized
 from ollama_connector.hubd.guard.keyring import Key
-from ollama_connector.hubd.guard.keys import AUDIT, KEYRING, QUOTAS, WRONG_KEYS
+from ollama_connector.hubd.guard.keys import AUDIT, KEYRING, NODE_TOKENS, QUOTAS, WRONG_KEYS
 from ollama_connector.hubd.keys import SETTINGS
 from ollama_connector.shared.auth import bearer_of, is_one_of
 
@@ -99,3 +99,33 @@ def sees_job_of(request: web.Request, caller: str) -> bool:
     """Whether the caller may see a job of `caller`: an admin every job, a user their own."""
     key = who(request)
     return key.admin or key.caller_id == caller
+
+
+CLUSTER = ""  # the credential of a node that came in with the shared CLUSTER_TOKEN
+
+
+def node_credential(request: web.Request, node_id: str) -> str | None:
+    """Which credential a heartbeat for `node_id` carries: the name of the node's own token, CLUSTER for the
+    shared token, None on a hub with neither. 401 for none that holds, 403 for one that is another node's."""
+    tokens, shared = request.app[NODE_TOKENS], request.app[SETTINGS].cluster_token
+    presented = bearer_of(request)
+    if (name := tokens.find(presented)) is not None:
+        if name != node_id:
+            raise Forbidden(
+                f"this node token is node {name!r}'s, and the heartbeat says NODE_ID={node_id!r}: set"
+                f" NODE_ID={name} on this machine, or make it a token of its own (ollama-hubd nodes add"
+                f" {node_id})"
+            )
+        return name
+    if shared is not None and is_one_of(presented, [shared]):
+        if node_id in tokens.names:
+            raise Forbidden(
+                f"node {node_id!r} has its own credential: its agent must present NODE_TOKEN, not"
+                " CLUSTER_TOKEN"
+            )
+        return CLUSTER
+    if shared is None and not tokens:
+        return None
+    raise Unauthorized(
+        "missing or wrong node credential (Authorization: Bearer <NODE_TOKEN or CLUSTER_TOKEN>)"
+    )

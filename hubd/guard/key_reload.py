@@ -1,6 +1,7 @@
-"""The keys file, read at start and again when it changes (looked at every RELOAD_SECONDS) or on SIGHUP
-(`systemctl reload ollama-hubd`). A file that cannot be read leaves the keys in force as they were, said once
-in the log; at start, with no keys in force before it, the hub refuses every caller rather than run open."""
+"""The keys file and the nodes file, read at start and again when they change (looked at every
+RELOAD_SECONDS) or on SIGHUP (`systemctl reload ollama-hubd`). A file that cannot be read leaves the keys in
+force as they were, said once in the log; at start, with no keys in force before it, the hub refuses every
+caller rather than run open."""
 
 from __future__ import annotations
 
@@ -15,17 +16,20 @@ from aiohttp import web
 
 from ollama_connector.hubd.guard.audit import AuditTrail
 from ollama_connector.hubd.guard.keyring import KeyFile, KeyRing, hub_secret
-from ollama_connector.hubd.guard.keys import AUDIT, KEYRING
+from ollama_connector.hubd.guard.keys import AUDIT, KEYRING, NODE_TOKENS
+from ollama_connector.hubd.guard.node_tokens import NodeFile, NodeTokens
 from ollama_connector.hubd.keys import SETTINGS
-from ollama_connector.hubd.settings import keys_path
+from ollama_connector.hubd.settings import keys_path, nodes_path
 
 log = logging.getLogger(__name__)
 RELOAD_SECONDS = 2.0
 
 
-class KeyWatch:
-    def __init__(self, ring: KeyRing, path: Path, audit: AuditTrail) -> None:
-        self.ring, self.path, self.audit = ring, path, audit
+class Watched:
+    """A file read again when it changes or on SIGHUP; `load` says whether it read."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
         self.seen: tuple[int, int, int] | None = None
         self.failed: str | None = None  # the last error said, so a broken file is said once
 
@@ -37,14 +41,26 @@ class KeyWatch:
         return stat.st_mtime_ns, stat.st_size, stat.st_ino
 
     def load(self, why: str) -> bool:
+        raise NotImplementedError
+
+    def refused(self, what: str, why: str, exc: ValueError) -> bool:
+        if str(exc) != self.failed:
+            self.failed = str(exc)
+            log.error("%s file not loaded (%s): %s; the %s in force stay", what, why, exc, what)
+        return False
+
+
+class KeyWatch(Watched):
+    def __init__(self, ring: KeyRing, path: Path, audit: AuditTrail) -> None:
+        super().__init__(path)
+        self.ring, self.audit = ring, audit
+
+    def load(self, why: str) -> bool:
         self.seen = self.stamp()
         try:
             named = KeyFile.read(self.path)
         except ValueError as exc:
-            if str(exc) != self.failed:
-                self.failed = str(exc)
-                log.error("keys file not loaded (%s): %s; the keys in force stay", why, exc)
-            return False
+            return self.refused("keys", why, exc)
         self.failed = None
         before = set(self.ring.names)
         self.ring.replace(named)
@@ -67,16 +83,45 @@ class KeyWatch:
             )
         return True
 
-    async def watch(self, hup: asyncio.Event) -> None:
-        while True:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(RELOAD_SECONDS):
-                    await hup.wait()
-            if hup.is_set():
-                hup.clear()
-                self.load("SIGHUP")
-            elif self.stamp() != self.seen:
-                self.load("changed")
+
+class NodeWatch(Watched):
+    def __init__(self, tokens: NodeTokens, path: Path, audit: AuditTrail) -> None:
+        super().__init__(path)
+        self.tokens, self.audit = tokens, audit
+
+    def load(self, why: str) -> bool:
+        self.seen = self.stamp()
+        try:
+            named = NodeFile.read(self.path)
+        except ValueError as exc:
+            return self.refused("nodes", why, exc)
+        self.failed = None
+        before = self.tokens.names
+        self.tokens.replace(named)
+        added, gone = sorted(self.tokens.names - before), sorted(before - self.tokens.names)
+        if why != "start" and (added or gone):
+            change = "; ".join(
+                f"{verb} {', '.join(names)}"
+                for verb, names in (("added node", added), ("revoked node", gone))
+                if names
+            )
+            self.audit.record("nodes file", change, f"{self.path} ({why})")
+            log.info("nodes file %s (%s): %s", self.path, why, change)
+        return True
+
+
+async def watch(files: list[Watched], hup: asyncio.Event) -> None:
+    while True:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(RELOAD_SECONDS):
+                await hup.wait()
+        reread = hup.is_set()
+        hup.clear()
+        for file in files:
+            if reread:
+                file.load("SIGHUP")
+            elif file.stamp() != file.seen:
+                file.load("changed")
 
 
 async def keys_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -84,9 +129,12 @@ async def keys_ctx(app: web.Application) -> AsyncIterator[None]:
     path = keys_path(settings)
     salt = hub_secret(path.with_name("callers.secret"))
     ring = app[KEYRING] = KeyRing(settings.api_keys, settings.admin_keys, salt=salt)
-    watch = KeyWatch(ring, path, app[AUDIT])
-    if not watch.load("start"):
+    keys = KeyWatch(ring, path, app[AUDIT])
+    if not keys.load("start"):
         ring.lock()  # fail closed: no caller gets in until the file reads
+    tokens = app[NODE_TOKENS] = NodeTokens(hub_secret(path.with_name("nodes.secret")))
+    nodes = NodeWatch(tokens, nodes_path(settings), app[AUDIT])
+    nodes.load("start")  # a broken file at start: no node token is known, and every such node is refused
     hup = asyncio.Event()
     loop = asyncio.get_running_loop()
     try:
@@ -94,7 +142,7 @@ async def keys_ctx(app: web.Application) -> AsyncIterator[None]:
         hooked = True
     except (RuntimeError, NotImplementedError, ValueError):  # not the main thread, or no signals here
         hooked = False
-    task = asyncio.create_task(watch.watch(hup))
+    task = asyncio.create_task(watch([keys, nodes], hup))
     try:
         yield
     finally:

@@ -81,11 +81,15 @@ def add(path: Path, args: argparse.Namespace) -> int:
 
 def save(named: KeyFile, path: Path) -> None:
     named.write(path)
-    if (
-        os.geteuid() == 0 and path.parent.exists()
-    ):  # root writes for the hub's own user (systemd's DynamicUser)
-        owner = path.parent.stat()
-        os.chown(path, owner.st_uid, owner.st_gid)
+    owned_by_the_hub(path)
+
+
+def owned_by_the_hub(*paths: Path) -> None:
+    """Root writes for the hub's own user (systemd's DynamicUser): the files belong to the folder's owner."""
+    for path in paths:
+        if os.geteuid() == 0 and path.parent.exists():
+            owner = path.parent.stat()
+            os.chown(path, owner.st_uid, owner.st_gid)
 
 
 def last_used(path: Path) -> dict[str, float]:
@@ -124,8 +128,8 @@ def iso(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def fail(message: str) -> int:
-    print(f"ollama-hubd keys: {message}", file=sys.stderr)
+def fail(message: str, command: str = "keys") -> int:
+    print(f"ollama-hubd {command}: {message}", file=sys.stderr)
     return 1
 
 

@@ -23,6 +23,7 @@ from ollama_connector.hubd.jobs.keys import LEDGER
 from ollama_connector.hubd.jobs.record import JobRecord, new_job_id
 from ollama_connector.hubd.routing.keys import NODES, PLACEMENT, REGISTRY, UNSERVED
 from ollama_connector.hubd.routing.node import NodeRecord, Ticket
+from ollama_connector.hubd.routing.node_client import Unproven
 from ollama_connector.hubd.routing.sessions import session_of
 from ollama_connector.hubd.routing.speeds import timings_of
 from ollama_connector.shared import error_formats
@@ -163,6 +164,8 @@ async def _run_on(
 ) -> web.StreamResponse | None:
     try:
         upstream = await app[NODES].open_job(node, job.node_path, payload, job.job_id, job.content_type)
+    except Unproven as exc:
+        raise NodeFailed(Reason.UNPROVEN, str(exc), 502) from exc
     except (aiohttp.ClientError, TimeoutError) as exc:
         raise NodeFailed(Reason.UNREACHABLE, describe(exc), 503) from exc
     ours = {"X-Job-Id": job.job_id, "X-Node-Id": node.node_id}

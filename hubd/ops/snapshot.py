@@ -51,7 +51,17 @@ def load(registry: Registry, path: Path) -> int:
     for entry in entries if isinstance(entries, list) else []:
         try:
             beat = Heartbeat.model_validate(entry["heartbeat"])
-            restored += registry.restore(beat, str(entry["base_url"]), float(entry["last_seen"])) is not None
+            credential = entry.get("credential")
+            restored += (
+                registry.restore(
+                    beat,
+                    str(entry["base_url"]),
+                    float(entry["last_seen"]),
+                    str(entry.get("source") or ""),
+                    credential if isinstance(credential, str) else None,
+                )
+                is not None
+            )
         except (KeyError, TypeError, ValueError, ValidationError) as exc:
             log.warning("skipping a saved node that does not parse: %s", exc)
     return restored

@@ -16,7 +16,7 @@ import ipaddress
 import logging
 import socket
 import time
-from functools import cache
+from functools import lru_cache
 
 import psutil
 from aiohttp import web
@@ -25,6 +25,7 @@ from ollama_connector.hubd.errors import Handler, HubError, error_response
 from ollama_connector.hubd.keys import HOP_ID, SETTINGS
 from ollama_connector.hubd.routing.keys import REGISTRY
 from ollama_connector.shared.agent_contract import HOP_HEADER
+from ollama_connector.shared.wire import Heartbeat
 
 log = logging.getLogger(__name__)
 RESOLVE_TIMEOUT = 2.0
@@ -33,6 +34,40 @@ IP = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 class Refused(HubError):
     status = 403
+
+
+WEIGHTS = (0.1, 10.0)  # NODE_WEIGHT's range: a bias for mixed hardware, not a way to draw every job
+
+
+def bounded(beat: Heartbeat, max_slots: int) -> Heartbeat:
+    """The heartbeat with what it claims held to sanity: slots and loaded models within NODE_MAX_SLOTS, a
+    weight within WEIGHTS (said once per node and claim)."""
+    if (capacity := beat.capacity) is None:
+        return beat
+    held = {
+        "num_parallel": min(capacity.num_parallel, max_slots),
+        "max_loaded_models": min(capacity.max_loaded_models, max_slots),
+        "weight": min(max(capacity.weight, WEIGHTS[0]), WEIGHTS[1]),
+    }
+    claimed = {name: getattr(capacity, name) for name in held if getattr(capacity, name) != held[name]}
+    if not claimed:
+        return beat
+    if (beat.node_id, tuple(claimed.items())) not in _said_bounded:
+        _said_bounded[(beat.node_id, tuple(claimed.items()))] = None
+        while len(_said_bounded) > 1000:
+            del _said_bounded[next(iter(_said_bounded))]
+        log.warning(
+            "node %s claims %s: held to %s (NODE_MAX_SLOTS=%d, weights %g to %g)",
+            beat.node_id,
+            ", ".join(f"{k}={v}" for k, v in claimed.items()),
+            ", ".join(f"{k}={held[k]}" for k in claimed),
+            max_slots,
+            *WEIGHTS,
+        )
+    return beat.model_copy(update={"capacity": capacity.model_copy(update=held)})
+
+
+_said_bounded: dict[tuple, None] = {}
 
 
 def _local_addresses(minute: int) -> frozenset[IP]:
@@ -52,7 +87,7 @@ def _local_addresses(minute: int) -> frozenset[IP]:
     return frozenset(addresses)
 
 
-_local_cached = cache(_local_addresses)
+_local_cached = lru_cache(maxsize=1)(_local_addresses)  # one minute's answer: the next replaces it
 
 
 def local_addresses() -> frozenset[IP]:

@@ -85,7 +85,8 @@ class NodeRecord:
     speeds: dict[str, ModelSpeed] = field(default_factory=dict)  # learned from its jobs (hubd.routing.speeds)
     load_rate: Ewma = field(default_factory=Ewma)  # seconds per GB its loads took
     announced_offline: bool = field(default=False)
-    source: str = ""  # the address its heartbeats come from: the id is bound to it while the node is online
+    source: str = ""  # the address its heartbeats come from: the id is bound to it until the node is pruned
+    credential: str | None = None  # its own token's name; "": the shared CLUSTER_TOKEN; None: an open hub
     rank: tuple = ()  # its place in the ranking lists, from hubd.routing.ranking
 
     @property

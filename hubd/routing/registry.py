@@ -36,25 +36,30 @@ class Registry:
     def __len__(self) -> int:
         return len(self._nodes)
 
-    def heartbeat(self, beat: Heartbeat, peer: str) -> NodeRecord:
+    def heartbeat(self, beat: Heartbeat, peer: str, credential: str | None = None) -> NodeRecord:
         """Register or refresh a node; the hub will dial `beat.address`, or else the heartbeat's source."""
         record = self._upsert(beat, node_url(beat.address or peer, beat.port, beat.tls), time.time())
-        record.source = peer
+        record.source, record.credential = peer, credential
         return record
 
-    def claimed_elsewhere(self, node_id: str, peer: str) -> NodeRecord | None:
-        """The node, when another agent (another source address) holds its id and has not gone offline: two
-        agents with one NODE_ID (cloned machines share a host name) must not take turns on one entry."""
+    def claimed_elsewhere(self, node_id: str, peer: str, credential: str | None) -> NodeRecord | None:
+        """The node, when another agent holds its id: two agents with one NODE_ID (cloned machines share a
+        host name) must not take turns on one entry. A node with its own token is that token's, wherever it
+        is; without one, the id is its first source address's until the node is pruned."""
         record = self._nodes.get(node_id)
-        if record is None or not record.source or record.source == peer or self.status(record) == "offline":
+        if record is None or credential or not record.source or record.source == peer:
             return None
         return record
 
-    def restore(self, beat: Heartbeat, base_url: str, seen_at: float) -> NodeRecord | None:
+    def restore(
+        self, beat: Heartbeat, base_url: str, seen_at: float, source: str = "", credential: str | None = None
+    ) -> NodeRecord | None:
         """Bring back a node saved by a previous run, as of its last heartbeat (`seen_at`, wall clock)."""
         if time.time() - seen_at > self.remove_after:
             return None
-        return self._upsert(beat, base_url, seen_at)
+        record = self._upsert(beat, base_url, seen_at)
+        record.source, record.credential = source, credential
+        return record
 
     def _upsert(self, beat: Heartbeat, url: str, wall: float) -> NodeRecord:
         keys = frozenset(canonical(m) for m in beat.models)
@@ -79,7 +84,13 @@ class Registry:
     def saved(self) -> list[dict]:
         """What a restart needs to bring the nodes back: their last heartbeats and where to reach them."""
         return [
-            {"heartbeat": r.beat.model_dump(), "base_url": r.base_url, "last_seen": r.last_seen_wall}
+            {
+                "heartbeat": r.beat.model_dump(),
+                "base_url": r.base_url,
+                "last_seen": r.last_seen_wall,
+                "source": r.source,
+                "credential": r.credential,  # a name, never a token
+            }
             for r in self._nodes.values()
         ]
 
