@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -26,11 +27,48 @@ class BadRequest(Exception):
         self.status = status
 
 
-async def read_json_object(request: web.Request, max_bytes: int | None = None) -> dict[str, Any]:
+# A surrogate escape (\ud800-\udfff) in JSON text: a pair decodes to one character, a lone one stays a
+# surrogate that no UTF-8 can carry. Only bodies holding one are searched.
+SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def lone_surrogate_at(value: Any) -> str | None:
+    """Where a decoded JSON value holds a lone surrogate (`messages.0.content`), if it does."""
+    stack: list[tuple[Any, str]] = [(value, "")]
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, str) and SURROGATE.search(item):
+            return path or "body"
+        if isinstance(item, dict):
+            for key, child in item.items():
+                if SURROGATE.search(key):
+                    return f"{path}.{ascii(key)[1:-1]}".lstrip(".") + " (a name)"
+                stack.append((child, f"{path}.{key}".lstrip(".")))
+        elif isinstance(item, list):
+            stack.extend((child, f"{path}.{n}".lstrip(".")) for n, child in enumerate(item))
+    return None
+
+
+def replace_lone_surrogates(value: Any) -> Any:
+    """As Go's JSON decoder does (and so Ollama): each lone surrogate becomes U+FFFD."""
+    if isinstance(value, str):
+        return SURROGATE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {replace_lone_surrogates(k): replace_lone_surrogates(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [replace_lone_surrogates(v) for v in value]
+    return value
+
+
+async def read_json_object(
+    request: web.Request, max_bytes: int | None = None, lone_surrogates: str = "refuse"
+) -> dict[str, Any]:
     """The request body as a JSON object, or BadRequest naming what is wrong with it.
 
     An oversize body raises aiohttp's HTTPRequestEntityTooLarge (413) from `request.read()`; `max_bytes` is a
-    tighter bound for one route (413 too).
+    tighter bound for one route (413 too). A string with a lone surrogate (valid JSON, not valid Unicode) is
+    refused naming where it is, or with `lone_surrogates="replace"` replaced as Ollama does.
     """
     if max_bytes is not None and (request.content_length or 0) > max_bytes:
         raise BadRequest(f"request body is larger than {max_bytes} bytes", status=413)
@@ -49,6 +87,10 @@ async def read_json_object(request: web.Request, max_bytes: int | None = None) -
         raise BadRequest(f"request body must be a JSON object, not {type(data).__name__}")
     if depth(data) > MAX_JSON_DEPTH:
         raise BadRequest(f"request body nests deeper than {MAX_JSON_DEPTH} levels")
+    if SURROGATE_ESCAPE.search(raw) and (where := lone_surrogate_at(data)) is not None:
+        if lone_surrogates == "replace":
+            return replace_lone_surrogates(data)
+        raise BadRequest(f"{where}: holds a lone surrogate (\\ud800-\\udfff), which is not valid Unicode")
     return data
 
 

@@ -37,7 +37,7 @@ def event(name: str, data: dict[str, Any]) -> bytes:
 @routes.post("/v1/messages")
 async def messages(request: web.Request) -> web.StreamResponse:
     engine: Engine = request.app[ENGINE]
-    body = await read_json_object(request)
+    body = await read_json_object(request, lone_surrogates="replace")
     engine.recent.append({"route": request.path, **body})
     if not isinstance(body.get("model"), str) or not body["model"]:
         raise ApiError(400, "model is required")

@@ -58,7 +58,7 @@ async def sim_config(request: web.Request) -> web.Response:
     behaviour = request.app[ENGINE].behaviour
     if request.method == "POST":
         try:
-            behaviour.update(await read_json_object(request))
+            behaviour.update(await read_json_object(request, lone_surrogates="replace"))
         except ValueError as exc:
             raise BadRequest(str(exc)) from None
     return web.json_response(behaviour.knobs(), dumps=json.dumps)

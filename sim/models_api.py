@@ -44,7 +44,7 @@ async def progress(request: web.Request, stream: bool, steps: Any) -> web.Stream
 @routes.post("/api/pull")
 async def pull(request: web.Request) -> web.StreamResponse:
     engine: Engine = request.app[ENGINE]
-    body = await read_json_object(request)
+    body = await read_json_object(request, lone_surrogates="replace")
     name = field(body, "model", str, "string") or field(body, "name", str, "string") or ""
     if not name or not MODEL_NAME.match(name):
         raise OllamaError(400, "invalid model name")
@@ -78,7 +78,7 @@ async def _pulling(engine: Engine, name: str, fails: bool) -> Any:
 
 @routes.delete("/api/delete")
 async def delete(request: web.Request) -> web.Response:
-    body = await read_json_object(request)
+    body = await read_json_object(request, lone_surrogates="replace")
     name = field(body, "model", str, "string") or field(body, "name", str, "string") or ""
     if not request.app[ENGINE].catalog.remove(name):
         raise OllamaError(404, f"model '{name}' not found")
@@ -88,7 +88,7 @@ async def delete(request: web.Request) -> web.Response:
 @routes.post("/api/copy")
 async def copy(request: web.Request) -> web.Response:
     catalog = request.app[ENGINE].catalog
-    body = await read_json_object(request)
+    body = await read_json_object(request, lone_surrogates="replace")
     source = field(body, "source", str, "string", "")
     destination = field(body, "destination", str, "string", "")
     if not MODEL_NAME.match(source):
@@ -105,7 +105,7 @@ async def copy(request: web.Request) -> web.Response:
 @routes.post("/api/create")
 async def create(request: web.Request) -> web.StreamResponse:
     catalog = request.app[ENGINE].catalog
-    body = await read_json_object(request)
+    body = await read_json_object(request, lone_surrogates="replace")
     name = field(body, "model", str, "string") or field(body, "name", str, "string") or ""
     if not name or not MODEL_NAME.match(name):
         raise OllamaError(400, "invalid model name")

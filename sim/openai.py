@@ -32,7 +32,7 @@ def usage(prompt: str, produced: int) -> dict[str, int]:
 
 async def completion(request: web.Request, chat: bool) -> web.StreamResponse:
     engine: Engine = request.app[ENGINE]
-    body = await read_json_object(request)
+    body = await read_json_object(request, lone_surrogates="replace")
     engine.recent.append({"route": request.path, **body})
     name = find_model(engine, body.get("model"), NOT_FOUND)
     if chat:
@@ -96,7 +96,7 @@ async def completions(request: web.Request) -> web.StreamResponse:
 @routes.post("/v1/embeddings")
 async def embeddings(request: web.Request) -> web.Response:
     engine: Engine = request.app[ENGINE]
-    body = await read_json_object(request)
+    body = await read_json_object(request, lone_surrogates="replace")
     engine.recent.append({"route": request.path, **body})
     name = find_model(engine, body.get("model"), NOT_FOUND)
     given = body.get("input", "")

@@ -98,7 +98,7 @@ class Events:
 @routes.post("/v1/responses")
 async def responses(request: web.Request) -> web.StreamResponse:
     engine: Engine = request.app[ENGINE]
-    body = await read_json_object(request)
+    body = await read_json_object(request, lone_surrogates="replace")
     engine.recent.append({"route": request.path, **body})
     name = find_model(engine, body.get("model"))
     prompt = " ".join([str(body.get("instructions") or ""), text_of(body.get("input"))])

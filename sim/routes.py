@@ -74,7 +74,7 @@ async def ps(request: web.Request) -> web.Response:
 
 @routes.post("/api/show")
 async def show(request: web.Request) -> web.Response:
-    body = await read_json_object(request)
+    body = await read_json_object(request, lone_surrogates="replace")
     name = field(body, "model", str, "string") or field(body, "name", str, "string") or ""
     if not name:
         raise OllamaError(400, "model is required")
@@ -110,7 +110,7 @@ class Ask:
 
 async def inference(request: web.Request, kind: str) -> web.StreamResponse:
     engine: Engine = request.app[ENGINE]
-    body = await read_json_object(request)
+    body = await read_json_object(request, lone_surrogates="replace")
     engine.recent.append({"route": kind, **body})
     ask = validate(engine, body, kind)
     empty = not ask.prompt if kind == "generate" else ask.prompt is None
@@ -215,7 +215,7 @@ def _chunk(kind: str, name: str, text: str, done: bool = False, **extra: Any) ->
 @routes.post("/api/embed")
 async def embed(request: web.Request) -> web.Response:
     engine: Engine = request.app[ENGINE]
-    body = await read_json_object(request)
+    body = await read_json_object(request, lone_surrogates="replace")
     name = field(body, "model", str, "string", "")
     model = engine.catalog.find(name) if name else None
     if model is None and not name:
@@ -249,7 +249,7 @@ async def embed(request: web.Request) -> web.Response:
 @routes.post("/api/embeddings")
 async def embeddings(request: web.Request) -> web.Response:
     engine: Engine = request.app[ENGINE]
-    body = await read_json_object(request)
+    body = await read_json_object(request, lone_surrogates="replace")
     name = field(body, "model", str, "string", "")
     if not name:
         raise OllamaError(400, "model is required")
