@@ -19,6 +19,7 @@ from aiohttp import web
 from ollama_connector.hubd.errors import AllNodesFailed, CallerError, NodeTimedOut, NoHealthyNodes
 from ollama_connector.hubd.guard.auth import may_run, who
 from ollama_connector.hubd.jobs.answers import NodeFailed, broken, classify, error_message
+from ollama_connector.hubd.jobs.blame import Blame
 from ollama_connector.hubd.jobs.keys import LEDGER
 from ollama_connector.hubd.jobs.record import JobRecord, new_job_id
 from ollama_connector.hubd.routing.keys import NODES, PLACEMENT, REGISTRY, UNSERVED
@@ -102,7 +103,7 @@ async def dispatch(request: web.Request, job: Job) -> web.StreamResponse:
 
 
 async def dispatch_to(app: web.Application, job: Job, deliver: Deliver) -> web.StreamResponse | None:
-    registry, placement, ledger, record = app[REGISTRY], app[PLACEMENT], app[LEDGER], job.record
+    registry = app[REGISTRY]
     tried: set[str] = set()
     for node in app[UNSERVED].lacking(registry, job.node_path, job.model):  # skipped, and said so at the end
         tried.add(node.node_id)
@@ -110,6 +111,17 @@ async def dispatch_to(app: web.Application, job: Job, deliver: Deliver) -> web.S
         job.errors.append(
             {"node_id": node.node_id, "message": message, "status": 502, "reason": Reason.ROUTE_MISSING}
         )
+    blame = Blame(registry)
+    try:
+        return await _attempts(app, job, deliver, tried, blame)
+    finally:
+        blame.settle()
+
+
+async def _attempts(
+    app: web.Application, job: Job, deliver: Deliver, tried: set[str], blame: Blame
+) -> web.StreamResponse | None:
+    registry, placement, ledger, record = app[REGISTRY], app[PLACEMENT], app[LEDGER], job.record
     # Each choice is made when it is needed, so a node that degraded while others were tried is skipped.
     while (
         node := await placement.choose(
@@ -134,8 +146,13 @@ async def dispatch_to(app: web.Application, job: Job, deliver: Deliver) -> web.S
                         "reason": exc.reason,
                     }
                 )
-                if policy.counts_against_node:
-                    registry.record_failure(node, exc.message)
+                if (first := blame.failed(node, exc.reason, exc.message)) is not None:
+                    log.info(
+                        "job %s failed the same way on %s and %s: counted against neither",
+                        job.job_id,
+                        first,
+                        node.node_id,
+                    )
                 if exc.reason is Reason.ROUTE_MISSING:
                     app[UNSERVED].learn(node, job.node_path)
                 if exc.reason is Reason.CALLER_ERROR or exc.reason is Reason.TOO_LARGE:
