@@ -103,7 +103,7 @@ async def delete(request: web.Request) -> web.Response:
     if not nodes:
         raise HubError(f"model '{model}' not found", status=404)
     audited(request, f"delete {model}", nodes)
-    return await on_each(request, nodes, "DELETE", body)
+    return await on_each(request, nodes, "DELETE", body, removed=(model,))
 
 
 @routes.post("/api/copy")
@@ -115,7 +115,7 @@ async def copy(request: web.Request) -> web.Response:
     if not nodes:
         raise HubError(f'model "{source}" not found', status=404)
     audited(request, f"copy {source} to {body['destination']}", nodes)
-    return await on_each(request, nodes, "POST", body)
+    return await on_each(request, nodes, "POST", body, added=(body["destination"],))
 
 
 def audited(request: web.Request, what: str, nodes: list[NodeRecord]) -> None:

@@ -83,12 +83,23 @@ def not_too_many(request: web.Request) -> None:
         )
 
 
-async def on_each(request: web.Request, nodes: list[NodeRecord], method: str, body: dict) -> web.Response:
+async def on_each(
+    request: web.Request,
+    nodes: list[NodeRecord],
+    method: str,
+    body: dict,
+    added: tuple[str, ...] = (),
+    removed: tuple[str, ...] = (),
+) -> web.Response:
     """A quick change on each node at once: 200 with an empty body (as Ollama) when every node made it."""
     answers = await ask_nodes(
         request.app, nodes, method, request.path, json.dumps(body).encode(), limit=CHANGE
     )
     outcomes = {node.node_id: Outcome.of(status, payload) for node, status, payload in answers}
+    registry = request.app[REGISTRY]
+    for node, _, _ in answers:
+        if outcomes[node.node_id].ok:  # known before the answer leaves: the next request sees the change
+            registry.change_models(node, added, removed)
     if all(o.ok for o in outcomes.values()):
         return web.Response(headers={"X-Node-Id": ",".join(outcomes)})
     status = 404 if all(o.status == 404 for o in outcomes.values() if not o.ok) else 502
@@ -119,7 +130,10 @@ def no_room(node: NodeRecord, key: str, size: int) -> str | None:
 
 
 def start(app: web.Application, node: NodeRecord, path: str, model: str, payload: bytes) -> Transfer:
-    return app[TRANSFERS].start(app[NODES], node, path, model, payload)
+    registry = app[REGISTRY]
+    return app[TRANSFERS].start(
+        app[NODES], node, path, model, payload, lambda: registry.change_models(node, added=(model,))
+    )
 
 
 async def transfers_ctx(app: web.Application) -> AsyncIterator[None]:

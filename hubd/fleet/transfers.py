@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,6 +57,7 @@ class Transfer:
         self.status = "starting"
         self.completed = self.total = 0
         self.layers: dict[str, int] = {}  # a pull's layers and their sizes, as Ollama announces them
+        self.learned: Callable[[], None] | None = None  # tells the registry the model is there now
         self.task: asyncio.Task[None] | None = None
         self._outcome: Outcome | None = None
         self._done = asyncio.Event()
@@ -141,6 +143,8 @@ class Transfer:
                         self._end(Outcome(False, message))
                         return
                     self._note(progress)
+                    if progress.get("status") == "success" and self.learned is not None:
+                        self.learned()  # the registry knows before anyone reads this success
                     if watch_room and free is not None and sum(self.layers.values()) + ROOM_MARGIN > free:
                         self._end(Outcome(False, no_room(sum(self.layers.values()), free)))
                         return  # leaving the stream cancels the pull on the node
@@ -179,12 +183,21 @@ class Transfers:
     def __init__(self) -> None:
         self._running: dict[tuple[str, ...], Transfer] = {}
 
-    def start(self, client: NodeClient, node: NodeRecord, path: str, model: str, payload: bytes) -> Transfer:
+    def start(
+        self,
+        client: NodeClient,
+        node: NodeRecord,
+        path: str,
+        model: str,
+        payload: bytes,
+        learned: Callable[[], None] | None = None,
+    ) -> Transfer:
         node_id = node.node_id
         key = (node_id, path, canonical(model)) if path == "/api/pull" else (node_id, path, uuid.uuid4().hex)
         if (running := self._running.get(key)) is not None and not running.finished:
             return running
         transfer = self._running[key] = Transfer(node_id, model, path)
+        transfer.learned = learned
         transfer.task = asyncio.create_task(transfer.run(client, node, payload))
         transfer.task.add_done_callback(lambda _: self._running.pop(key, None))
         return transfer

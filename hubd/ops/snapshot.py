@@ -67,11 +67,25 @@ def load(registry: Registry, path: Path) -> int:
     return restored
 
 
+def saved(registry: Registry) -> list[dict]:
+    """What a restart needs to bring the nodes back: their last heartbeats and where to reach them."""
+    return [
+        {
+            "heartbeat": r.beat.model_dump(),
+            "base_url": r.base_url,
+            "last_seen": r.last_seen_wall,
+            "source": r.source,
+            "credential": r.credential,  # a name, never a token
+        }
+        for r in registry.all()
+    ]
+
+
 def save(registry: Registry, path: Path) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(registry.saved()))
+        temporary.write_text(json.dumps(saved(registry)))
         temporary.replace(path)  # atomic: a crash mid-write leaves the previous file
     except OSError as exc:
         log.warning("could not save the registry to %s: %s", path, exc)

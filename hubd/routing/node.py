@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from ollama_connector.shared.modelnames import canonical
-from ollama_connector.shared.wire import Capacity, Heartbeat
+from ollama_connector.shared.wire import MAX_MODELS, Capacity, Heartbeat
 
 DEFAULT_CAPACITY = Capacity()
 ALPHA = 0.2  # weight of the newest sample in a learned figure
@@ -88,6 +88,17 @@ class NodeRecord:
     source: str = ""  # the address its heartbeats come from: the id is bound to it until the node is pruned
     credential: str | None = None  # its own token's name; "": the shared CLUSTER_TOKEN; None: an open hub
     rank: tuple = ()  # its place in the ranking lists, from hubd.routing.ranking
+
+    def change_models(self, added: tuple[str, ...], removed: tuple[str, ...]) -> None:
+        """Its model list with a change made through the hub (hubd.routing.registry keeps the index)."""
+        gone = {canonical(m) for m in removed}
+        models = [m for m in self.beat.models if canonical(m) not in gone]
+        have = {canonical(m) for m in models}
+        models += [m for m in added if canonical(m) not in have][: max(0, MAX_MODELS - len(models))]
+        self.beat = self.beat.model_copy(update={"models": models})
+        self.model_keys = frozenset(canonical(m) for m in models)
+        for key in gone:
+            self.loaded.pop(key, None)
 
     @property
     def node_id(self) -> str:

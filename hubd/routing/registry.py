@@ -61,6 +61,15 @@ class Registry:
         record.source, record.credential = source, credential
         return record
 
+    def change_models(
+        self, record: NodeRecord, added: tuple[str, ...] = (), removed: tuple[str, ...] = ()
+    ) -> None:
+        """What a pull, create, copy or delete through the hub changed on a node, known here before its
+        success is said, so the next request finds the model where it now is (the next heartbeat confirms)."""
+        self._index.remove(record)
+        record.change_models(added, removed)
+        self._index.add(record)
+
     def _upsert(self, beat: Heartbeat, url: str, wall: float) -> NodeRecord:
         keys = frozenset(canonical(m) for m in beat.models)
         now = time.monotonic() - max(0.0, time.time() - wall)
@@ -80,19 +89,6 @@ class Registry:
         for listener in self.heard:
             listener()
         return record
-
-    def saved(self) -> list[dict]:
-        """What a restart needs to bring the nodes back: their last heartbeats and where to reach them."""
-        return [
-            {
-                "heartbeat": r.beat.model_dump(),
-                "base_url": r.base_url,
-                "last_seen": r.last_seen_wall,
-                "source": r.source,
-                "credential": r.credential,  # a name, never a token
-            }
-            for r in self._nodes.values()
-        ]
 
     def _rerank(self, record: NodeRecord) -> None:
         if self._nodes.get(record.node_id) is record:
