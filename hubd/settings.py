@@ -40,6 +40,8 @@ def parse_fleet_models(value: list[str]) -> dict[str, str | int]:
 class HubSettings(EnvSettings):
     """Every knob of `ollama-hubd`; the alias of each field is its environment variable."""
 
+    own_prefixes = ("HUB_",)
+
     hosts: CommaList = Field(["0.0.0.0"], alias="HUB_HOST", min_length=1)
     """Addresses to listen on, comma-separated (for example `0.0.0.0,::` for IPv4 and IPv6)."""
     port: int = Field(8000, alias="HUB_PORT", ge=0, le=65535)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
+from urllib.parse import quote
 
 import aiohttp
 from aiohttp import web
@@ -67,12 +69,29 @@ async def send_heartbeat(app: web.Application) -> None:
     beat = build_heartbeat(app)
     url = settings.server_url + "/nodes/heartbeat"
     async with app[SESSION].post(
-        url, json=beat.model_dump(), headers=bearer(settings.hub_token), timeout=HEARTBEAT_TIMEOUT
+        url,
+        json=beat.model_dump(),
+        headers={**bearer(settings.hub_token), "X-Node-Id": quote(settings.node_id)},
+        timeout=HEARTBEAT_TIMEOUT,
     ) as response:
         if response.status == 401:
-            raise HubRefused("the hub refused our cluster token (check CLUSTER_TOKEN on both sides)")
+            which = "NODE_TOKEN (from `ollama-hubd nodes add`)" if settings.node_token else "cluster token"
+            raise HubRefused(f"the hub refused our {which}: check CLUSTER_TOKEN or NODE_TOKEN on both sides")
+        if response.status == 404:
+            raise HubRefused(
+                f"{settings.server_url} has no /nodes/heartbeat: is SERVER_URL an Ollama, not the hub?"
+            )
         if response.status >= 400:
-            raise HubRefused(f"the hub answered HTTP {response.status}: {(await response.text())[:300]}")
+            raise HubRefused(f"the hub refused this node (HTTP {response.status}): {await said(response)}")
+
+
+async def said(response: aiohttp.ClientResponse) -> str:
+    """The hub's reason (its `{"detail"}`), or the start of whatever else it answered."""
+    text = (await response.text(errors="replace"))[:300]
+    try:
+        return str(json.loads(text)["detail"])[:300]
+    except (ValueError, KeyError, TypeError):
+        return text
 
 
 async def heartbeat_loop(app: web.Application) -> None:

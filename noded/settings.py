@@ -25,6 +25,8 @@ from ollama_connector.shared.wire import Host, IPv4, IPv6
 class NodeSettings(EnvSettings):
     """Every knob of `ollama-noded`; the alias of each field is its environment variable."""
 
+    own_prefixes = ("NODE_", "OLLAMA_")
+
     server_url: HttpUrl = Field("http://localhost:8000", alias="SERVER_URL")
     """The hub this node registers with."""
     node_id: str = Field(

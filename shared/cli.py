@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import logging
 import socket
 import sys
 import textwrap
@@ -17,7 +18,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from ollama_connector.shared.logs import setup_logging
-from ollama_connector.shared.settings import EnvSettings
+from ollama_connector.shared.settings import ConfigError, EnvSettings
 
 S = TypeVar("S", bound=EnvSettings)
 
@@ -82,10 +83,16 @@ def start_daemon(
     """The start of both daemons' main(): the command line, the settings (or one line naming the bad one),
     `--check` (which exits), then logging."""
     args = parse_command_line(program, settings_model, summary, check, argv)
-    settings = settings_model.for_daemon(program)
+    strays = settings_model.strays(program)
+    try:
+        settings = settings_model.from_env()
+    except ConfigError as exc:  # a misspelt variable often explains a bad configuration: both are said
+        sys.exit("\n".join([f"{program}: bad configuration: {exc}", *(f"{program}: {s}" for s in strays)]))
     if args.check:
-        report_checks(program, checks(settings))
+        report_checks(program, [*((None, stray) for stray in strays), *checks(settings)])
     setup_logging(settings.log_level, settings.log_format)  # type: ignore[attr-defined]
+    for stray in strays:
+        logging.getLogger(program).warning("%s", stray)
     return settings
 
 
@@ -107,12 +114,13 @@ def why_not(exc: OSError) -> str:
     return reasons.get(exc.errno or 0, exc.strerror or str(exc))
 
 
-def report_checks(program: str, results: Iterable[tuple[bool, str]]) -> None:
-    """Print each check as `ok` or `FAIL` and exit: 0 when every one passed, 1 otherwise."""
+def report_checks(program: str, results: Iterable[tuple[bool | None, str]]) -> None:
+    """Print each check as `ok`, `warn` (None: worth a look, not a failure) or `FAIL` and exit: 0 when none
+    failed, 1 otherwise."""
     failed = 0
     for passed, text in results:
-        print(f"{'ok  ' if passed else 'FAIL'}  {text}")
-        failed += not passed
+        print(f"{'warn' if passed is None else 'ok  ' if passed else 'FAIL'}  {text}")
+        failed += passed is False
     print(f"{program}: {'configuration ok' if not failed else f'{failed} check(s) failed'}")
     sys.exit(1 if failed else 0)
 

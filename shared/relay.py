@@ -35,6 +35,14 @@ def describe(exc: BaseException) -> str:
         return f"cannot connect to {exc.host}:{exc.port}: {exc.os_error.strerror or exc.os_error}"
     if isinstance(exc, aiohttp.ServerDisconnectedError):
         return "the connection was closed"
+    if isinstance(exc, aiohttp.ClientPayloadError):  # aiohttp's "TransferEncodingError: 400" reads as ours
+        return "the node closed the connection mid-answer"
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return (
+            f"TLS failed with {exc.host}:{exc.port}: {getattr(exc.os_error, 'reason', None) or exc.os_error}"
+        )
+    if isinstance(exc, aiohttp.ClientOSError):
+        return f"the connection failed: {exc.strerror or 'reset'}"
     if isinstance(exc, TimeoutError):
         return "timed out"
     text = str(exc).strip()

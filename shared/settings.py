@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import logging
 import os
-import sys
 from collections.abc import Mapping
-from typing import Annotated, Literal, Self
+from typing import Annotated, ClassVar, Literal, Self
 
 from pydantic import (
     AfterValidator,
@@ -101,8 +101,22 @@ def open_to_the_network(hosts: list[str], token: SecretStr | None, allowed: bool
         raise ValueError(
             f"CLUSTER_TOKEN is not set and {who} listens on {', '.join(exposed)}, beyond loopback: anyone"
             " on the network could register a node and be sent prompts. Set CLUSTER_TOKEN (install.sh makes"
-            " one), or ALLOW_OPEN_CLUSTER=1 to run open on purpose"
+            " one; or give each node its own: ollama-hubd nodes add NAME, and NODE_TOKEN on that node), or"
+            " ALLOW_OPEN_CLUSTER=1 to run open on purpose"
         )
+
+
+# Other programs' variables that share a prefix of ours (Node.js's NODE_*), never worth a warning.
+FOREIGN = frozenset(
+    {
+        "NODE_OPTIONS",
+        "NODE_PATH",
+        "NODE_ENV",
+        "NODE_EXTRA_CA_CERTS",
+        "NODE_TLS_REJECT_UNAUTHORIZED",
+        "NODE_NO_WARNINGS",
+    }
+)
 
 
 class EnvSettings(BaseModel):
@@ -113,13 +127,23 @@ class EnvSettings(BaseModel):
         frozen=True, populate_by_name=True, extra="forbid", use_attribute_docstrings=True
     )
 
+    # Variables whose names say they are this daemon's (HUB_, NODE_...): one that is no setting is a typo.
+    own_prefixes: ClassVar[tuple[str, ...]] = ()
+
     @classmethod
-    def for_daemon(cls, program: str) -> Self:
-        """The settings from this process's environment; a bad value exits with a message naming it."""
-        try:
-            return cls.from_env()
-        except ConfigError as exc:
-            sys.exit(f"{program}: bad configuration: {exc}")
+    def strays(cls, program: str, environ: Mapping[str, str] | None = None) -> list[str]:
+        """Variables that look like settings of ours but are none (`HUB_PROT`), each with the closest name."""
+        environ = os.environ if environ is None else environ
+        names = [field.alias or name for name, field in cls.model_fields.items()]
+        said = []
+        for var in sorted(environ):
+            if var in names or var in FOREIGN:
+                continue
+            close = difflib.get_close_matches(var, names, n=1, cutoff=0.85)
+            if close or var.startswith(cls.own_prefixes):
+                hint = f"; did you mean {close[0]}?" if close else f" (see {program} --help)"
+                said.append(f"{var} is set, but {program} has no such setting{hint}")
+        return said
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:
@@ -154,7 +178,9 @@ LogLevel = Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], B
 
 
 def _http_url(value: str) -> str:
-    AnyHttpUrl(value)  # raises a clear error for anything that is not an http(s) URL
+    if "://" not in value:
+        raise ValueError(f"needs a scheme, like http://{value or 'host.lan:8000'}")
+    AnyHttpUrl(value)  # raises a clear error for anything else that is not an http(s) URL
     return value.rstrip("/")
 
 

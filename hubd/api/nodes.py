@@ -7,8 +7,9 @@ import time
 
 from aiohttp import web
 
-from ollama_connector.hubd.errors import HubError
-from ollama_connector.hubd.guard.auth import node_credential
+from ollama_connector.hubd.errors import Forbidden, HubError, Unauthorized
+from ollama_connector.hubd.guard.auth import may_be_node, node_credential
+from ollama_connector.hubd.guard.keys import WRONG_KEYS
 from ollama_connector.hubd.keys import SETTINGS
 from ollama_connector.hubd.routing.admission import admit, bounded
 from ollama_connector.hubd.routing.keys import REGISTRY
@@ -28,20 +29,33 @@ async def healthz(request: web.Request) -> web.Response:
 
 @routes.post("/nodes/heartbeat")
 async def heartbeat(request: web.Request) -> web.Response:
-    body = await read_json_object(request, max_bytes=HEARTBEAT_MAX_BYTES)
-    beat = parse_body_as(Heartbeat, body)
-    credential = node_credential(request, beat.node_id)
+    address, wrong = request.remote or "?", request.app[WRONG_KEYS]
+    wrong.check(address)  # guessing node tokens goes at a minute's pace too
+    claimed = f"node {request.headers.get('X-Node-Id', '?')[:253]!r}"  # the agent's word, before any body
+    try:
+        credential = node_credential(request)  # before the body is read: no stranger's body is buffered
+        body = await read_json_object(request, max_bytes=HEARTBEAT_MAX_BYTES)
+        beat = parse_body_as(Heartbeat, body)
+        claimed = f"node {beat.node_id!r}"
+        may_be_node(request, credential, beat.node_id)
+    except (Unauthorized, Forbidden) as exc:  # said once per source until it gets in
+        wrong.wrong(address, request.path, what=f"refused a heartbeat claiming {claimed} ({exc})")
+        raise
+    wrong.forgive(address)
     beat = bounded(beat, request.app[SETTINGS].node_max_slots)
     registry = request.app[REGISTRY]
     peer = request.remote or "127.0.0.1"
     if (holder := registry.claimed_elsewhere(beat.node_id, peer, credential)) is not None:
         log.warning("refused a heartbeat as %s from %s: that id is %s's", beat.node_id, peer, holder.source)
         raise HubError(
-            f"node id {beat.node_id!r} is taken by the agent at {holder.source}, which is online; give this"
-            " agent another NODE_ID (cloned machines share a host name, the default)",
+            f"node id {beat.node_id!r} is taken by the agent at {holder.source} (until it has been silent for"
+            " HEARTBEAT_OFFLINE_SECONDS); give this agent another NODE_ID (cloned machines share a host name,"
+            " the default), or each node its own token (ollama-hubd nodes add NAME)",
             status=409,
         )
     await admit(request, beat.node_id, beat.address, peer, beat.port)
+    if request.query.get("check") == "1":  # `ollama-noded --check`: all judged, nothing registered
+        return web.json_response({"status": "checked", "node_id": beat.node_id})
     record = registry.heartbeat(beat, peer, credential)
     return web.json_response({"status": registry.status(record), "node_id": beat.node_id})
 

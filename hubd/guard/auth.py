@@ -104,28 +104,32 @@ def sees_job_of(request: web.Request, caller: str) -> bool:
 CLUSTER = ""  # the credential of a node that came in with the shared CLUSTER_TOKEN
 
 
-def node_credential(request: web.Request, node_id: str) -> str | None:
-    """Which credential a heartbeat for `node_id` carries: the name of the node's own token, CLUSTER for the
-    shared token, None on a hub with neither. 401 for none that holds, 403 for one that is another node's."""
+def node_credential(request: web.Request) -> str | None:
+    """Which credential a heartbeat carries, judged before its body is read: the name of a node's own token,
+    CLUSTER for the shared token, None on a hub with neither. 401 for none that holds."""
     tokens, shared = request.app[NODE_TOKENS], request.app[SETTINGS].cluster_token
     presented = bearer_of(request)
     if (name := tokens.find(presented)) is not None:
-        if name != node_id:
-            raise Forbidden(
-                f"this node token is node {name!r}'s, and the heartbeat says NODE_ID={node_id!r}: set"
-                f" NODE_ID={name} on this machine, or make it a token of its own (ollama-hubd nodes add"
-                f" {node_id})"
-            )
         return name
     if shared is not None and is_one_of(presented, [shared]):
-        if node_id in tokens.names:
-            raise Forbidden(
-                f"node {node_id!r} has its own credential: its agent must present NODE_TOKEN, not"
-                " CLUSTER_TOKEN"
-            )
         return CLUSTER
     if shared is None and not tokens:
         return None
     raise Unauthorized(
         "missing or wrong node credential (Authorization: Bearer <NODE_TOKEN or CLUSTER_TOKEN>)"
     )
+
+
+def may_be_node(request: web.Request, credential: str | None, node_id: str) -> None:
+    """403 when the credential is not `node_id`'s: another node's token, or the shared token for a node that
+    has its own."""
+    if credential and credential != node_id:
+        raise Forbidden(
+            f"this node token is node {credential!r}'s, and the heartbeat says NODE_ID={node_id!r}: set"
+            f" NODE_ID={credential} on this machine, or make it a token of its own (ollama-hubd nodes add"
+            f" {node_id})"
+        )
+    if credential == CLUSTER and node_id in request.app[NODE_TOKENS].names:
+        raise Forbidden(
+            f"node {node_id!r} has its own credential: its agent must present NODE_TOKEN, not CLUSTER_TOKEN"
+        )

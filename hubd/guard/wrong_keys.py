@@ -38,16 +38,20 @@ class WrongKeys:
                 headers={"Retry-After": str(seconds)},
             )
 
-    def wrong(self, address: str, path: str, now: float | None = None) -> None:
+    def wrong(self, address: str, path: str, now: float | None = None, what: str = "wrong API key") -> None:
         now = time.monotonic() if now is None else now
         self._buckets.take(address, now)
         last, unsaid = self._bursts.pop(address, (-math.inf, 0))
         if now - last > QUIET:  # a new burst: said, with the count of the last one's unsaid
             more = f" ({unsaid} more in its last burst)" if unsaid else ""
-            log.warning("wrong API key from %s on %s%s", address, path[:100], more)
+            log.warning("%s from %s on %s%s", what, address, path[:100], more)
             unsaid = 0
         else:
             unsaid += 1
         self._bursts[address] = (now, unsaid)
         while len(self._bursts) > MAX_ADDRESSES:
             self._bursts.popitem(last=False)
+
+    def forgive(self, address: str) -> None:
+        """The address got in: its next wrong key starts a new burst, and is said."""
+        self._bursts.pop(address, None)
