@@ -54,6 +54,10 @@ class HubSettings(EnvSettings):
     """Consecutive failures that make a node degraded."""
     request_timeout: float = Field(120.0, alias="NODE_REQUEST_TIMEOUT", gt=0)
     """Seconds a node may be silent: to connect, and between two bytes or keep-alives of its answer."""
+    stall_min: float = Field(30.0, alias="STALL_MIN_SECONDS", gt=0)
+    """The least a job waits for its first byte, or a stream between two tokens, before the node counts as
+    stalled (the job then goes to another node, or the stream ends with an error); the hub waits longer when
+    it expects longer: 3x the predicted start (a load included), 10x the node's gap between tokens."""
     probe_interval: float = Field(30.0, alias="NODE_PROBE_INTERVAL", gt=0)
     """Seconds a degraded node rests before the hub probes its /healthz; doubles after each failed probe."""
     cluster_token: StrongToken = Field(None, alias="CLUSTER_TOKEN")

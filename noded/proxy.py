@@ -7,6 +7,7 @@ looks like a dead node.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 
@@ -31,6 +32,8 @@ from ollama_connector.shared.relay import LineReader, Relayed, describe, pump, r
 log = logging.getLogger(__name__)
 # No read timeout: a generation may run long, and the hub's own timeout and hang-ups end it.
 OLLAMA_STREAM_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10.0)
+WATCH_EVERY = 3.0  # while a job waits on Ollama, how often the agent asks whether it answers at all
+WATCH_TIMEOUT = aiohttp.ClientTimeout(total=2.0)
 STREAMING_TYPES = (NDJSON, SSE)
 
 
@@ -64,6 +67,38 @@ async def ask_engine(
     except (aiohttp.ClientError, TimeoutError) as exc:
         request.app[STATE].relay_errors += 1
         raise OllamaUnreachable(f"Ollama at {settings.ollama_url} is not answering: {describe(exc)}") from exc
+
+
+async def _ask_watched(request: web.Request, path: str, payload: bytes) -> aiohttp.ClientResponse:
+    """`ask_engine`, while the engine is asked every WATCH_EVERY seconds whether it still answers at all: a
+    hung Ollama is said at once (OllamaUnreachable), rather than left for the hub's stall deadline."""
+    ask = asyncio.ensure_future(ask_engine(request, path, payload, "POST"))
+    watch = asyncio.ensure_future(_stops_answering(request))
+    try:
+        await asyncio.wait({ask, watch}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (ask, watch):
+            if not task.done():
+                task.cancel()
+    if ask.done() and not ask.cancelled():
+        return ask.result()
+    raise OllamaUnreachable(watch.result())
+
+
+async def _stops_answering(request: web.Request) -> str:
+    """Why the engine no longer answers its version route within WATCH_TIMEOUT, once it does not."""
+    settings = request.app[SETTINGS]
+    url = settings.ollama_url + ("/v1/models" if settings.backend == "openai" else "/api/version")
+    while True:
+        await asyncio.sleep(WATCH_EVERY)
+        try:
+            async with request.app[SESSION].get(
+                url, timeout=WATCH_TIMEOUT, headers=engine_auth(settings)
+            ) as r:
+                await r.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            request.app[STATE].relay_errors += 1
+            return f"Ollama at {settings.ollama_url} stopped answering while the job waited ({describe(exc)})"
 
 
 def body_type(request: web.Request) -> str:
@@ -139,7 +174,7 @@ async def forward_for_hub(
     """As `forward`, with keep-alives every `every` seconds while Ollama is silent (noded.keepalive)."""
     keepalive = KeepAlive(request, every)
     try:
-        upstream = await ask_engine(request, path, payload, "POST")
+        upstream = await _ask_watched(request, path, payload)
     except OllamaUnreachable as exc:
         if not await keepalive.stop():
             return refusal(path, 502, Reason.OLLAMA_DOWN, str(exc))

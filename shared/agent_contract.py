@@ -55,6 +55,7 @@ class Reason(StrEnum):
     DROPPED = "dropped"  # the connection closed before the answer was complete
     TIMED_OUT = "timed_out"  # the node accepted the job, then was silent for longer than the timeout
     UNPROVEN = "unproven"  # what answered did not prove it is the node's agent: its body is never relayed
+    STALLED = "stalled"  # nothing came past the job's expected start (or between tokens): cancelled there
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,8 @@ POLICY: dict[Reason, Policy] = {
     # The node may still be running it: running it again elsewhere would cost the GPU time twice.
     Reason.TIMED_OUT: Policy(fails_over=False, counts_against_node=True),
     Reason.UNPROVEN: Policy(fails_over=True, counts_against_node=True),
+    # Nothing reached the caller, and the hub cancels the job there: another node may run it.
+    Reason.STALLED: Policy(fails_over=True, counts_against_node=True),
 }
 
 

@@ -7,8 +7,9 @@ object: it receives the lines that were complete, then one error line in the str
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import aiohttp
@@ -20,9 +21,10 @@ from ollama_connector.shared.error_formats import StreamFormat, stream_format
 class UpstreamBroken(Exception):
     """The upstream connection failed, timed out or closed early while its body was being read."""
 
-    def __init__(self, message: str, timed_out: bool = False) -> None:
+    def __init__(self, message: str, timed_out: bool = False, stalled: bool = False) -> None:
         super().__init__(message)
         self.timed_out = timed_out  # silent for longer than the read timeout, rather than closed
+        self.stalled = stalled  # past the reader's own deadline or gap (hubd.jobs.stalls)
 
 
 def describe(exc: BaseException) -> str:
@@ -50,19 +52,41 @@ def describe(exc: BaseException) -> str:
 
 
 class LineReader:
-    """Reads an upstream body, handing out only blocks that end on a line boundary."""
+    """Reads an upstream body, handing out only blocks that end on a line boundary.
 
-    __slots__ = ("_content", "_pending")
+    `deadline` (the event loop's clock) bounds every read until it is cleared; then `gap` bounds each read
+    on its own. Past either, the read fails as `stalled`: keep-alives cannot hide a hung upstream.
+    """
+
+    __slots__ = ("_content", "_pending", "deadline", "gap")
 
     def __init__(self, content: aiohttp.StreamReader) -> None:
         self._content = content
         self._pending = b""
+        self.deadline: float | None = None
+        self.gap: float | None = None
 
-    async def _read(self) -> bytes:
+    async def _bounded(self, read: Callable[[], Awaitable[bytes]]) -> bytes:
+        until = self.deadline
+        if until is None and self.gap is not None:
+            until = asyncio.get_running_loop().time() + self.gap
         try:
-            return await self._content.readany()
+            if until is None:
+                return await read()
+            bound = asyncio.timeout_at(until)
+            try:
+                async with bound:
+                    return await read()
+            except TimeoutError:
+                if bound.expired():
+                    what = "before its first byte" if self.deadline is not None else "between two tokens"
+                    raise UpstreamBroken(f"stalled: nothing came for too long {what}", stalled=True) from None
+                raise
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise UpstreamBroken(describe(exc), isinstance(exc, TimeoutError)) from exc
+
+    async def _read(self) -> bytes:
+        return await self._bounded(self._content.readany)
 
     async def next_line(self) -> bytes:
         """One line with its newline; what follows it stays for the next read. b"" at the end of the body."""
@@ -77,10 +101,7 @@ class LineReader:
 
     async def read_rest(self) -> bytes:
         """Everything left of the body, whole."""
-        try:
-            rest = await self._content.read()
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise UpstreamBroken(describe(exc), isinstance(exc, TimeoutError)) from exc
+        rest = await self._bounded(self._content.read)
         rest, self._pending = self._pending + rest, b""
         return rest
 
@@ -105,6 +126,7 @@ class Relayed:
     last: bytes = b""  # the last block the caller received
     broken: str | None = None
     caller_gone: bool = False
+    stalled: bool = False  # broken by a silence past the reader's gap
 
 
 async def relay(
@@ -147,7 +169,7 @@ async def pump(
     except UpstreamBroken as exc:
         message = explain(str(exc))
         await _close(response, fmt.stream_tail(message, last))
-        return Relayed(response, broken=message)
+        return Relayed(response, broken=message, stalled=exc.stalled)
     except ConnectionResetError:
         return Relayed(response, caller_gone=True)
     await _close(response, b"")

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
-Fault = Literal["fail", "hang", "die"] | None
+Fault = Literal["fail", "hang", "die", "stall"] | None
 
 _DURATION = re.compile(r"(-?\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 _UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -26,6 +26,7 @@ class Behaviour:
     fail_rate: float = 0.0  # share of requests answered 500
     hang_rate: float = 0.0  # share of requests that never answer
     die_rate: float = 0.0  # share of requests whose connection drops halfway through the answer
+    stall_rate: float = 0.0  # share of requests that go silent halfway through the answer, for good
     lost_pull_rate: float = 0.0  # share of pulls that report success but leave no model behind
     pull_seconds: float = 0.0  # how long a pull's download takes
     pull_fail_rate: float = 0.0  # share of pulls that fail half-way, with an error line
@@ -46,7 +47,13 @@ class Behaviour:
 
     def draw_fault(self) -> Fault:
         roll = self.rng.random()
-        for fault, rate in (("fail", self.fail_rate), ("hang", self.hang_rate), ("die", self.die_rate)):
+        faults = (
+            ("fail", self.fail_rate),
+            ("hang", self.hang_rate),
+            ("die", self.die_rate),
+            ("stall", self.stall_rate),
+        )
+        for fault, rate in faults:
             if roll < rate:
                 return fault
             roll -= rate
@@ -61,6 +68,7 @@ class Behaviour:
         "fail_rate",
         "hang_rate",
         "die_rate",
+        "stall_rate",
         "lost_pull_rate",
         "pull_seconds",
         "pull_fail_rate",

@@ -117,7 +117,8 @@ class Engine:
     async def tokens(
         self, count: int, request: web.Request, fault: Fault, prompt: str = ""
     ) -> AsyncIterator[str]:
-        """Yield `count` tokens at the configured rate; a "die" fault drops the connection halfway."""
+        """Yield `count` tokens at the configured rate; a "die" fault drops the connection halfway, a
+        "stall" fault goes silent there."""
         rate = self.behaviour.tokens_per_second
         words = answer_for(prompt) if self.behaviour.natural else None
         start = time.monotonic()
@@ -125,6 +126,8 @@ class Engine:
             if fault == "die" and i == count // 2:
                 drop_connection(request)
                 return
+            if fault == "stall" and i == count // 2:  # a wedged runner: the connection stays, nothing comes
+                await self.hang()
             if rate > 0:
                 delay = start + (i + 1) / rate - time.monotonic()
                 if delay > 0:

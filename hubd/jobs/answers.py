@@ -35,7 +35,9 @@ class NodeFailed(Exception):
 
 
 def broken(exc: UpstreamBroken, what: str) -> NodeFailed:
-    """A read that failed: silence past the timeout, or a dropped connection."""
+    """A read that failed: a stall (hubd.jobs.stalls), silence past the timeout, or a dropped connection."""
+    if exc.stalled:
+        return NodeFailed(Reason.STALLED, f"stalled {what}: {exc}", 504)
     if exc.timed_out:
         return NodeFailed(Reason.TIMED_OUT, f"accepted the job, then was silent {what}: {exc}", 504)
     return NodeFailed(Reason.DROPPED, f"closed the connection {what}: {exc}", 502)

@@ -24,7 +24,7 @@ class Blame:
         if not POLICY[reason].counts_against_node:
             return None
         if reason is not Reason.OLLAMA_FAILED:
-            self.registry.record_failure(node, message)
+            self.registry.record_failure(node, message, stalled=reason is Reason.STALLED)
             return None
         if self.pending is not None and self.pending[1] == message:
             first, self.pending = self.pending[0], None

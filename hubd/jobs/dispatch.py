@@ -6,6 +6,7 @@ What a node's answer means (fail over or not, count against the node or not) is 
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import time
@@ -22,6 +23,8 @@ from ollama_connector.hubd.jobs.answers import NodeFailed, broken, classify, err
 from ollama_connector.hubd.jobs.blame import Blame
 from ollama_connector.hubd.jobs.keys import LEDGER
 from ollama_connector.hubd.jobs.record import JobRecord, new_job_id
+from ollama_connector.hubd.jobs.stalls import first_byte_within, token_gap_within
+from ollama_connector.hubd.keys import SETTINGS
 from ollama_connector.hubd.routing.keys import NODES, PLACEMENT, REGISTRY, UNSERVED
 from ollama_connector.hubd.routing.node import NodeRecord, Ticket
 from ollama_connector.hubd.routing.node_client import Unproven
@@ -179,28 +182,47 @@ async def _attempts(
 async def _run_on(
     app: web.Application, node: NodeRecord, job: Job, ticket: Ticket, payload: bytes, deliver: Deliver
 ) -> web.StreamResponse | None:
+    within = first_byte_within(app[PLACEMENT], app[SETTINGS].stall_min, node, ticket, job.stream)
+    deadline = asyncio.get_running_loop().time() + within
+    opening = asyncio.timeout_at(deadline)
     try:
-        upstream = await app[NODES].open_job(node, job.node_path, payload, job.job_id, job.content_type)
+        async with opening:
+            upstream = await app[NODES].open_job(node, job.node_path, payload, job.job_id, job.content_type)
     except Unproven as exc:
         raise NodeFailed(Reason.UNPROVEN, str(exc), 502) from exc
     except (aiohttp.ClientError, TimeoutError) as exc:
+        if opening.expired():  # not even the agent's headers: its connection goes with the cancelled request
+            log.warning("job %s: node %s stalled (no answer in %.1f s)", job.job_id, node.node_id, within)
+            raise NodeFailed(Reason.STALLED, f"stalled: no answer within {within:.1f} s", 504) from exc
         raise NodeFailed(Reason.UNREACHABLE, describe(exc), 503) from exc
     ours = {"X-Job-Id": job.job_id, "X-Node-Id": node.node_id}
     async with upstream:
         reader = LineReader(upstream.content)
-        head = await classify(upstream, reader)
-        if head.reason is not None:
-            raise NodeFailed(head.reason, await error_message(reader, head.status), head.status)
-        answer_headers = {"Content-Type": head.content_type or "application/json", **ours}
-        if not job.stream:
-            try:
-                body = await reader.read_rest()
-            except UpstreamBroken as exc:
-                raise broken(exc, "while answering") from exc
-            job.record.first_token = time.time()
-            _finished(app, node, job, None, ticket, body)
-            return web.Response(body=body, status=head.status, headers=answer_headers)
-        return await _relay(app, node, job, ticket, reader, head, answer_headers, deliver)
+        reader.deadline = deadline  # from when the job was sent, keep-alives or not
+        try:
+            head = await classify(upstream, reader)
+            if head.reason is not None:
+                raise NodeFailed(head.reason, await error_message(reader, head.status), head.status)
+            answer_headers = {"Content-Type": head.content_type or "application/json", **ours}
+            if not job.stream:
+                try:
+                    body = await reader.read_rest()
+                except UpstreamBroken as exc:
+                    raise broken(exc, "while answering") from exc
+                ticket.first_byte, job.record.first_token = time.monotonic(), time.time()
+                _finished(app, node, job, None, ticket, body)
+                return web.Response(body=body, status=head.status, headers=answer_headers)
+            return await _relay(app, node, job, ticket, reader, head, answer_headers, deliver)
+        except NodeFailed as exc:
+            if exc.reason is Reason.STALLED:
+                log.warning(
+                    "job %s: node %s stalled (nothing within %.1f s); cancelled there",
+                    job.job_id,
+                    node.node_id,
+                    within,
+                )
+                upstream.close()  # its agent sees the hub go, and cancels the job on its Ollama
+            raise
 
 
 async def _relay(
@@ -222,7 +244,8 @@ async def _relay(
         raise NodeFailed(Reason.DROPPED, "answered with an empty stream")
     if (message := fmt.only_error(first)) is not None:
         raise NodeFailed(Reason.OLLAMA_FAILED, message)
-    job.record.first_token = time.time()
+    ticket.first_byte, job.record.first_token = time.monotonic(), time.time()
+    reader.deadline, reader.gap = None, token_gap_within(app[SETTINGS].stall_min, node, ticket.key)
     outcome = await deliver(
         reader, first, head.status, headers, lambda reason: f"node {node.node_id} failed mid-stream: {reason}"
     )
@@ -232,14 +255,20 @@ async def _relay(
         job.record.finish("cancelled", "the caller hung up")
     elif outcome.broken:
         log.warning("job %s: %s", job.job_id, outcome.broken)
-        _finished(app, node, job, outcome.broken, ticket, None)
+        _finished(app, node, job, outcome.broken, ticket, None, outcome.stalled)
     else:
         _finished(app, node, job, fmt.error_at_end(outcome.last), ticket, outcome.last)
     return outcome.response
 
 
 def _finished(
-    app: web.Application, node: NodeRecord, job: Job, failure: str | None, ticket: Ticket, final: bytes | None
+    app: web.Application,
+    node: NodeRecord,
+    job: Job,
+    failure: str | None,
+    ticket: Ticket,
+    final: bytes | None,
+    stalled: bool = False,
 ) -> None:
     """A job whose answer reached the caller: served (and what it took, learned), or failed after its first
     byte."""
@@ -253,5 +282,5 @@ def _finished(
         record.finish("done")
         app[PLACEMENT].speeds.learn(node, ticket, timings)
     else:
-        app[REGISTRY].record_failure(node, failure)
+        app[REGISTRY].record_failure(node, failure, stalled)
         record.finish("failed", failure)

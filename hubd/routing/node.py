@@ -38,6 +38,7 @@ class ModelSpeed:
 
     job_seconds: Ewma = field(default_factory=Ewma)
     tokens_per_second: Ewma = field(default_factory=Ewma)
+    first_byte_seconds: Ewma = field(default_factory=Ewma)  # from sending the job to its first byte, no load
 
     def view(self) -> dict:
         return {
@@ -56,6 +57,7 @@ class Ticket:
     key: str | None
     started: float = field(default_factory=time.monotonic)
     loads: bool = False  # the model was not loaded there (as the hub saw it): the job loads it first
+    first_byte: float | None = None  # monotonic, when its first byte came back
 
 
 @dataclass(eq=False, slots=True)
@@ -70,6 +72,7 @@ class NodeRecord:
     active_jobs: int = 0
     failure_count: int = 0
     consecutive_failures: int = 0
+    consecutive_stalls: int = 0  # two in a row degrade the node until it serves again
     degraded: bool = False
     next_probe: float = 0.0
     probe_backoff: float = 0.0

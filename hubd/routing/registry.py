@@ -161,15 +161,19 @@ class Registry:
                 listener()
 
     def record_success(self, record: NodeRecord) -> None:
-        record.consecutive_failures = 0
+        record.consecutive_failures = record.consecutive_stalls = 0
         record.served += 1
 
-    def record_failure(self, record: NodeRecord, reason: str) -> None:
+    def record_failure(self, record: NodeRecord, reason: str, stalled: bool = False) -> None:
+        """One failure in the node's streak; MAX_FAILURES in a row (or two stalls) degrade it."""
         record.last_error, record.last_error_at = reason[:500], time.time()
         record.failure_count += 1
         record.consecutive_failures += 1
+        record.consecutive_stalls = record.consecutive_stalls + 1 if stalled else 0
         self._rerank(record)
-        if not record.degraded and record.consecutive_failures >= self.max_failures:
+        if not record.degraded and (
+            record.consecutive_failures >= self.max_failures or record.consecutive_stalls >= 2
+        ):
             record.degraded = True
             record.probe_backoff = self.probe_interval
             record.next_probe = time.monotonic() + record.probe_backoff

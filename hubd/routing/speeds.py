@@ -19,6 +19,7 @@ from ollama_connector.shared import sse
 DEFAULT_JOB_SECONDS = 5.0  # a job's time before any job of the model has been measured
 DEFAULT_LOAD_SECONDS_PER_GB = 1.0  # a load's time per GB before any load has been measured
 DEFAULT_LOAD_SECONDS = 5.0  # a load's time when the model's size is unknown too
+DEFAULT_FIRST_BYTE_SECONDS = 5.0  # from a job's start to its first byte, before one is measured
 MAX_PARSED = 1 << 20  # a longer non-streamed answer is not parsed for its figures
 MAX_TOKENS_PER_SECOND = 20_000.0  # above any real model's generation: a figure past it is not believed
 CLOCK_SLACK = 0.5  # seconds a node's own measure of a generation may exceed the hub's, for clock skew
@@ -98,7 +99,16 @@ class FleetSpeeds:
     def __init__(self) -> None:
         self.job_seconds: dict[str, Ewma] = {}  # by model
         self.tokens_per_second: dict[str, Ewma] = {}  # by model
+        self.first_byte_seconds: dict[str, Ewma] = {}  # by model
         self.load_seconds_per_gb = Ewma()
+
+    def first_byte(self, node: NodeRecord, key: str) -> float:
+        """How long a job of the model takes to its first byte there (no load), as learned: the node's
+        figure, else the fleet's, else DEFAULT_FIRST_BYTE_SECONDS."""
+        if (speed := node.speeds.get(key)) is not None and speed.first_byte_seconds.samples:
+            return speed.first_byte_seconds.value
+        fleet = self.first_byte_seconds.get(key)
+        return fleet.value if fleet is not None and fleet.samples else DEFAULT_FIRST_BYTE_SECONDS
 
     def job(self, key: str) -> float:
         """The model's mean job time; before one is measured, the mean over the models that are."""
@@ -134,6 +144,10 @@ class FleetSpeeds:
             busy = max(0.0, held - (timings.load or 0.0))
             speed.job_seconds.add(busy)
             self.job_seconds.setdefault(ticket.key, Ewma()).add(busy)
+            if ticket.first_byte is not None:
+                first = max(0.0, ticket.first_byte - ticket.started - (timings.load or 0.0))
+                speed.first_byte_seconds.add(first)
+                self.first_byte_seconds.setdefault(ticket.key, Ewma()).add(first)
         if timings.eval_count and timings.eval_seconds and timings.eval_seconds <= held + CLOCK_SLACK:
             rate = timings.eval_count / timings.eval_seconds
             if rate <= MAX_TOKENS_PER_SECOND:
@@ -142,6 +156,6 @@ class FleetSpeeds:
 
     def forget(self, keys: set[str]) -> None:
         """Drop the models no node lists any more (the table stays bounded by what the fleet has)."""
-        for table in (self.job_seconds, self.tokens_per_second):
+        for table in (self.job_seconds, self.tokens_per_second, self.first_byte_seconds):
             for key in [k for k in table if k not in keys]:
                 del table[key]
