@@ -7,6 +7,7 @@ initialised once; a failure is logged once, and the agent keeps heartbeating eit
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pynvml
 
@@ -29,7 +30,16 @@ class Nvml:
                 pynvml.nvmlInit()
                 self._ready = True
             except pynvml.NVMLError as exc:
-                log.info("no NVIDIA GPU found (%s): a CPU node", exc)
+                if driver := nvidia_driver():
+                    log.warning(
+                        "the NVIDIA driver is installed (%s) but NVML sees no GPU (%s): this node reports"
+                        " itself as a CPU node. Under systemd the agent must see /dev/nvidia* (its unit:"
+                        " DeviceAllow=char-nvidia* rw, and no PrivateDevices=yes)",
+                        driver,
+                        exc,
+                    )
+                else:
+                    log.info("no NVIDIA GPU found (%s): a CPU node", exc)
                 self._ready = False
         return self._ready
 
@@ -61,6 +71,14 @@ class Nvml:
             log.info("the GPUs can be read through NVML again")
             self._failing = False
         return gpus
+
+
+def nvidia_driver(proc: Path = Path("/proc/driver/nvidia/version")) -> str | None:
+    """The NVIDIA kernel driver's version line, when one is loaded on this machine."""
+    try:
+        return proc.read_text().splitlines()[0].strip()[:200] or None
+    except (OSError, IndexError):
+        return None
 
 
 def default_context(configured: int, vram_bytes: int) -> int:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from ollama_connector.noded.gpus import nvidia_driver
 from tests.conftest import BIN, free_port
 
 REPO = Path(__file__).resolve().parents[1]
@@ -302,3 +303,14 @@ def test_units_keep_a_low_exposure_score(installed, unit):
     [line] = [line for line in result.stdout.splitlines() if "Overall exposure" in line]
     score = line.split(":")[1].split()[0]
     assert float(score) <= 1.5, result.stdout  # 1.3 for both when written; 10 is an unhardened service
+
+
+def test_the_agents_unit_lets_it_see_the_gpus_and_no_other_device(tmp_path):
+    unit = (REPO / "systemd" / "ollama-noded.service").read_text().splitlines()
+    # PrivateDevices=yes hides /dev/nvidia* from NVML: a GPU node would report itself as a CPU node.
+    assert "PrivateDevices=yes" not in unit and "DevicePolicy=closed" in unit
+    assert {"DeviceAllow=char-nvidia* rw", "DeviceAllow=char-drm rw"} <= set(unit)
+    version = tmp_path / "version"
+    version.write_text("NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.14\nGCC version: 12\n")
+    assert nvidia_driver(version) == "NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.14"
+    assert nvidia_driver(tmp_path / "absent") is None

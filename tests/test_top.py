@@ -378,7 +378,7 @@ async def test_the_models_view_pulls_onto_chosen_nodes_and_deletes_with_a_confir
     hub = await fleet.hub()
     sims = [await fleet.sim(models=["llama3"], pull_seconds=0.3) for _ in range(2)]
     for n, sim in enumerate(sims):
-        await fleet.node(hub, sim, f"n{n}")
+        await fleet.node(hub, sim, f"n{n}.lab")  # dotted, as a host's FQDN
     app = OllamaTop(hub.url, interval=0.2)
     async with app.run_test(size=(140, 40)) as pilot:
         await wait_until(lambda: app.snapshot is not None, what="a first poll")
@@ -387,21 +387,26 @@ async def test_the_models_view_pulls_onto_chosen_nodes_and_deletes_with_a_confir
         assert isinstance(screen, ModelsScreen)
         table = screen.query_one(DataTable)
         await wait_until(lambda: table.row_count == 1, what="the one model")
-        assert [str(c) for c in table.get_row("llama3:latest")][:4] == ["llama3", "4.8 GB", "2: n0, n1", "-"]
+        assert [str(c) for c in table.get_row("llama3:latest")][:4] == [
+            "llama3",
+            "4.8 GB",
+            "2: n0.lab, n1.lab",
+            "-",
+        ]
 
         await pilot.press("p")
         pull = app.screen
         assert isinstance(pull, PullScreen)
         await pilot.press(*"phi3")
-        pull.query_one(SelectionList).deselect("n1")  # onto n0 only
+        pull.query_one(SelectionList).deselect("n1.lab")  # onto n0.lab only
         await pilot.press("enter")
         status = pull.query_one("#pull-status", Label)
         await wait_until(lambda: "done on every node" in str(status.content), what="the pull to end")
-        assert pull.query_one("#bar-n0", ProgressBar).progress == 100 and not pull.query("#bar-n1")
-        assert pull.outcomes == {"n0": "success"} and [s.stats.pulls for s in sims] == [1, 0]
+        assert pull.query_one("#bar-0", ProgressBar).progress == 100 and not pull.query("#bar-1")
+        assert pull.outcomes == {"n0.lab": "success"} and [s.stats.pulls for s in sims] == [1, 0]
         await pilot.press("escape")
         await wait_until(lambda: table.row_count == 2, what="phi3 in the table")
-        assert [str(c) for c in table.get_row("phi3:latest")][2] == "1: n0"
+        assert [str(c) for c in table.get_row("phi3:latest")][2] == "1: n0.lab"
 
         table.move_cursor(row=list(table.rows).index(next(k for k in table.rows if k.value == "phi3:latest")))
         await pilot.press("d")

@@ -141,6 +141,7 @@ class PullScreen(ModalScreen[None]):
         super().__init__()
         self.client, self.nodes = client, nodes
         self.outcomes: dict[str, str] = {}
+        self.rows: dict[str, int] = {}  # node id: its row's number in the widget ids
 
     def compose(self) -> ComposeResult:
         with Vertical(id="pull-panel"):
@@ -165,12 +166,14 @@ class PullScreen(ModalScreen[None]):
             return
         bars = self.query_one("#pull-bars", Vertical)
         bars.remove_children()
-        for node in chosen:
+        # A widget id cannot hold a node id's dots (a host's FQDN, the default NODE_ID): rows go by number.
+        self.rows = {node: n for n, node in enumerate(chosen)}
+        for node, n in self.rows.items():
             bars.mount(
                 Horizontal(
                     Label(f"{node:<16}", classes="pull-node"),
-                    ProgressBar(total=100, show_eta=False, id=f"bar-{node}"),
-                    Label("", id=f"state-{node}", classes="pull-state"),
+                    ProgressBar(total=100, show_eta=False, id=f"bar-{n}"),
+                    Label("", id=f"state-{n}", classes="pull-state"),
                     classes="pull-row",
                 )
             )
@@ -189,9 +192,10 @@ class PullScreen(ModalScreen[None]):
             text = line.get("error") or "done on every node"
             status.update(Text(text, style="red" if "error" in line else "green"))
             return
-        bars = self.query(f"#bar-{node}").results(ProgressBar)
-        bar = next(bars, None)
-        state = self.query_one(f"#state-{node}", Label)
+        if (row := self.rows.get(node)) is None:
+            return  # not a node this pull asked for
+        bar = next(self.query(f"#bar-{row}").results(ProgressBar), None)
+        state = self.query_one(f"#state-{row}", Label)
         if line.get("model") is not None and line.get("status") in ("success", "failed"):  # its end
             self.outcomes[node] = line["status"]
             if line["status"] == "success" and bar is not None:
