@@ -33,6 +33,8 @@ async def translated(
     if (body := _body(payload)) is None:
         return refusal(path, 400, Reason.CALLER_ERROR, "invalid request body")
     model = body["model"]
+    if (nothing := load_or_unload(path, body)) is not None:
+        return web.json_response(nothing)
     route, sent, stream = openai_request(path, body)
     keepalive = KeepAlive(request, every) if every is not None else None
     clock = Clock()
@@ -63,6 +65,21 @@ async def translated(
                 request, keepalive, 200, json.dumps(result).encode(), content_type="application/json"
             )
         return await _stream(request, keepalive, StreamTranslator(path, model, clock), upstream)
+
+
+def load_or_unload(path: str, body: dict[str, Any]) -> dict[str, Any] | None:
+    """Ollama's answer to a request with nothing to generate (a preload, or `ollama stop`'s unload), when
+    it is one: such an engine keeps its models loaded, so nothing is sent to it and nothing is generated."""
+    if path == "/api/generate" and not body.get("prompt"):
+        piece: dict[str, Any] = {"response": ""}
+    elif path == "/api/chat" and not body.get("messages"):
+        piece = {"message": {"role": "assistant", "content": ""}}
+    else:
+        return None
+    keep_alive = body.get("keep_alive")
+    unload = keep_alive in (0, "0", "0s", "0m")
+    reason = "unload" if unload else "load"
+    return {"model": body["model"], "created_at": now(), **piece, "done": True, "done_reason": reason}
 
 
 def _body(payload: bytes) -> dict[str, Any] | None:

@@ -123,7 +123,7 @@ class Relayed:
     """How a relay ended: to the end, cut by the upstream (`broken` says why), or by the caller hanging up."""
 
     response: web.StreamResponse | None  # None for an answer that went to no caller (an async job)
-    last: bytes = b""  # the last block the caller received
+    last: bytes = b""  # the last blocks the caller received (two: an error event and a [DONE] after it)
     broken: str | None = None
     caller_gone: bool = False
     stalled: bool = False  # broken by a silence past the reader's gap
@@ -159,13 +159,13 @@ async def pump(
     explain: Callable[[str], str],
 ) -> Relayed:
     """The loop of `relay`, into a response already sent; `fmt` writes the tail of a broken stream."""
-    last = first
+    previous, last = b"", first
     try:
         if first:
             await response.write(first)
         while block := await reader.next_block():
             await response.write(block)
-            last = block
+            previous, last = last, block
     except UpstreamBroken as exc:
         message = explain(str(exc))
         await _close(response, fmt.stream_tail(message, last))
@@ -173,7 +173,8 @@ async def pump(
     except ConnectionResetError:
         return Relayed(response, caller_gone=True)
     await _close(response, b"")
-    return Relayed(response, last=last)
+    # The last two blocks: an error event may come in one read and its [DONE] in the next (vLLM does this).
+    return Relayed(response, last=previous + last)
 
 
 async def _close(response: web.StreamResponse, tail: bytes) -> None:

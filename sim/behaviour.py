@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
-Fault = Literal["fail", "hang", "die", "stall"] | None
+Fault = Literal["fail", "hang", "die", "stall", "error"] | None
 
 _DURATION = re.compile(r"(-?\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 _UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -27,6 +27,7 @@ class Behaviour:
     hang_rate: float = 0.0  # share of requests that never answer
     die_rate: float = 0.0  # share of requests whose connection drops halfway through the answer
     stall_rate: float = 0.0  # share of requests that go silent halfway through the answer, for good
+    error_rate: float = 0.0  # share of streams that end halfway with an in-stream error (then [DONE], later)
     lost_pull_rate: float = 0.0  # share of pulls that report success but leave no model behind
     pull_seconds: float = 0.0  # how long a pull's download takes
     pull_fail_rate: float = 0.0  # share of pulls that fail half-way, with an error line
@@ -52,6 +53,7 @@ class Behaviour:
             ("hang", self.hang_rate),
             ("die", self.die_rate),
             ("stall", self.stall_rate),
+            ("error", self.error_rate),
         )
         for fault, rate in faults:
             if roll < rate:
@@ -69,6 +71,7 @@ class Behaviour:
         "hang_rate",
         "die_rate",
         "stall_rate",
+        "error_rate",
         "lost_pull_rate",
         "pull_seconds",
         "pull_fail_rate",

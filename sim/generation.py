@@ -22,6 +22,12 @@ class SimulatedCrash(Exception):
     """The connection was dropped on purpose (die_rate); there is nothing left to answer."""
 
 
+class MidStreamError(Exception):
+    """The runner failed halfway (error_rate): the stream ends with an error in its own format."""
+
+    MESSAGE = "an error was encountered while running the model (simulated, mid-stream)"
+
+
 class Run(NamedTuple):
     fault: Fault
     load_ns: int  # spent waiting for the model and loading it
@@ -82,8 +88,13 @@ async def tokens(
 ) -> AsyncIterator[str]:
     """The engine's tokens (the answer to `prompt`); after a "die" fault has dropped the connection,
     SimulatedCrash."""
+    produced = 0
     async for token in engine.tokens(count, request, fault, prompt):
+        if fault == "error" and produced == count // 2:
+            engine.stats.failed += 1
+            raise MidStreamError(MidStreamError.MESSAGE)
         yield token
+        produced += 1
     if fault == "die":
         raise SimulatedCrash
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import time
@@ -12,7 +13,14 @@ from aiohttp import web
 from ollama_connector.shared import sse
 from ollama_connector.shared.bodies import read_json_object
 from ollama_connector.sim.engine import Engine, embedding
-from ollama_connector.sim.generation import ApiError, find_model, generation, prompt_tokens, tokens
+from ollama_connector.sim.generation import (
+    ApiError,
+    MidStreamError,
+    find_model,
+    generation,
+    prompt_tokens,
+    tokens,
+)
 from ollama_connector.sim.keys import ENGINE
 from ollama_connector.sim.routes import reply
 
@@ -71,8 +79,15 @@ async def completion(request: web.Request, chat: bool) -> web.StreamResponse:
                 choice = {"text": text or "", "index": 0, "finish_reason": finish_reason}
             return sse.data({**base, "object": kind, "choices": [choice]})
 
-        async for token in tokens(engine, count, request, fault, prompt):
-            await response.write(event(token, None))
+        try:
+            async for token in tokens(engine, count, request, fault, prompt):
+                await response.write(event(token, None))
+        except MidStreamError as exc:  # as vLLM ends a failed stream: the error, then [DONE] in a later write
+            await response.write(sse.data({"error": {"message": str(exc), "type": "api_error", "code": 500}}))
+            await asyncio.sleep(0.05)
+            await response.write(sse.DONE)
+            await response.write_eof()
+            return response
         end = event(None if chat else "", finish)
         options = body.get("stream_options")
         if isinstance(options, dict) and options.get("include_usage"):  # OpenAI's last chunk: usage only

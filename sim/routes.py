@@ -14,7 +14,7 @@ from ollama_connector.shared.bodies import num_ctx_of, read_json_object
 from ollama_connector.sim.behaviour import Fault, parse_keep_alive
 from ollama_connector.sim.catalog import SimModel, now_rfc3339
 from ollama_connector.sim.engine import Engine, embedding
-from ollama_connector.sim.generation import generation, tokens
+from ollama_connector.sim.generation import MidStreamError, generation, tokens
 from ollama_connector.sim.keys import ENGINE, VERSION
 from ollama_connector.sim.scheduler import finite
 
@@ -193,9 +193,14 @@ async def _generate(
     response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
     await response.prepare(request)
     produced = 0
-    async for token in tokens(engine, count, request, fault, ask.prompt):
-        await response.write(compact(_chunk(ask.kind, ask.name, token)) + b"\n")
-        produced += 1
+    try:
+        async for token in tokens(engine, count, request, fault, ask.prompt):
+            await response.write(compact(_chunk(ask.kind, ask.name, token)) + b"\n")
+            produced += 1
+    except MidStreamError as exc:  # as Ollama ends a stream whose runner failed: an error line
+        await response.write(compact({"error": str(exc)}) + b"\n")
+        await response.write_eof()
+        return response
     await response.write(compact(_chunk(ask.kind, ask.name, "", done=True, **metrics(produced))) + b"\n")
     await response.write_eof()
     return response

@@ -262,3 +262,14 @@ async def test_a_load_goes_where_the_model_fits_without_evicting_one(fleet, http
             r.status == 200 and r.headers["X-Node-Id"] == "big"
         )  # b fits there beside nothing; not on small
     assert small.scheduler.stats.unloads == 0
+
+
+async def test_an_error_event_then_a_later_done_counts_as_failed_not_served(fleet, http):
+    hub = await fleet.hub()
+    await fleet.node(hub, await fleet.sim(error_rate=1.0, tokens_per_second=200), "errs")
+    chat = {"model": "llama3", "messages": [], "max_tokens": 10, "stream": True}
+    async with http.post(hub.url + "/v1/chat/completions", json=chat) as r:
+        events = [line[6:] for line in (await r.read()).decode().splitlines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]" and "mid-stream" in json.loads(events[-2])["error"]["message"]
+    assert hub.registry.get("errs").failure_count == 1 and hub.registry.get("errs").served == 0
+    assert (await stats(http, hub))["failed"] == 1

@@ -102,7 +102,8 @@ async def test_errors_come_back_in_ollamas_format(openai_node, http):
     async with http.post(node.url + "/api/show", data=b"not json") as r:
         assert r.status == 400 and await r.json() == {"error": "invalid request body"}  # not a 500
     engine.behaviour.fail_rate = 1.0
-    async with http.post(node.url + "/api/chat", json={"model": "llama3", "messages": []}) as r:
+    chat = {"model": "llama3", "messages": [{"role": "user", "content": "x"}]}
+    async with http.post(node.url + "/api/chat", json=chat) as r:
         assert r.status == 500 and "simulated" in (await r.json())["error"]
 
 
@@ -123,3 +124,21 @@ async def test_model_management_leaves_openai_engines_out(openai_node, fleet, ht
     async with http.post(hub.url + "/api/pull", json={"model": "phi3", "stream": False}) as r:
         assert r.status == 200 and (await r.json())["nodes"] == {"ollama-node": {"status": "success"}}
     assert engine.stats.pulls == 0
+
+
+async def test_a_preload_or_an_unload_generates_nothing_on_an_openai_engine(openai_node, http):
+    hub, _, engine = openai_node
+    before = len(engine.app[ENGINE].recent)
+    for body, reason in (
+        ({"model": "llama3", "prompt": ""}, "load"),  # what `ollama run` sends first
+        ({"model": "llama3", "messages": [], "keep_alive": "5m"}, "load"),
+    ):
+        path = "/api/generate" if "prompt" in body else "/api/chat"
+        async with http.post(hub.url + path, json=body) as r:
+            answer = await r.json()
+        assert r.status == 200 and answer["done"] and answer["done_reason"] == reason, answer
+        assert answer.get("response", answer.get("message", {}).get("content")) == ""
+    # `ollama stop`: such an engine keeps its models loaded, and the hub says so instead of generating.
+    async with http.post(hub.url + "/api/generate", json={"model": "llama3", "keep_alive": 0}) as r:
+        assert r.status == 400 and "cannot unload" in (await r.json())["error"]
+    assert len(engine.app[ENGINE].recent) == before  # nothing reached the engine

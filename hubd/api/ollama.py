@@ -104,8 +104,12 @@ async def unload_everywhere(request: web.Request, model: str, payload: bytes) ->
 
 async def _unload(request: web.Request, record: JobRecord, payload: bytes) -> web.Response:
     registry, job_id, model = request.app[REGISTRY], record.job_id, record.model
-    holders = online(request.app, registry.holders(model))
+    every = online(request.app, registry.holders(model))
+    # Only Ollama unloads: an OpenAI-compatible engine (BACKEND=openai) keeps its models loaded.
+    holders = [node for node in every if node.beat.backend == "ollama"]
     request.app[LEDGER].started(record)
+    if every and not holders:
+        raise BadRequest(f"model '{model}' runs only on OpenAI-compatible engines, which cannot unload it")
     if not holders:
         raise NoHealthyNodes(job_id, model, known=bool(registry.holders(model)))
     answers = await ask_nodes(request.app, holders, "POST", request.path, payload)
@@ -121,7 +125,7 @@ async def _unload(request: web.Request, record: JobRecord, payload: bytes) -> we
         ]
         raise AllNodesFailed(job_id, errors)
     record.nodes = record.nodes or [node.node_id for node, _, _ in answers]
-    record.node = ",".join(node.node_id for node, _ in done)
+    record.node = done[0][0].node_id  # one node, as a metrics label must be; X-Node-Id names them all
     record.finish("done")
     headers = {"X-Job-Id": job_id, "X-Node-Id": ",".join(node.node_id for node, _ in done)}
     return web.Response(body=done[0][1], content_type="application/json", charset="utf-8", headers=headers)

@@ -113,10 +113,11 @@ async def _deliver(
 ) -> Relayed:
     """A node's stream into the run (and the journal) instead of to a caller."""
     block = last = first
+    previous = b""
     try:
         while block:
             _keep(journal, run, block.splitlines(keepends=True))
-            last = block
+            previous, last = last if block is not first else b"", block
             block = await reader.next_block()
     except UpstreamBroken as exc:
         message = explain(str(exc))
@@ -126,7 +127,7 @@ async def _deliver(
         run.record.finish("failed", str(exc))
         _keep(journal, run, [Ollama.stream_tail(str(exc))], force=True)
         return Relayed(None, caller_gone=True)  # as a hang-up: the node's request is cancelled
-    return Relayed(None, last=last)
+    return Relayed(None, last=previous + last)  # as shared.relay.pump: an error, then [DONE] later
 
 
 def _keep(journal: Journal, run: DurableRun, lines: list[bytes], force: bool = False) -> None:
