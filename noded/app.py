@@ -12,7 +12,7 @@ from yarl import URL
 
 from ollama_connector.noded import metrics, routes
 from ollama_connector.noded.heartbeat import HubRefused, heartbeat_ctx, send_heartbeat
-from ollama_connector.noded.keys import SESSION, SETTINGS, STATE, AgentState
+from ollama_connector.noded.keys import SESSION, SETTINGS, STATE, TASKS, AgentState
 from ollama_connector.noded.proxy import refusal
 from ollama_connector.noded.pulls import pull_ctx
 from ollama_connector.noded.settings import NodeSettings
@@ -66,6 +66,7 @@ def create_app(settings: NodeSettings) -> web.Application:
     app = web.Application(middlewares=[error_bodies], client_max_size=64 * 1024 * 1024)
     app[SETTINGS] = settings
     app[STATE] = AgentState(port=settings.port)
+    app[TASKS] = {}
     app.on_response_prepare.append(sign_answer)
     app.cleanup_ctx.extend([client_session_ctx, heartbeat_ctx, pull_ctx])
     app[metrics.METRICS] = metrics.metrics_registry(app[STATE], settings.node_id)

@@ -13,13 +13,13 @@ import aiohttp
 from aiohttp import web
 
 from ollama_connector.noded.gpus import default_context
-from ollama_connector.noded.keys import SESSION, SETTINGS, STATE
+from ollama_connector.noded.keys import SESSION, SETTINGS, STATE, TASKS
 from ollama_connector.noded.ollama import refresh_ollama
 from ollama_connector.noded.sysinfo import current_load, disk_free, machine_metadata, primary_addresses
 from ollama_connector.shared.auth import bearer
 from ollama_connector.shared.lifecycle import background
 from ollama_connector.shared.relay import describe
-from ollama_connector.shared.wire import Capacity, Heartbeat
+from ollama_connector.shared.wire import MAX_MODEL_NAME, MAX_MODELS, Capacity, Heartbeat
 
 log = logging.getLogger(__name__)
 HEARTBEAT_TIMEOUT = aiohttp.ClientTimeout(total=10.0)
@@ -30,8 +30,28 @@ class HubRefused(Exception):
     pass
 
 
+def reportable(models: list[str], sizes: dict[str, int]) -> tuple[list[str], dict[str, int]]:
+    """The models a heartbeat can carry: at most MAX_MODELS, names within MAX_MODEL_NAME (said once)."""
+    kept = [m for m in models if 0 < len(m) <= MAX_MODEL_NAME][:MAX_MODELS]
+    if len(kept) < len(models) and not _said_dropped:
+        _said_dropped.append(True)
+        log.warning(
+            "Ollama lists %d models; the hub hears of %d (at most %d, names of at most %d characters)",
+            len(models),
+            len(kept),
+            MAX_MODELS,
+            MAX_MODEL_NAME,
+        )
+    chosen = set(kept)
+    return kept, {name: size for name, size in sizes.items() if name in chosen}
+
+
+_said_dropped: list[bool] = []
+
+
 def build_heartbeat(app: web.Application) -> Heartbeat:
     settings, state = app[SETTINGS], app[STATE]
+    models, sizes = reportable(state.models, state.sizes)
     detected_v4, detected_v6 = primary_addresses()
     gpus = state.nvml.read()
     vram = int(settings.vram_gb * 1e9) or sum(gpu.memory_total for gpu in gpus)
@@ -40,7 +60,7 @@ def build_heartbeat(app: web.Application) -> Heartbeat:
         ipv4=settings.ipv4 or detected_v4,
         ipv6=settings.ipv6 or detected_v6,
         port=state.port,
-        models=state.models,
+        models=models,
         metadata=machine_metadata(state.ollama_version),
         load=current_load(),
         active_jobs=state.active_jobs,
@@ -56,7 +76,7 @@ def build_heartbeat(app: web.Application) -> Heartbeat:
             weight=settings.weight,
         ),
         loaded=state.loaded,
-        model_sizes=state.sizes,
+        model_sizes=sizes,
         gpus=gpus,
         disk_free_bytes=disk_free(settings.models_dir),
         backend=settings.backend,
@@ -130,4 +150,4 @@ async def heartbeat_loop(app: web.Application) -> None:
         state.wake.clear()
 
 
-heartbeat_ctx = background(heartbeat_loop)
+heartbeat_ctx = background(heartbeat_loop, TASKS)

@@ -9,6 +9,7 @@ from aiohttp import ClientSession, web
 
 from ollama_connector.noded.gpus import Nvml
 from ollama_connector.noded.settings import NodeSettings
+from ollama_connector.shared.lifecycle import Supervised
 from ollama_connector.shared.wire import LoadedModel
 
 
@@ -36,4 +37,5 @@ class AgentState:
 
 SETTINGS = web.AppKey("settings", NodeSettings)
 STATE = web.AppKey("state", AgentState)
+TASKS = web.AppKey("tasks", dict[str, Supervised])  # the background loops, by name: /healthz reads them
 SESSION = web.AppKey("session", ClientSession)

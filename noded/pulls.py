@@ -9,7 +9,7 @@ import logging
 import aiohttp
 from aiohttp import web
 
-from ollama_connector.noded.keys import SESSION, SETTINGS, STATE
+from ollama_connector.noded.keys import SESSION, SETTINGS, STATE, TASKS
 from ollama_connector.noded.ollama import refresh_ollama
 from ollama_connector.shared.error_formats import Ollama
 from ollama_connector.shared.lifecycle import background
@@ -99,4 +99,4 @@ async def pull_loop(app: web.Application) -> None:
         retry = min(retry * 2, MAX_RETRY)
 
 
-pull_ctx = background(pull_loop)
+pull_ctx = background(pull_loop, TASKS)

@@ -9,7 +9,7 @@ import aiohttp
 from aiohttp import web
 
 from ollama_connector.noded import openai_backend
-from ollama_connector.noded.keys import SETTINGS, STATE
+from ollama_connector.noded.keys import SETTINGS, STATE, TASKS
 from ollama_connector.noded.ollama import ollama_json
 from ollama_connector.noded.proxy import forward, forward_for_hub, refusal
 from ollama_connector.shared.agent_contract import KEEPALIVE_HEADER, Reason
@@ -46,6 +46,10 @@ async def healthz(request: web.Request) -> web.Response:
         return web.json_response(
             {"status": "unhealthy", "ollama": "down", "detail": describe(exc)}, status=503
         )
+    stopped = [task for task in request.app[TASKS].values() if task.crashed]
+    if stopped:  # a loop that crashed (and waits to start again): the hub may not hear of this node
+        detail = "; ".join(f"{task.name} is not running ({task.last_crash})" for task in stopped)
+        return web.json_response({"status": "unhealthy", "ollama": "up", "detail": detail}, status=503)
     return web.json_response(
         {
             "status": "draining" if state.draining else "ok",

@@ -42,7 +42,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--stall-rate", type=float, default=0.0, help="share of streams that go silent halfway, for good"
     )
     parser.add_argument(
-        "--error-rate", type=float, default=0.0, help="share of streams ending halfway with an in-stream error"
+        "--error-rate",
+        type=float,
+        default=0.0,
+        help="share of streams ending halfway with an in-stream error",
     )
     parser.add_argument("--seed", type=int, default=None, help="random seed for the failure draws")
     # Ollama's scheduler (reference §8).

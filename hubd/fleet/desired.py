@@ -26,6 +26,7 @@ from ollama_connector.hubd.keys import SETTINGS
 from ollama_connector.hubd.routing.keys import REGISTRY
 from ollama_connector.hubd.routing.node import NodeRecord
 from ollama_connector.hubd.settings import ALL, parse_fleet_models
+from ollama_connector.shared.lifecycle import supervised
 from ollama_connector.shared.modelnames import canonical
 
 log = logging.getLogger(__name__)
@@ -119,11 +120,8 @@ async def desired_ctx(app: web.Application) -> AsyncIterator[None]:
             heard.clear()
             await asyncio.sleep(0.2)  # heartbeats come in bursts: one look for the burst
 
-    task = asyncio.create_task(keep())
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    async with supervised("FLEET_MODELS' keeper", keep):
+        yield
 
 
 DESIRED = web.AppKey("desired", Desired)

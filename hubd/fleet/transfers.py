@@ -19,6 +19,7 @@ import aiohttp
 from ollama_connector.hubd.routing.node import NodeRecord
 from ollama_connector.hubd.routing.node_client import NodeClient
 from ollama_connector.shared.error_formats import Ollama, message_of
+from ollama_connector.shared.lifecycle import said_if_crashed
 from ollama_connector.shared.modelnames import canonical
 from ollama_connector.shared.relay import LineReader, UpstreamBroken, describe
 
@@ -198,7 +199,9 @@ class Transfers:
             return running
         transfer = self._running[key] = Transfer(node_id, model, path)
         transfer.learned = learned
-        transfer.task = asyncio.create_task(transfer.run(client, node, payload))
+        name = f"{path} of {model} on {node_id}"
+        transfer.task = asyncio.create_task(transfer.run(client, node, payload), name=name)
+        transfer.task.add_done_callback(said_if_crashed)
         transfer.task.add_done_callback(lambda _: self._running.pop(key, None))
         return transfer
 

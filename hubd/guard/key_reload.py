@@ -20,6 +20,7 @@ from ollama_connector.hubd.guard.keys import AUDIT, KEYRING, NODE_TOKENS
 from ollama_connector.hubd.guard.node_tokens import NodeFile, NodeTokens
 from ollama_connector.hubd.keys import SETTINGS
 from ollama_connector.hubd.settings import keys_path, nodes_path
+from ollama_connector.shared.lifecycle import supervised
 
 log = logging.getLogger(__name__)
 RELOAD_SECONDS = 2.0
@@ -142,13 +143,10 @@ async def keys_ctx(app: web.Application) -> AsyncIterator[None]:
         hooked = True
     except (RuntimeError, NotImplementedError, ValueError):  # not the main thread, or no signals here
         hooked = False
-    task = asyncio.create_task(watch([keys, nodes], hup))
     try:
-        yield
+        async with supervised("the keys files' watch", lambda: watch([keys, nodes], hup)):
+            yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
         if hooked:
             with contextlib.suppress(RuntimeError, ValueError):  # stopped from another thread
                 loop.remove_signal_handler(signal.SIGHUP)

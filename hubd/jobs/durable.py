@@ -34,6 +34,7 @@ from ollama_connector.hubd.keys import SETTINGS
 from ollama_connector.hubd.routing.keys import REGISTRY
 from ollama_connector.shared.bodies import num_ctx_of
 from ollama_connector.shared.error_formats import Ollama
+from ollama_connector.shared.lifecycle import said_if_crashed, supervised
 from ollama_connector.shared.modelnames import canonical
 from ollama_connector.shared.relay import LineReader, Relayed, UpstreamBroken
 
@@ -81,7 +82,8 @@ def start(app: web.Application, job: Job, after_restart: bool = False) -> None:
     """Run an admitted async job in the background."""
     runs = app[RUNS]
     run = runs.unfinished[job.job_id] = DurableRun(job.record, app[SETTINGS].max_answer_bytes)
-    run.task = asyncio.create_task(_run(app, job, run, after_restart))
+    run.task = asyncio.create_task(_run(app, job, run, after_restart), name=f"async job {job.job_id}")
+    run.task.add_done_callback(said_if_crashed)
 
 
 async def _run(app: web.Application, job: Job, run: DurableRun, after_restart: bool) -> None:
@@ -222,16 +224,13 @@ def _queued_again(record: JobRecord) -> JobRecord:
 async def journal_ctx(app: web.Application) -> AsyncIterator[None]:
     journal = app[JOURNAL]
     await journal.open()
-    flusher = asyncio.create_task(journal.flusher())
-    if journal.unavailable is None:
-        await _recover(app)
-        for key, ended, tokens in await journal.read(tokens_by_key, time.time() - DAY):
-            app[QUOTAS].spent(key, ended, tokens)  # the keys' tokens a day count from before a restart
-    try:
-        yield
-    finally:
-        await _stop(app)
-        flusher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await flusher
-        await journal.close()
+    async with supervised("the journal's writer", journal.flusher):
+        if journal.unavailable is None:
+            await _recover(app)
+            for key, ended, tokens in await journal.read(tokens_by_key, time.time() - DAY):
+                app[QUOTAS].spent(key, ended, tokens)  # the keys' tokens a day count from before a restart
+        try:
+            yield
+        finally:
+            await _stop(app)
+    await journal.close()

@@ -11,7 +11,7 @@ from aiohttp import web
 from ollama_connector.hubd.keys import SETTINGS
 from ollama_connector.hubd.routing.keys import NODES, PLACEMENT, REGISTRY
 from ollama_connector.hubd.routing.node import NodeRecord
-from ollama_connector.shared.lifecycle import background
+from ollama_connector.shared.lifecycle import background, said_if_crashed
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,8 @@ async def upkeep_loop(app: web.Application) -> None:
             placement.speeds.forget(registry.known_models())
             for record in registry.due_probes():
                 if record.node_id not in probing:
-                    task = asyncio.create_task(probe(app, record))
+                    task = asyncio.create_task(probe(app, record), name=f"probe of {record.node_id}")
+                    task.add_done_callback(said_if_crashed)
                     probing[record.node_id] = task
                     task.add_done_callback(lambda _, node_id=record.node_id: probing.pop(node_id, None))
             await asyncio.sleep(period)
