@@ -25,7 +25,7 @@ from ollama_connector.hubd.guard.auth import who
 from ollama_connector.hubd.guard.keys import QUOTAS
 from ollama_connector.hubd.guard.quotas import DAY
 from ollama_connector.hubd.jobs.dispatch import Job, dispatch_to, new_job
-from ollama_connector.hubd.jobs.journal import Journal
+from ollama_connector.hubd.jobs.journal import Journal, JournalUnavailable
 from ollama_connector.hubd.jobs.journal_tables import tokens_by_key, unfinished
 from ollama_connector.hubd.jobs.keys import JOURNAL, LEDGER, RUNS
 from ollama_connector.hubd.jobs.record import JobRecord, new_job_id
@@ -65,8 +65,17 @@ async def submit(request: web.Request, body: dict[str, Any], model: str) -> web.
     app[LEDGER].admit(
         job.record, request=payload, concurrency=who(request).concurrency
     )  # on disk with its request before any of its lines
-    start(app, job)  # counted at once against MAX_ASYNC_JOBS
-    await journal.flush()
+    try:
+        await journal.flush()  # 202 promises the job is on disk: only once it is
+    except JournalUnavailable as exc:
+        job.record.finish("failed", f"not accepted: {exc}")
+        app[LEDGER].end(job.record)  # should its first row land later, it says so
+        raise HubError(
+            f"the job could not be kept on disk ({exc}); it was not accepted",
+            status=507 if exc.full else 503,
+            headers={"Retry-After": "10"},
+        ) from None
+    start(app, job)
     return web.json_response(
         {**links(job.job_id), "status": job.record.status},
         status=202,

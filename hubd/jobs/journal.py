@@ -1,19 +1,22 @@
 """The job journal: every job the hub runs, in an embedded SQLite database in the hub's state directory.
 
 A job never waits on the disk: writes are queued and committed in batches (every FLUSH_SECONDS, or at
-BATCH_ROWS) on one thread of the journal's own. Reads run on that same thread after the writes queued
-before them, so a reader sees every job that ended before it asked. A database that cannot be opened (corrupt,
-unwritable) or a write that fails is logged once; the hub goes on routing without it.
+BATCH_ROWS) on one thread of the journal's own, one batch at a time. Reads run on that same thread after the
+writes queued before them, so a reader sees every job that ended before it asked. A database that cannot be
+opened (corrupt, unwritable) is logged once, and the hub goes on routing without it.
+
+A batch that fails is not lost: on a passing fault (a full disk, a locked or failing file) it goes back to
+the front of the queue, in order, and is tried again; a row the database will never take is found by
+writing the batch row by row, logged and dropped, and the rest lands. `flush()` returns only once what was
+queued before it is on disk, and raises JournalUnavailable when it cannot be (an async job gets no 202).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 import sqlite3
-import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -26,34 +29,52 @@ from ollama_connector.hubd.jobs.journal_tables import (
     add_new_columns,
     row_of,
 )
+from ollama_connector.hubd.jobs.journal_writer import JournalWriter, is_full
 from ollama_connector.hubd.jobs.record import JobRecord
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 FLUSH_SECONDS = 0.2
 BATCH_ROWS = 500
-PRUNE_EVERY = 60.0  # seconds between two passes of retention
+
+
+MAX_PENDING = 200_000  # rows waiting while the disk refuses them; past it the oldest go (said once)
+FLUSH_ATTEMPTS = 4
 
 
 class JournalUnavailable(Exception):
-    """The journal could not be opened: what it said."""
+    """The journal could not be opened, or written: what it said."""
+
+    def __init__(self, message: str, full: bool = False) -> None:
+        super().__init__(message)
+        self.full = full  # the disk is full (507, not 503)
 
 
 class Journal:
     def __init__(self, path: Path | None, max_days: float, max_jobs: int) -> None:
         self.path = path
-        self.max_days = max_days
-        self.max_jobs = max_jobs
         self.unavailable: str | None = "JOURNAL_PATH=off" if path is None else None
-        self.failing = False  # the last write failed (logged once until one succeeds)
-        self.written = 0  # jobs written, for the metrics
-        self.cpu_seconds = 0.0  # CPU time of the journal's thread in its writes, for the metrics
+        self.writer = JournalWriter(path, max_days, max_jobs)  # on the journal's thread
         self._db: sqlite3.Connection | None = None
         self._pending: list[tuple[str | Rows, tuple[Any, ...]]] = []
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
-        self._last_write: asyncio.Future[None] | None = None
-        self._pruned_at = 0.0
-        self._since_prune = 0  # jobs written since the last pass of retention
+        self._last_write: asyncio.Future[tuple[int, list]] | None = None
+        self._writing = False  # a batch is on the journal's thread (one at a time, so a retry keeps order)
+        self._queued = 0  # rows queued since the start
+        self._landed = 0  # rows written (or dropped for good) since the start, in queue order
+
+    # What the metrics and GET /jobs show of it.
+    @property
+    def failing(self) -> bool:
+        return self.writer.failing
+
+    @property
+    def written(self) -> int:
+        return self.writer.written
+
+    @property
+    def cpu_seconds(self) -> float:
+        return self.writer.cpu_seconds
 
     # --- the event loop's side
 
@@ -89,17 +110,33 @@ class Journal:
             self._queue("UPDATE jobs SET answer = ? WHERE id = ?", (answer, job_id))
 
     async def flush(self) -> None:
-        """Commit what is queued and wait for it (an async job's 202 promises it is on disk)."""
-        self._kick()
-        if self._last_write is not None:
-            await asyncio.shield(self._last_write)
+        """Return once everything queued before the call is on disk (an async job's 202 promises it);
+        JournalUnavailable when it could not be written after FLUSH_ATTEMPTS tries."""
+        target = self._queued
+        for attempt in range(FLUSH_ATTEMPTS):
+            await self._settle()
+            if self._last_write is not None and self._writing:
+                await asyncio.shield(self._last_write)
+            if self._landed >= target or self._db is None:
+                return
+            await asyncio.sleep(0.05 * 2**attempt)
+        raise JournalUnavailable(
+            f"could not write the job journal: {self.writer.failure}", full=is_full(self.writer.failure)
+        )
 
     async def read(self, query: Callable[..., T], *args: Any) -> T:
         """Run `query(db, *args)` after every write queued so far."""
         if self._db is None:
             raise JournalUnavailable(self.unavailable or "closed")
-        self._kick()
+        await self._settle()
         return await self._run(query, self._db, *args)
+
+    async def _settle(self) -> None:
+        """Let the batch under way end (a failed one goes back in the queue), then send what is queued."""
+        if self._writing and self._last_write is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._last_write)
+        self._kick()
 
     async def flusher(self) -> None:
         while True:
@@ -116,15 +153,38 @@ class Journal:
 
     def _queue(self, sql: str | Rows, params: tuple[Any, ...]) -> None:
         self._pending.append((sql, params))
+        self._queued += 1
+        if len(self._pending) > MAX_PENDING:  # the disk has refused rows for long: the oldest go
+            del self._pending[: len(self._pending) - MAX_PENDING]
+            self._landed = self._queued - len(self._pending)
+            if not self.writer.dropped:
+                log.error("the job journal has refused writes for long; dropping its oldest unwritten rows")
+            self.writer.dropped += 1
         if len(self._pending) >= BATCH_ROWS:
             self._kick()
 
     def _kick(self) -> None:
-        if not self._pending or self._db is None:
+        if not self._pending or self._db is None or self._writing:
             return
         batch, self._pending = self._pending, []
-        self._last_write = asyncio.get_running_loop().run_in_executor(self._executor, self._commit, batch)
-        self._last_write.add_done_callback(_retrieve)
+        self._writing = True
+        self._last_write = asyncio.get_running_loop().run_in_executor(
+            self._executor, self.writer.commit, self._db, batch
+        )
+        self._last_write.add_done_callback(self._written)
+
+    def _written(self, future: asyncio.Future[tuple[int, list]]) -> None:
+        """On the event loop, before anyone awaiting the write: count what landed, requeue what did not."""
+        self._writing = False
+        if future.cancelled():
+            return
+        if (exc := future.exception()) is not None:
+            log.error("the job journal's writer failed", exc_info=exc)
+            return
+        landed, again = future.result()
+        self._landed += landed
+        if again:
+            self._pending[:0] = again
 
     async def _run(self, function: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
@@ -145,6 +205,7 @@ class Journal:
             db.execute("PRAGMA foreign_keys = ON")
             db.executescript(SCHEMA)
             add_new_columns(db)
+            self.writer.max_params = db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
             db.execute("PRAGMA quick_check").fetchone()
         except (OSError, sqlite3.Error) as exc:
             self.unavailable = f"{self.path}: {exc}"
@@ -155,61 +216,3 @@ class Journal:
             return
         self._db = db
         log.info("job journal: %s", self.path)
-
-    def _commit(self, batch: list[tuple[str | Rows, tuple[Any, ...]]]) -> None:
-        db = self._db
-        if db is None:
-            return
-        started = time.thread_time()
-        try:
-            self._write(db, batch)
-        finally:
-            self.cpu_seconds += time.thread_time() - started
-
-    def _write(self, db: sqlite3.Connection, batch: list[tuple[str | Rows, tuple[Any, ...]]]) -> None:
-        try:
-            db.execute("BEGIN")
-            for sql, group in itertools.groupby(batch, key=lambda op: op[0]):
-                if isinstance(sql, Rows):
-                    for statement, values in sql.statements([params for _, params in group]):
-                        db.execute(statement, values)
-                else:
-                    for _, params in group:
-                        db.execute(sql, params)
-            db.execute("COMMIT")
-            self._prune(db)
-        except sqlite3.Error as exc:
-            with contextlib.suppress(sqlite3.Error):
-                db.execute("ROLLBACK")
-            if not self.failing:
-                log.error(
-                    "could not write the job journal %s: %s; retrying with the next jobs", self.path, exc
-                )
-            self.failing = True
-            return
-        if self.failing:
-            log.info("the job journal %s is writable again", self.path)
-        self.failing = False
-        jobs = sum(sql is JOB_ROWS for sql, _ in batch)
-        self.written += jobs
-        self._since_prune += jobs
-
-    def _prune(self, db: sqlite3.Connection) -> None:
-        """Retention: finished jobs older than JOURNAL_MAX_DAYS, and past the newest JOURNAL_MAX_JOBS."""
-        now = time.time()
-        if now - self._pruned_at < PRUNE_EVERY and self._since_prune < max(1, self.max_jobs // 10):
-            return
-        self._pruned_at, self._since_prune = now, 0
-        cutoff = now - self.max_days * 86400  # by arrival, which is indexed (a job ends after it arrives)
-        db.execute("DELETE FROM jobs WHERE arrived < ? AND ended IS NOT NULL AND ended < ?", (cutoff, cutoff))
-        db.execute("DELETE FROM audit WHERE at < ?", (cutoff,))
-        db.execute(
-            "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE ended IS NOT NULL"
-            " ORDER BY arrived DESC LIMIT -1 OFFSET ?)",
-            (self.max_jobs,),
-        )
-
-
-def _retrieve(future: asyncio.Future[None]) -> None:
-    if not future.cancelled():
-        future.exception()  # _commit reports its own failures; nothing else is expected

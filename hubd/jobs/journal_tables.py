@@ -79,11 +79,13 @@ class Rows:
         self.head = f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
         self.row = "(" + ", ".join("?" * len(columns)) + ")"
         self.tail = tail
-        self.per_statement = 30_000 // len(columns)  # under SQLite's limit of 32,766 parameters
+        self.columns = len(columns)
 
-    def statements(self, rows: list[tuple[Any, ...]]) -> Iterator[tuple[str, list[Any]]]:
-        for start in range(0, len(rows), self.per_statement):
-            part = rows[start : start + self.per_statement]
+    def statements(self, rows: list[tuple[Any, ...]], max_params: int) -> Iterator[tuple[str, list[Any]]]:
+        """As few statements as the database's bound on parameters allows (999 before SQLite 3.32)."""
+        per_statement = max(1, max_params // self.columns)
+        for start in range(0, len(rows), per_statement):
+            part = rows[start : start + per_statement]
             yield self.head + ", ".join([self.row] * len(part)) + self.tail, [v for row in part for v in row]
 
 
