@@ -66,6 +66,10 @@ async def run_job(request: web.Request, ollama_path: str) -> web.StreamResponse:
     # Relayed as sent: the hub has validated it, and Ollama answers anything malformed itself.
     body = await request.read()
     state = request.app[STATE]
+    if request.path == "/api/show":  # metadata, not a job: counted nowhere, refused to no one
+        if request.app[SETTINGS].backend == "openai":
+            return await openai_backend.show(request, body)
+        return await forward(request, ollama_path, body)
     if state.draining:
         return refusal(request.path, 503, Reason.DRAINING, "node is draining and takes no new jobs")
     state.active_jobs += 1
@@ -73,8 +77,6 @@ async def run_job(request: web.Request, ollama_path: str) -> web.StreamResponse:
     try:
         log.debug("job %s on %s", request.headers.get("X-Job-Id", "-"), ollama_path)
         if request.app[SETTINGS].backend == "openai" and not ollama_path.startswith("/v1/"):
-            if request.path == "/api/show":
-                return await openai_backend.show(request, body)
             return await openai_backend.translated(request, request.path, body, keepalive_interval(request))
         if (every := keepalive_interval(request)) is not None:
             return await forward_for_hub(request, ollama_path, body, every)

@@ -17,7 +17,7 @@ from ollama_connector.hubd.guard.limits import check_model_name
 from ollama_connector.hubd.jobs.dispatch import dispatch, new_job
 from ollama_connector.hubd.jobs.keys import LEDGER
 from ollama_connector.hubd.jobs.record import JobRecord, new_job_id
-from ollama_connector.hubd.routing.keys import REGISTRY
+from ollama_connector.hubd.routing.keys import NODES, REGISTRY
 from ollama_connector.shared import error_formats
 from ollama_connector.shared.bodies import BadRequest, read_json_object
 from ollama_connector.shared.modelnames import canonical
@@ -31,7 +31,6 @@ INFERENCE = {
     "/api/chat": True,
     "/api/embed": False,
     "/api/embeddings": False,
-    "/api/show": False,
 }
 # Ollama's answer to a missing model name differs by route (the reference's error table).
 EMPTY_MODEL_IS_404 = {"/api/generate", "/api/embed"}
@@ -65,7 +64,7 @@ CONTEXT_SETTABLE = {"/api/generate", "/api/chat", "/api/embed", "/api/embeddings
 
 async def relay_inference(request: web.Request) -> web.StreamResponse:
     body = await read_json_object(request)
-    model = body.get("model") or (body.get("name") if request.path == "/api/show" else None)
+    model = body.get("model")
     if model is not None and not isinstance(model, str):
         raise BadRequest(
             f"json: cannot unmarshal {type(model).__name__} into Go struct field .model of type string"
@@ -133,6 +132,34 @@ async def _unload(request: web.Request, record: JobRecord, payload: bytes) -> we
 
 for path in INFERENCE:
     routes.post(path)(relay_inference)
+
+
+SHOW_TRIES = 3  # nodes asked in turn when one does not answer
+
+
+@routes.post("/api/show")
+async def show(request: web.Request) -> web.Response:
+    """A model's details, from one node that has it: metadata, not a job. It takes no slot, waits in no
+    queue, and changes nothing the hub believes of what is loaded where."""
+    body = await read_json_object(request)
+    model = body.get("model") or body.get("name")
+    if not isinstance(model, str) or not model:
+        raise BadRequest("model is required")
+    check_model_name(model)
+    may_run(request, model)
+    registry = request.app[REGISTRY]
+    holders = sorted(online(request.app, registry.holders(model)), key=lambda node: node.rank)
+    if not holders:
+        raise HubError(f"model '{model}' not found", status=404)
+    payload, errors = await request.read(), []
+    for node in holders[:SHOW_TRIES]:
+        status, answer = await request.app[NODES].ask(node, "POST", "/api/show", payload)
+        if status is not None and status < 500:
+            headers = {"X-Node-Id": node.node_id}
+            return web.Response(body=answer, status=status, content_type="application/json", headers=headers)
+        reason = error_formats.message_of(answer) or answer.decode(errors="replace")[:300]
+        errors.append({"node_id": node.node_id, "message": reason, "status": status or 503})
+    raise AllNodesFailed(new_job_id(), errors)
 
 
 async def merged_tags(app: web.Application, key: Key | None = None) -> list[dict[str, Any]]:
