@@ -203,6 +203,7 @@ class NodeView(TypedDict):
     loaded: list[str]
     running: dict[str, int]
     slots: dict[str, int]  # used and total: NUM_PARALLEL for each loaded model
+    restored: bool
     models_loaded: list[dict[str, Any]]  # name, context_length, size_vram, expires_at, loading, running
     gpus: list[dict[str, Any]] | None  # from NVML; [] on a CPU node, None when the agent did not say
     speeds: dict[str, dict[str, Any]]  # learned per model: job_seconds, tokens_per_second, jobs

@@ -103,6 +103,10 @@ async def test_delete_cancels_an_async_job_on_its_node(fleet, http):
     await wait_until(lambda: sim.stats.cancelled == 1, what="the node's Ollama to see the cancellation")
     cancelled = await job(http, hub.url, job_id)
     assert cancelled["status"] == "cancelled" and "DELETE" in cancelled["error"]
+    assert cancelled["node"] == "n1"  # where it ran
+    async with http.get(f"{hub.url}/jobs/{job_id}/stream") as r:  # a re-attached reader is told
+        last = json.loads((await r.read()).splitlines()[-1])
+    assert last["done_reason"] == "cancelled" and "DELETE" in last["error"]
     async with http.delete(f"{hub.url}/jobs/{job_id}") as r:
         assert r.status == 409 and "already ended (cancelled)" in (await r.json())["detail"]
 

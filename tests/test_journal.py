@@ -46,6 +46,8 @@ async def test_every_job_is_recorded_and_listed(fleet, http):
 
     assert [j["job_id"] for j in await jobs(http, hub, status="rejected")] == [rejected["job_id"]]
     assert [j["job_id"] for j in await jobs(http, hub, model="llama3", limit=1)] == [second]
+    for spelling in ("llama3:latest", "LLAMA3", "library/llama3"):  # as the hub matches model names
+        assert [j["job_id"] for j in await jobs(http, hub, model=spelling, limit=1)] == [second]
     assert len(await jobs(http, hub, node="n1")) == 2
     assert await jobs(http, hub, since=time.time() + 60) == []
     assert len(await jobs(http, hub, since="2020-01-01T00:00:00Z")) == 3
@@ -71,7 +73,7 @@ async def test_jobs_in_progress_are_listed_as_running(fleet, http):
     async with http.post(hub.url + "/jobs", json={"model": "llama3", "prompt": "x"}) as r:
         await r.content.readline()  # the first chunk is in: the job runs
         (running,) = await jobs(http, hub, status="running")
-        assert running["job_id"] == r.headers["X-Job-Id"] and running["node"] is None
+        assert running["job_id"] == r.headers["X-Job-Id"] and running["node"] == "n1"  # where it runs
         assert running["nodes_tried"] == ["n1"] and running["ended_at"] is None
     # The caller hung up mid-stream.
     await wait_until(lambda: _one_with_status(http, hub, "cancelled"), what="the job to end as cancelled")

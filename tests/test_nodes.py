@@ -42,7 +42,7 @@ async def test_nodes_in_the_seeds_shape(fleet, http):
         "slots",
         "models_loaded",
     }
-    beside |= {"gpus", "speeds", "load_seconds_per_gb", "backend"}
+    beside |= {"gpus", "speeds", "load_seconds_per_gb", "backend", "restored"}
     assert set(listed) - SEED_FIELDS == beside  # beside the seed's fields
     assert listed["capacity"] == {
         "num_parallel": 1,
@@ -276,3 +276,27 @@ async def test_two_agents_with_one_node_id_are_told_not_taken_in_turns(fleet, ht
     record = hub.registry.get("twin")
     assert "mistral" not in record.beat.models and record.base_url.endswith(f":{first.port}")
     assert "refused a heartbeat as twin from 127.0.0.2" in caplog.text
+
+
+async def test_a_node_restored_after_a_restart_keeps_its_status_until_it_is_heard(
+    fleet, http, tmp_path, caplog
+):
+    state = str(tmp_path / "registry.json")
+    hub = await fleet.hub(HUB_STATE_FILE=state, NODE_MAX_FAILURES="1")
+    sim = await fleet.sim(fail_rate=1.0)
+    agent = await fleet.node(hub, sim, "dead")
+    async with http.post(hub.url + "/jobs", json={"model": "llama3", "prompt": "x", "stream": False}) as r:
+        assert r.status == 503
+    assert hub.registry.status(hub.registry.get("dead")) == "degraded"
+    await agent.stop()
+    await hub.stop()  # saves the registry
+    with caplog.at_level(logging.INFO):
+        again = await fleet.hub(HUB_STATE_FILE=state)
+    async with http.get(again.url + "/nodes/dead") as r:
+        node = await r.json()
+    assert node["status"] == "degraded" and node["restored"] and "simulated" in node["last_error"]["message"]
+    assert "node dead restored from the saved registry" in caplog.text
+    async with http.post(again.url + "/jobs", json={"model": "llama3", "prompt": "x", "stream": False}) as r:
+        assert (
+            r.status == 503 and not sim.stats.requests - 1
+        )  # not offered the job: its one request was before

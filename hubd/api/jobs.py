@@ -31,6 +31,7 @@ from ollama_connector.hubd.jobs.keys import JOURNAL, LEDGER, RUNS
 from ollama_connector.hubd.jobs.record import JobRecord
 from ollama_connector.shared.bodies import parse_body_as, read_json_object
 from ollama_connector.shared.error_formats import NDJSON
+from ollama_connector.shared.modelnames import canonical
 from ollama_connector.shared.wire import MAX_MODEL_NAME
 
 routes = web.RouteTableDef()
@@ -77,7 +78,7 @@ class JobsQuery(BaseModel):
 
     def matches(self, record: JobRecord) -> bool:
         return (
-            (self.model is None or record.model == self.model)
+            (self.model is None or canonical(record.model) == canonical(self.model))
             and (self.node is None or record.node == self.node)
             and (self.status is None or record.status == self.status)
             and (self.since is None or record.arrived >= self.since)
@@ -205,5 +206,5 @@ async def cancel_job(request: web.Request) -> web.Response:
     run = request.app[RUNS].unfinished.get(record.job_id)
     if run is None:
         raise HubError(f"job {record.job_id} has already ended ({record.status})", status=409)
-    await durable.cancel(run)
+    await durable.cancel(request.app[JOURNAL], run)
     return web.json_response(run.record.view())

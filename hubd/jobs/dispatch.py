@@ -134,12 +134,14 @@ async def _attempts(
         tried.add(node.node_id)
         ledger.started(record)
         record.nodes.append(node.node_id)
+        record.node = node.node_id  # where it runs: what a cancellation or an interruption names
         num_ctx = node.context_to_send(canonical(job.model), job.num_ctx, job.larger_context_ok)
         payload = with_num_ctx(job.payload, num_ctx) if num_ctx else job.payload
         with registry.job(node, job.model, num_ctx or job.num_ctx) as ticket:
             try:
                 return await _run_on(app, node, job, ticket, payload, deliver)
             except NodeFailed as exc:
+                record.node = None  # it did not run there
                 policy = POLICY[exc.reason]
                 job.errors.append(
                     {

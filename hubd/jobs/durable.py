@@ -163,8 +163,15 @@ async def _nodes_back(app: web.Application, model: str) -> None:
         registry.heard.remove(heard.set)
 
 
-async def cancel(run: DurableRun) -> None:
-    run.record.finish("cancelled", "cancelled by DELETE /jobs/{job_id}")
+CANCELLED = "cancelled by DELETE /jobs/{job_id}"
+
+
+async def cancel(journal: Journal, run: DurableRun) -> None:
+    run.record.finish("cancelled", CANCELLED)
+    # Its stream ends with a line that says so (a reader can tell it from a dropped connection), kept
+    # before the task stops, so that no reader following it has gone before the line came.
+    last = {"error": f"the job was {CANCELLED}", "done": True, "done_reason": "cancelled"}
+    _keep(journal, run, [json.dumps(last).encode() + b"\n"], force=True)
     if run.task is not None:
         run.task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -31,6 +31,7 @@ from ollama_connector.hubd.jobs.journal_tables import (
 )
 from ollama_connector.hubd.jobs.journal_writer import JournalWriter, is_full
 from ollama_connector.hubd.jobs.record import JobRecord
+from ollama_connector.shared.modelnames import canonical
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -200,6 +201,7 @@ class Journal:
             self.path.touch(mode=0o600, exist_ok=True)
             db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             db.row_factory = sqlite3.Row
+            db.create_function("canonical", 1, canonical, deterministic=True)
             db.execute("PRAGMA journal_mode = WAL")
             db.execute("PRAGMA synchronous = NORMAL")
             db.execute("PRAGMA foreign_keys = ON")

@@ -10,6 +10,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from ollama_connector.hubd.jobs.record import JobRecord
+from ollama_connector.shared.modelnames import canonical
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -169,7 +170,10 @@ def find(
 ) -> list[JobRecord]:
     """The newest jobs first, filtered (`caller`: only that caller's)."""
     where, params = [], []
-    for column, value in (("model", model), ("node", node), ("status", status), ("caller", caller)):
+    if model is not None:  # as the hub matches names: `llama3` is `llama3:latest` (hubd.jobs.journal)
+        where.append("canonical(model) = ?")
+        params.append(canonical(model))
+    for column, value in (("node", node), ("status", status), ("caller", caller)):
         if value is not None:
             where.append(f"{column} = ?")
             params.append(value)

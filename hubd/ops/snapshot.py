@@ -51,17 +51,11 @@ def load(registry: Registry, path: Path) -> int:
     for entry in entries if isinstance(entries, list) else []:
         try:
             beat = Heartbeat.model_validate(entry["heartbeat"])
-            credential = entry.get("credential")
-            restored += (
-                registry.restore(
-                    beat,
-                    str(entry["base_url"]),
-                    float(entry["last_seen"]),
-                    str(entry.get("source") or ""),
-                    credential if isinstance(credential, str) else None,
-                )
-                is not None
-            )
+            saved = {k: entry.get(k) for k in ("source", "credential", "degraded", "last_error")}
+            if not isinstance(saved["credential"], str):
+                saved["credential"] = None
+            node = registry.restore(beat, str(entry["base_url"]), float(entry["last_seen"]), saved)
+            restored += node is not None
         except (KeyError, TypeError, ValueError, ValidationError) as exc:
             log.warning("skipping a saved node that does not parse: %s", exc)
     return restored
@@ -76,6 +70,8 @@ def saved(registry: Registry) -> list[dict]:
             "last_seen": r.last_seen_wall,
             "source": r.source,
             "credential": r.credential,  # a name, never a token
+            "degraded": r.degraded,
+            "last_error": r.last_error,
         }
         for r in registry.all()
     ]

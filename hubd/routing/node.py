@@ -90,7 +90,17 @@ class NodeRecord:
     announced_offline: bool = field(default=False)
     source: str = ""  # the address its heartbeats come from: the id is bound to it until the node is pruned
     credential: str | None = None  # its own token's name; "": the shared CLUSTER_TOKEN; None: an open hub
+    restored: bool = False  # brought back from the saved registry, not heard from since
     rank: tuple = ()  # its place in the ranking lists, from hubd.routing.ranking
+
+    def resume(self, saved: dict, probe_interval: float) -> None:
+        """What a previous run of the hub knew of it (hubd.ops.snapshot): where its beats came from, its
+        credential's name, and whether it was degraded (then it stays so, and is probed)."""
+        self.source, self.credential = str(saved.get("source") or ""), saved.get("credential")
+        if saved.get("degraded") is True:
+            self.degraded, self.probe_backoff = True, probe_interval
+            self.next_probe = time.monotonic() + probe_interval
+            self.last_error = str(saved.get("last_error") or "degraded before the hub restarted")[:500]
 
     def change_models(self, added: tuple[str, ...], removed: tuple[str, ...]) -> None:
         """Its model list with a change made through the hub (hubd.routing.registry keeps the index)."""

@@ -27,6 +27,7 @@ def node_view(registry: Registry, record: NodeRecord, now: float | None = None) 
         # Beside the seed's fields: where the hub really dials it, what it served, and its last error.
         "dial_address": record.base_url.split("://", 1)[1],
         "served": record.served,
+        "restored": record.restored,  # from the saved registry after a restart, not heard from since
         "last_error": (
             {"message": record.last_error, "at": iso_utc(record.last_error_at)} if record.last_error else None
         ),

@@ -39,7 +39,7 @@ class Registry:
     def heartbeat(self, beat: Heartbeat, peer: str, credential: str | None = None) -> NodeRecord:
         """Register or refresh a node; the hub will dial `beat.address`, or else the heartbeat's source."""
         record = self._upsert(beat, node_url(beat.address or peer, beat.port, beat.tls), time.time())
-        record.source, record.credential = peer, credential
+        record.source, record.credential, record.restored = peer, credential, False
         return record
 
     def claimed_elsewhere(self, node_id: str, peer: str, credential: str | None) -> NodeRecord | None:
@@ -51,14 +51,13 @@ class Registry:
             return None
         return record
 
-    def restore(
-        self, beat: Heartbeat, base_url: str, seen_at: float, source: str = "", credential: str | None = None
-    ) -> NodeRecord | None:
-        """Bring back a node saved by a previous run, as of its last heartbeat (`seen_at`, wall clock)."""
+    def restore(self, beat: Heartbeat, base_url: str, seen_at: float, saved: dict) -> NodeRecord | None:
+        """Bring back a node saved by a previous run, as of its last heartbeat (`seen_at`, wall clock), as
+        it was: a degraded node stays degraded (and is probed), and each is `restored` until it beats."""
         if time.time() - seen_at > self.remove_after:
             return None
-        record = self._upsert(beat, base_url, seen_at)
-        record.source, record.credential = source, credential
+        record = self._upsert(beat, base_url, seen_at, restored=True)
+        record.resume(saved, self.probe_interval)
         return record
 
     def change_models(
@@ -70,14 +69,14 @@ class Registry:
         record.change_models(added, removed)
         self._index.add(record)
 
-    def _upsert(self, beat: Heartbeat, url: str, wall: float) -> NodeRecord:
+    def _upsert(self, beat: Heartbeat, url: str, wall: float, restored: bool = False) -> NodeRecord:
         keys = frozenset(canonical(m) for m in beat.models)
         now = time.monotonic() - max(0.0, time.time() - wall)
         record = self._nodes.get(beat.node_id)
         if record is None:
-            record = NodeRecord(beat, url, keys, now, wall)
-            self._nodes[beat.node_id] = record
-            log.info("node %s registered at %s with %d model(s)", beat.node_id, url, len(keys))
+            record = self._nodes[beat.node_id] = NodeRecord(beat, url, keys, now, wall, restored=restored)
+            how = "restored from the saved registry" if restored else "registered"
+            log.info("node %s %s at %s with %d model(s)", beat.node_id, how, url, len(keys))
         else:
             if record.announced_offline:
                 log.info("node %s is back", beat.node_id)
