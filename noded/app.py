@@ -19,6 +19,7 @@ from ollama_connector.noded.settings import NodeSettings
 from ollama_connector.shared.agent_contract import CHALLENGE_HEADER, PROOF_HEADER, Reason, proof
 from ollama_connector.shared.auth import is_authorized
 from ollama_connector.shared.bodies import BadRequest
+from ollama_connector.shared.relay import describe
 from ollama_connector.shared.settings import warn_if_open
 from ollama_connector.shared.tls import client_context, server_context
 
@@ -83,7 +84,7 @@ async def drain(app: web.Application) -> None:
     try:
         await send_heartbeat(app)
     except (aiohttp.ClientError, TimeoutError, HubRefused) as exc:
-        log.warning("could not tell the hub we are draining: %s", exc)
+        log.warning("could not tell the hub we are draining: %s", describe(exc))
 
 
 def runner_options(settings: NodeSettings) -> dict[str, Any]:

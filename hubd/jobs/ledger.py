@@ -10,6 +10,7 @@ exactly once, whatever ends it: a node's answer, the hub's error, the caller's h
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Coroutine
 from typing import Any, Protocol, TypeVar
@@ -20,6 +21,7 @@ from ollama_connector.hubd.jobs.journal import Journal
 from ollama_connector.hubd.jobs.record import JobRecord, Status
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 class JobWatcher(Protocol):
@@ -42,7 +44,7 @@ def outcome_of(exc: BaseException) -> tuple[Status, str]:
         return "rejected", str(exc.detail)
     if isinstance(exc, HubError):
         return "failed", flatten(exc.detail)
-    return "failed", f"internal error: {type(exc).__name__}"
+    return "failed", "the hub failed on this job (its log has the details)"
 
 
 class Ledger:
@@ -88,6 +90,8 @@ class Ledger:
             return await work
         except BaseException as exc:
             record.finish(*outcome_of(exc))
+            if not isinstance(exc, HubError | asyncio.CancelledError):  # a bug of ours: said, with its trace
+                log.exception("job %s: the hub failed on it", record.job_id)
             raise
         finally:
             self.counters.running -= 1
