@@ -33,12 +33,12 @@ ollama-noded --check    # settings valid, the port free, Ollama answering, the h
 ollama-hubd --check     # settings valid, the port free, HUB_STATE_FILE's folder writable
 ```
 
-`--check` prints a line per check, `ok`, `warn` or `FAIL`, and changes nothing (exit 1 on a `FAIL`). The agent's
-proves its token: it sends the hub a heartbeat the hub judges without registering it, and says "the hub refused
-our CLUSTER_TOKEN" (or NODE_TOKEN), or "SERVER_URL ... is an Ollama server, not a hub", with the fix. Both daemons
-warn, at start and in `--check`, about variables that look like theirs but are no setting (`HUB_*`, `NODE_*`,
-the `OLLAMA_*` the agent does not read), with the closest real name: `HUB_PROT is set, but ollama-hubd has no such
-setting; did you mean HUB_PORT?`. After editing an installed env file,
+`--check` prints a line per check, `ok`, `warn` or `FAIL`, and changes nothing (exit 1 on a `FAIL`). The
+agent's proves its token: it sends the hub a heartbeat the hub judges without registering, and says "the hub
+refused our CLUSTER_TOKEN" (or NODE_TOKEN), or "SERVER_URL ... is an Ollama server, not a hub", with the fix.
+Both daemons warn, at start and in `--check`, about variables that look like theirs but are no setting
+(`HUB_*`, `NODE_*`, the `OLLAMA_*` the agent does not read), with the closest real name: `HUB_PROT is set, but
+ollama-hubd has no such setting; did you mean HUB_PORT?`. After editing an installed env file,
 check it with the same environment before restarting the service:
 
 ```bash
