@@ -22,7 +22,7 @@ from ollama_connector.noded.translate import Clock, StreamTranslator, now, ollam
 from ollama_connector.shared.agent_contract import REASON_HEADER, Head, Reason, reason_for_ollama_status
 from ollama_connector.shared.error_formats import NDJSON, message_of
 from ollama_connector.shared.modelnames import canonical
-from ollama_connector.shared.relay import LineReader, UpstreamBroken, describe
+from ollama_connector.shared.relay import LineReader, UpstreamBroken
 
 TRANSLATED = ("/execute", "/api/generate", "/api/chat", "/api/embed", "/api/embeddings")
 
@@ -48,7 +48,7 @@ async def translated(
         raise
     async with upstream:
         if upstream.status >= 400:
-            text = await upstream.read()
+            text = await upstream.content.read(64 * 1024)  # what an error says: its start is enough
             message = message_of(text) or text.decode(errors="replace")[:300] or f"HTTP {upstream.status}"
             if upstream.status == 404:
                 message = (
@@ -57,9 +57,13 @@ async def translated(
             return await _answer(request, keepalive, upstream.status, _error(message))
         if not stream:
             try:
-                answer = await upstream.json(content_type=None)
-            except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-                return await _answer(request, keepalive, 502, _error(f"the engine failed: {describe(exc)}"))
+                answer = json.loads(await LineReader(upstream.content).read_rest())  # bounded: MAX_REST_BYTES
+            except UpstreamBroken as exc:
+                return await _answer(request, keepalive, 502, _error(f"the engine failed: {exc}"))
+            except ValueError:
+                return await _answer(
+                    request, keepalive, 502, _error("the engine answered something not JSON")
+                )
             result = ollama_answer(path, model, answer if isinstance(answer, dict) else {}, clock)
             return await _answer(
                 request, keepalive, 200, json.dumps(result).encode(), content_type="application/json"

@@ -27,7 +27,7 @@ from ollama_connector.shared.agent_contract import (
     reason_for_ollama_status,
 )
 from ollama_connector.shared.error_formats import NDJSON, SSE
-from ollama_connector.shared.relay import LineReader, Relayed, describe, pump, relay
+from ollama_connector.shared.relay import LineReader, Relayed, UpstreamBroken, describe, pump, relay
 
 log = logging.getLogger(__name__)
 # No read timeout: a generation may run long, and the hub's own timeout and hang-ups end it.
@@ -154,9 +154,9 @@ async def _plain(request: web.Request, path: str, upstream: aiohttp.ClientRespon
     content_type = _content_type(upstream)
     if not _streams(upstream):
         try:
-            body = await upstream.read()
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            return refusal(path, 502, Reason.OLLAMA_FAILED, f"Ollama failed while answering: {describe(exc)}")
+            body = await LineReader(upstream.content).read_rest()  # bounded: MAX_REST_BYTES
+        except UpstreamBroken as exc:
+            return refusal(path, 502, Reason.OLLAMA_FAILED, f"Ollama failed while answering: {exc}")
         if (reason := reason_for_ollama_answer(upstream.status, body)) is Reason.ROUTE_MISSING:
             return refusal(path, 502, reason, _unserved(request, body))
         headers = {"Content-Type": content_type, **({REASON_HEADER: reason} if reason else {})}
@@ -201,10 +201,10 @@ async def _framed(
     head = Head(upstream.status, content_type, reason_for_ollama_status(upstream.status))
     if not _streams(upstream):
         try:
-            body = await upstream.read()
-        except (aiohttp.ClientError, TimeoutError) as exc:
+            body = await LineReader(upstream.content).read_rest()  # bounded: MAX_REST_BYTES
+        except UpstreamBroken as exc:
             failed = Head(502, "application/json", Reason.OLLAMA_FAILED)
-            message = f"Ollama failed while answering: {describe(exc)}"
+            message = f"Ollama failed while answering: {exc}"
             return await _finish(response, failed, _error(path, message))
         if reason_for_ollama_answer(upstream.status, body) is Reason.ROUTE_MISSING:
             unserved = Head(502, "application/json", Reason.ROUTE_MISSING)

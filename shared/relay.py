@@ -17,6 +17,9 @@ from aiohttp import web
 
 from ollama_connector.shared.error_formats import StreamFormat, stream_format
 
+MAX_LINE_BYTES = 16 << 20  # a streamed line: Ollama's longest (a final chunk's `context`) is well under a MiB
+MAX_REST_BYTES = 64 << 20  # a non-streamed answer (a batch of embeddings is the largest)
+
 
 class UpstreamBroken(Exception):
     """The upstream connection failed, timed out or closed early while its body was being read."""
@@ -58,13 +61,16 @@ class LineReader:
     on its own. Past either, the read fails as `stalled`: keep-alives cannot hide a hung upstream.
     """
 
-    __slots__ = ("_content", "_pending", "deadline", "gap")
+    __slots__ = ("_content", "_pending", "deadline", "gap", "max_line", "max_rest")
 
     def __init__(self, content: aiohttp.StreamReader) -> None:
         self._content = content
         self._pending = b""
         self.deadline: float | None = None
         self.gap: float | None = None
+        # Bounds on what one upstream makes the reader hold: past them the read fails as the upstream's fault.
+        self.max_line = MAX_LINE_BYTES  # a line (a block is whole lines, and one line at most past them)
+        self.max_rest = MAX_REST_BYTES  # a whole body read at once (a non-streamed answer)
 
     async def _bounded(self, read: Callable[[], Awaitable[bytes]]) -> bytes:
         until = self.deadline
@@ -88,34 +94,46 @@ class LineReader:
     async def _read(self) -> bytes:
         return await self._bounded(self._content.readany)
 
+    def _too_long(self, size: int, bound: int, what: str) -> None:
+        if size > bound:
+            raise UpstreamBroken(f"it sent {what} longer than {bound >> 20} MiB")
+
     async def next_line(self) -> bytes:
         """One line with its newline; what follows it stays for the next read. b"" at the end of the body."""
-        while (cut := self._pending.find(b"\n") + 1) == 0:
-            chunk = await self._read()
-            if not chunk:
-                rest, self._pending = self._pending, b""
-                return rest
-            self._pending += chunk
-        line, self._pending = self._pending[:cut], self._pending[cut:]
-        return line
-
-    async def read_rest(self) -> bytes:
-        """Everything left of the body, whole."""
-        rest = await self._bounded(self._content.read)
-        rest, self._pending = self._pending + rest, b""
-        return rest
+        return await self._next(last=False)
 
     async def next_block(self) -> bytes:
         """The next run of complete lines; b"" at the end of the body."""
+        return await self._next(last=True)
+
+    async def _next(self, last: bool) -> bytes:
+        """Up to the first (or the last) newline: each chunk searched once, and joined once."""
+        if cut := (self._pending.rfind(b"\n") if last else self._pending.find(b"\n")) + 1:
+            out, self._pending = self._pending[:cut], self._pending[cut:]
+            return out
+        parts, size = ([self._pending] if self._pending else []), len(self._pending)
         while True:
-            if cut := self._pending.rfind(b"\n") + 1:
-                block, self._pending = self._pending[:cut], self._pending[cut:]
-                return block
             chunk = await self._read()
             if not chunk:
-                rest, self._pending = self._pending, b""
-                return rest
-            self._pending += chunk
+                self._pending = b""
+                return b"".join(parts)
+            if cut := (chunk.rfind(b"\n") if last else chunk.find(b"\n")) + 1:
+                parts.append(chunk[:cut])
+                self._pending = chunk[cut:]
+                return b"".join(parts)
+            parts.append(chunk)
+            size += len(chunk)
+            self._too_long(size, self.max_line, "a line")
+
+    async def read_rest(self) -> bytes:
+        """Everything left of the body, whole, up to `max_rest`."""
+        parts, size = [self._pending], len(self._pending)
+        self._pending = b""
+        while chunk := await self._bounded(lambda: self._content.read(1 << 20)):
+            parts.append(chunk)
+            size += len(chunk)
+            self._too_long(size, self.max_rest, "an answer")
+        return b"".join(parts)
 
 
 @dataclass

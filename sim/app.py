@@ -46,6 +46,32 @@ async def ollama_errors(request: web.Request, handler: Handler) -> web.StreamRes
         return error_formats.response(error_formats.Ollama, 413, exc.text or "request body too large")
 
 
+FLOODED = ("/api/generate", "/api/chat", "/v1/chat/completions", "/v1/completions")
+FLOOD_CHUNK = b"x" * (1 << 20)
+
+
+@web.middleware
+async def floods(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A broken runner's answer (flood_rate): 200, then one line without end, a MiB at a time, until the
+    caller goes. What a hub must not buffer."""
+    behaviour = request.app[ENGINE].behaviour
+    if (
+        request.path not in FLOODED
+        or not behaviour.flood_rate
+        or behaviour.rng.random() >= behaviour.flood_rate
+    ):
+        return await handler(request)
+    streamed = (await request.json()).get("stream", "/v1/" not in request.path) is not False
+    kind = "application/x-ndjson" if streamed else "application/json"
+    response = web.StreamResponse(headers={"Content-Type": kind})
+    await response.prepare(request)
+    try:
+        while True:
+            await response.write(FLOOD_CHUNK)
+    except (ConnectionResetError, OSError):
+        return response
+
+
 async def sim_stats(request: web.Request) -> web.Response:
     return web.json_response(request.app[ENGINE].all_stats())
 
@@ -68,7 +94,7 @@ def create_app(
     models: list[str], behaviour: Behaviour | None = None, version: str = "0.33.0", api: str = "ollama"
 ) -> web.Application:
     """The simulator; `api="openai"` serves only OpenAI's routes (/v1), as llama.cpp's or vLLM's server."""
-    app = web.Application(middlewares=[ollama_errors], client_max_size=64 * 1024 * 1024)
+    app = web.Application(middlewares=[ollama_errors, floods], client_max_size=64 * 1024 * 1024)
     app[ENGINE] = Engine(Catalog(models), behaviour or Behaviour())
     app[VERSION] = version
     if api == "ollama":

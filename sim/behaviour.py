@@ -28,6 +28,7 @@ class Behaviour:
     die_rate: float = 0.0  # share of requests whose connection drops halfway through the answer
     stall_rate: float = 0.0  # share of requests that go silent halfway through the answer, for good
     error_rate: float = 0.0  # share of streams that end halfway with an in-stream error (then [DONE], later)
+    flood_rate: float = 0.0  # share of generations answered with one endless line (sim.app.floods)
     lost_pull_rate: float = 0.0  # share of pulls that report success but leave no model behind
     pull_seconds: float = 0.0  # how long a pull's download takes
     pull_fail_rate: float = 0.0  # share of pulls that fail half-way, with an error line
@@ -72,6 +73,7 @@ class Behaviour:
         "die_rate",
         "stall_rate",
         "error_rate",
+        "flood_rate",
         "lost_pull_rate",
         "pull_seconds",
         "pull_fail_rate",

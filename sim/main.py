@@ -47,6 +47,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=0.0,
         help="share of streams ending halfway with an in-stream error",
     )
+    parser.add_argument(
+        "--flood-rate", type=float, default=0.0, help="share of generations answered with one endless line"
+    )
     parser.add_argument("--seed", type=int, default=None, help="random seed for the failure draws")
     # Ollama's scheduler (reference §8).
     parser.add_argument(
@@ -73,10 +76,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
-    for name in ("fail_rate", "hang_rate", "die_rate", "stall_rate", "error_rate"):
+    for name in ("fail_rate", "hang_rate", "die_rate", "stall_rate", "error_rate", "flood_rate"):
         if not 0.0 <= getattr(args, name) <= 1.0:
             parser.error(f"--{name.replace('_', '-')} must be between 0 and 1")
-    if args.fail_rate + args.hang_rate + args.die_rate + args.stall_rate + args.error_rate > 1.0:
+    if (
+        args.fail_rate + args.hang_rate + args.die_rate + args.stall_rate + args.error_rate > 1.0
+    ):  # flood apart
         parser.error("the --*-rate faults must add up to at most 1")
     for name in ("num_parallel", "max_loaded_models", "max_queue"):
         if getattr(args, name) < 1:
@@ -101,6 +106,7 @@ def main(argv: list[str] | None = None) -> None:
         die_rate=args.die_rate,
         stall_rate=args.stall_rate,
         error_rate=args.error_rate,
+        flood_rate=args.flood_rate,
         seed=args.seed,
         num_parallel=args.num_parallel,
         max_loaded_models=args.max_loaded_models,

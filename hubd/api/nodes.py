@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -34,7 +35,11 @@ async def heartbeat(request: web.Request) -> web.Response:
     claimed = f"node {request.headers.get('X-Node-Id', '?')[:253]!r}"  # the agent's word, before any body
     try:
         credential = node_credential(request)  # before the body is read: no stranger's body is buffered
-        body = await read_json_object(request, max_bytes=HEARTBEAT_MAX_BYTES)
+        try:
+            async with asyncio.timeout(request.app[SETTINGS].client_timeout):
+                body = await read_json_object(request, max_bytes=HEARTBEAT_MAX_BYTES)
+        except TimeoutError:
+            raise HubError("the heartbeat did not arrive within CLIENT_TIMEOUT", status=408) from None
         beat = parse_body_as(Heartbeat, body)
         claimed = f"node {beat.node_id!r}"
         may_be_node(request, credential, beat.node_id)

@@ -11,11 +11,15 @@ from ollama_connector.hubd.keys import SETTINGS
 from ollama_connector.shared.bodies import BadRequest
 from ollama_connector.shared.wire import MAX_MODEL_NAME
 
+READ_BY_HANDLER = {"/nodes/heartbeat"}
+
 
 @web.middleware
 async def bounded_bodies(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Read a body within CLIENT_TIMEOUT, so a client trickling bytes cannot hold a connection for ever."""
-    if request.body_exists:
+    """Read a body within CLIENT_TIMEOUT, so a client trickling bytes cannot hold a connection for ever. A
+    heartbeat is read by its handler, within the same time, once its token holds, and no further than its
+    own bound (a stranger's body is never buffered)."""
+    if request.body_exists and request.path not in READ_BY_HANDLER:
         timeout = request.app[SETTINGS].client_timeout
         try:
             async with asyncio.timeout(timeout):

@@ -1,0 +1,68 @@
+"""Every resource bounded: what one node or one caller sends cannot take the hub's memory, its event loop or
+its disk. Bounds are asserted loosely, against a baseline of the same process in the same test."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+
+import psutil
+
+from tests.conftest import Processes
+
+JOB = {"model": "llama3", "prompt": "x", "stream": False}
+
+
+def rss_mb(pid: int) -> float:
+    return psutil.Process(pid).memory_info().rss / 1e6
+
+
+async def test_a_node_flooding_one_endless_line_is_cut_and_the_job_served_elsewhere(tmp_path, http):
+    fleet = Processes(logs=tmp_path)
+    try:
+        flood, _ = fleet.sim(None, "--flood-rate", "1")
+        hub, hub_proc = fleet.hub()
+        fleet.node(hub, flood, "flood")
+        before = rss_mb(hub_proc.pid)
+        async with http.post(hub + "/api/generate", json={**JOB, "stream": True}) as r:
+            refused = await r.text()  # alone, the streamed flood is cut at its line bound
+        assert r.status == 503 and "a line longer than 16 MiB" in refused, refused
+        good, _ = fleet.sim()
+        fleet.node(hub, good, "good")
+        for _ in range(3):
+            async with http.post(hub + "/api/generate", json=JOB) as r:
+                assert r.status == 200 and r.headers["X-Node-Id"] == "good", await r.text()
+        async with http.get(hub + "/nodes/flood") as r:
+            assert (await r.json())["failure_count"] >= 1
+        # Cut at its bounds: the hub holds nothing like the hundreds of MB that streamed past.
+        assert rss_mb(hub_proc.pid) - before < 120
+    finally:
+        fleet.stop()
+
+
+async def test_a_chunked_heartbeat_is_read_no_further_than_its_bound(fleet, http):
+    hub = await fleet.hub(CLUSTER_TOKEN="t" * 32)
+
+    async def endless():
+        yield json.dumps({"node_id": "x", "port": 9, "metadata": {"pad": ""}}).encode()[:-3]
+        for _ in range(64):
+            yield b"a" * 65536  # 4 MiB in all, far past the 256 KiB a heartbeat may be
+            await asyncio.sleep(0)
+
+    headers = {"Authorization": "Bearer " + "t" * 32}
+    async with http.post(hub.url + "/nodes/heartbeat", data=endless(), headers=headers) as r:
+        assert r.status == 413 and "larger than 262144 bytes" in (await r.json())["detail"]
+    async with http.post(hub.url + "/nodes/heartbeat", data=endless()) as r:
+        assert r.status == 401  # no token: refused before a byte of the body is read
+
+
+async def test_a_wide_body_is_refused_before_it_is_parsed(fleet, http):
+    hub = await fleet.hub()
+    wide = json.dumps({"model": "llama3", "prompt": "x", **{f"f{n}": n for n in range(400_000)}}).encode()
+    async with http.post(hub.url + "/api/generate", data=io.BytesIO(wide)) as r:
+        assert r.status == 400 and "more than 50000" in (await r.json())["error"]
+    # A quote and a colon inside a string are escaped (\":), and not counted as fields.
+    prose = json.dumps({"model": "llama3", "prompt": 'he said "no": ' * 60_000}).encode()
+    async with http.post(hub.url + "/api/generate", data=io.BytesIO(prose)) as r:
+        assert r.status != 400, await r.text()
