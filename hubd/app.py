@@ -99,7 +99,13 @@ def create_app(settings: HubSettings) -> web.Application:
         settings.sticky_sessions,
     )
     app[JOURNAL] = Journal(journal_path(settings), settings.journal_max_days, settings.journal_max_jobs)
-    app[LEDGER] = Ledger(settings.max_concurrent_jobs, app[COUNTERS], app[JOURNAL])
+    app[LEDGER] = Ledger(
+        settings.max_concurrent_jobs,
+        app[COUNTERS],
+        app[JOURNAL],
+        max_async=settings.max_async_jobs,
+        share=settings.caller_share,
+    )
     app[RUNS] = Runs(settings.max_async_jobs)
     app[TRANSFERS] = Transfers()
     app[UNSERVED] = Unserved()

@@ -131,6 +131,10 @@ class HubSettings(EnvSettings):
     """Days a finished job stays in the journal."""
     journal_max_jobs: int = Field(100_000, alias="JOURNAL_MAX_JOBS", ge=1)
     """Finished jobs the journal keeps at most; the oldest go first."""
+    caller_share: float = Field(0.5, alias="CALLER_SHARE", gt=0, le=1)
+    """The share of each hub-wide cap (MAX_CONCURRENT_JOBS, MAX_ASYNC_JOBS, pulls and creates at once) that
+    one caller may hold: a key, or without keys an address. 0.5: no one caller takes more than half of any;
+    a key's own `share` (`ollama-hubd keys add --share`) overrides it."""
     max_async_jobs: int = Field(1000, alias="MAX_ASYNC_JOBS", ge=1)
     """Async jobs (`"async": true`) unfinished at once; past it, 503 with Retry-After."""
     max_answer_bytes: int = Field(16 * 1024 * 1024, alias="MAX_ANSWER_BYTES", ge=1024)

@@ -66,3 +66,33 @@ async def test_a_wide_body_is_refused_before_it_is_parsed(fleet, http):
     prose = json.dumps({"model": "llama3", "prompt": 'he said "no": ' * 60_000}).encode()
     async with http.post(hub.url + "/api/generate", data=io.BytesIO(prose)) as r:
         assert r.status != 400, await r.text()
+
+
+async def test_one_callers_async_jobs_hold_only_its_share(fleet, http):
+    alice, bob = "alice-key-0123456789", "bob-key-0123456789ab"
+    hub = await fleet.hub(
+        API_KEYS=f"{alice},{bob}", MAX_ASYNC_JOBS="4", CALLER_SHARE="0.5", MAX_CONCURRENT_JOBS="2"
+    )
+    slow = await fleet.sim(tokens_per_second=2, num_parallel=8)
+    await fleet.node(hub, slow, "n1", OLLAMA_NUM_PARALLEL="8")
+
+    async def submit(key: str) -> tuple[int, dict]:
+        body = {"model": "llama3", "prompt": "x", "async": True, "options": {"num_predict": 100}}
+        async with http.post(hub.url + "/jobs", json=body, headers={"Authorization": f"Bearer {key}"}) as r:
+            return r.status, await r.json()
+
+    taken = [await submit(alice) for _ in range(2)]
+    status, refused = await submit(alice)
+    assert status == 429 and "share: 2 of MAX_ASYNC_JOBS=4" in refused["detail"]
+    taken += [await submit(bob) for _ in range(2)]  # the others' room is theirs
+    assert [status for status, _ in taken] == [202] * 4
+    # Async jobs are outside MAX_CONCURRENT_JOBS: a live job of either still runs.
+    job = {"model": "llama3", "prompt": "x", "stream": False, "options": {"num_predict": 1}}
+    async with http.post(hub.url + "/jobs", json=job, headers={"Authorization": f"Bearer {bob}"}) as r:
+        assert r.status == 200, await r.text()
+    for n, (_, body) in enumerate(taken):  # cancelled, so the agent's drain has nothing to wait for
+        key = alice if n < 2 else bob
+        async with http.delete(
+            f"{hub.url}/jobs/{body['job_id']}", headers={"Authorization": f"Bearer {key}"}
+        ):
+            pass

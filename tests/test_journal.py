@@ -109,9 +109,28 @@ async def _count(http, hub, count: int) -> bool:
     return len(await jobs(http, hub)) == count
 
 
-async def test_a_corrupt_journal_is_reported_once_and_the_hub_routes_on(fleet, http, tmp_path, caplog):
+async def test_a_damaged_journal_is_kept_aside_and_a_fresh_one_started(fleet, http, tmp_path, caplog):
     path = tmp_path / "journal.sqlite3"
     path.write_bytes(b"this is not a database" * 100)
+    caplog.set_level(logging.INFO, logger="ollama_connector.hubd.jobs.journal")
+    sim = await fleet.sim()
+    hub = await fleet.hub(JOURNAL_PATH=str(path))  # starts: no restart loop under systemd
+    await fleet.node(hub, sim, "n1")
+    async with http.post(hub.url + "/jobs", json={"model": "llama3", "prompt": "x", "stream": False}) as r:
+        assert r.status == 200
+    async with http.get(hub.url + "/jobs") as r:
+        listing = await r.json()
+        assert r.status == 200 and len(listing["jobs"]) == 1 and listing["journal"] == "ok"
+    [aside] = tmp_path.glob("journal.sqlite3.damaged-*")
+    assert aside.read_bytes().startswith(b"this is not a database")  # kept for inspection
+    assert caplog.text.count("is damaged") == 1 and str(aside) in caplog.text
+
+
+async def test_a_journal_that_cannot_be_opened_is_reported_once_and_the_hub_routes_on(
+    fleet, http, tmp_path, caplog
+):
+    path = tmp_path / "journal.sqlite3"
+    path.mkdir()  # a folder where the database should be
     caplog.set_level(logging.INFO, logger="ollama_connector.hubd.jobs.journal")
     sim = await fleet.sim()
     hub = await fleet.hub(JOURNAL_PATH=str(path))
@@ -123,7 +142,7 @@ async def test_a_corrupt_journal_is_reported_once_and_the_hub_routes_on(fleet, h
             assert r.status == 200
     async with http.get(hub.url + "/jobs") as r:
         listing = await r.json()
-        assert r.status == 200 and listing["jobs"] == [] and "not a database" in listing["journal"]
+        assert r.status == 200 and listing["jobs"] == [] and str(path) in listing["journal"]
     async with http.post(hub.url + "/jobs", json={"model": "llama3", "prompt": "x", "async": True}) as r:
         assert r.status == 503 and "need the job journal" in (await r.json())["detail"]
     assert caplog.text.count("journal is unavailable") == 1

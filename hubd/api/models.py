@@ -66,7 +66,7 @@ async def pull(request: web.Request) -> web.StreamResponse:
     transfers = [
         request.app[TRANSFERS].refused(node.node_id, "/api/pull", model, lacking)
         if (lacking := no_room(node, canonical(model), size))
-        else start(request.app, node, "/api/pull", model, payload)
+        else start(request.app, node, "/api/pull", model, payload, who(request).caller_id)
         for node in nodes
     ]
     return await answer(request, transfers, body.get("stream") is not False)
@@ -91,7 +91,8 @@ async def create(request: web.Request) -> web.StreamResponse:
         raise HubError(f"model '{base}' not found", status=404)
     audited(request, f"create {model} from {base}", nodes)
     payload = json.dumps({**body, "model": model, "stream": True}).encode()
-    transfers = [start(request.app, node, "/api/create", model, payload) for node in nodes]
+    caller = who(request).caller_id
+    transfers = [start(request.app, node, "/api/create", model, payload, caller) for node in nodes]
     return await answer(request, transfers, body.get("stream") is not False)
 
 

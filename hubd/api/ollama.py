@@ -97,7 +97,7 @@ async def unload_everywhere(request: web.Request, model: str, payload: bytes) ->
     key = may_run(request, model)
     record = JobRecord(new_job_id(), request.path, model, key.caller_id, key=key.name or None)
     return await request.app[LEDGER].admitted(
-        record, _unload(request, record, payload), concurrency=key.concurrency
+        record, _unload(request, record, payload), concurrency=key.concurrency, share=key.share
     )
 
 

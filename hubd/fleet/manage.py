@@ -7,6 +7,7 @@ The routes that call it are hubd.api.models; FLEET_MODELS (hubd.fleet.desired) s
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -17,6 +18,7 @@ from ollama_connector.hubd.fleet.fanout import ask_nodes, online
 from ollama_connector.hubd.fleet.keys import TRANSFERS
 from ollama_connector.hubd.fleet.transfers import ROOM_MARGIN, Outcome, Transfer
 from ollama_connector.hubd.fleet.transfers import no_room as no_room_for
+from ollama_connector.hubd.guard.auth import who
 from ollama_connector.hubd.keys import SETTINGS
 from ollama_connector.hubd.routing.keys import NODES, REGISTRY
 from ollama_connector.hubd.routing.node import NodeRecord
@@ -74,11 +76,20 @@ def pull_allowed(request: web.Request, body: dict[str, Any], model: str) -> None
 
 
 def not_too_many(request: web.Request) -> None:
-    """A bound on the transfers callers may start (each holds a connection to a node until it ends)."""
-    if len(request.app[TRANSFERS]) >= MAX_TRANSFERS:
+    """A bound on the transfers callers may start (each holds a connection to a node until it ends): all of
+    them, and each caller's share of it (CALLER_SHARE, or its key's own)."""
+    transfers, key = request.app[TRANSFERS], who(request)
+    if len(transfers) >= MAX_TRANSFERS:
         raise HubError(
             f"{MAX_TRANSFERS} pulls and creates are in progress; retry when some are done",
             status=503,
+            headers={"Retry-After": "30"},
+        )
+    share = key.share if key.share is not None else request.app[SETTINGS].caller_share
+    if transfers.held(key.caller_id) >= (allowed := max(1, math.ceil(MAX_TRANSFERS * share))):
+        raise HubError(
+            f"this caller's share: {allowed} of the {MAX_TRANSFERS} pulls and creates at once; retry later",
+            status=429,
             headers={"Retry-After": "30"},
         )
 
@@ -129,11 +140,15 @@ def no_room(node: NodeRecord, key: str, size: int) -> str | None:
     return no_room_for(size, free)
 
 
-def start(app: web.Application, node: NodeRecord, path: str, model: str, payload: bytes) -> Transfer:
+def start(
+    app: web.Application, node: NodeRecord, path: str, model: str, payload: bytes, caller: str = ""
+) -> Transfer:
     registry = app[REGISTRY]
-    return app[TRANSFERS].start(
+    transfer = app[TRANSFERS].start(
         app[NODES], node, path, model, payload, lambda: registry.change_models(node, added=(model,))
     )
+    transfer.callers.add(caller)  # who holds it, for their share (a shared pull: each who asked)
+    return transfer
 
 
 async def transfers_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -59,6 +59,7 @@ class Transfer:
         self.completed = self.total = 0
         self.layers: dict[str, int] = {}  # a pull's layers and their sizes, as Ollama announces them
         self.learned: Callable[[], None] | None = None  # tells the registry the model is there now
+        self.callers: set[str] = set()  # who asked for it ("": the hub itself, for FLEET_MODELS)
         self.task: asyncio.Task[None] | None = None
         self._outcome: Outcome | None = None
         self._done = asyncio.Event()
@@ -213,6 +214,10 @@ class Transfers:
 
     def view(self) -> list[dict[str, Any]]:
         return [t.view() for t in self._running.values() if not t.finished]
+
+    def held(self, caller: str) -> int:
+        """Transfers in progress that `caller` asked for."""
+        return sum(caller in t.callers for t in self._running.values() if not t.finished)
 
     def __len__(self) -> int:
         return len(self._running)

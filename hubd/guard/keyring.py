@@ -42,6 +42,7 @@ class Key:
     rpm: int | None = None  # requests a minute
     concurrency: int | None = None  # jobs running or queued at once
     tokens_per_day: int | None = None  # prompt and output tokens over a rolling 24 hours
+    share: float | None = None  # of each hub-wide cap (jobs, async jobs, pulls) it may hold: CALLER_SHARE
     created: str | None = None
     caller_id: str = ""  # who the key is to the queue's turns, the journal and GET /jobs
 
@@ -89,6 +90,8 @@ class KeyFile:
             lines += [
                 f"{limit} = {getattr(key, limit)}" for limit in LIMITS if getattr(key, limit) is not None
             ]
+            if key.share is not None:
+                lines.append(f"share = {key.share:g}")
             if key.created:
                 lines.append(f'created = "{key.created}"')
             lines.append("")
@@ -117,8 +120,14 @@ def _entry(path: Path, name: str, entry: Any) -> tuple[str, Key]:
     for limit, value in limits.items():
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
             raise ValueError(f"{where}: {limit} must be a whole number of at least 1")
+    share = entry.get("share")
+    if share is not None and (
+        isinstance(share, bool) or not isinstance(share, int | float) or not 0 < share <= 1
+    ):
+        raise ValueError(f"{where}: share must be a fraction above 0 and at most 1")
     key = Key(
         name,
+        share=float(share) if share is not None else None,
         admin=entry.get("admin") is True,
         models=tuple(models),
         created=str(entry["created"]) if entry.get("created") else None,

@@ -43,6 +43,11 @@ def parser() -> argparse.ArgumentParser:
     add.add_argument("--rpm", type=int, help="requests a minute")
     add.add_argument("--concurrency", type=int, help="jobs running or queued at once")
     add.add_argument("--tokens-per-day", type=int, help="prompt and output tokens over a rolling 24 hours")
+    add.add_argument(
+        "--share",
+        type=float,
+        help="of each hub-wide cap (jobs, async jobs, pulls) it may hold (default: CALLER_SHARE)",
+    )
     commands.add_parser("list", help="names, roles, limits, created and last used (never secrets)")
     revoke = commands.add_parser("revoke", help="remove a key: the hub refuses it within seconds")
     revoke.add_argument("name")
@@ -52,6 +57,7 @@ def parser() -> argparse.ArgumentParser:
 def describe(key: Key) -> str:
     parts = [key.role, "models " + ",".join(key.models) if key.models else "every model"]
     parts += [f"{limit.replace('_', ' ')} {getattr(key, limit)}" for limit in LIMITS if getattr(key, limit)]
+    parts += [f"share {key.share:g}"] if key.share is not None else []
     return "; ".join(parts)
 
 
@@ -66,10 +72,12 @@ def add(path: Path, args: argparse.Namespace) -> int:
     named = KeyFile.read(path)
     if args.name in named.keys:
         return fail(f"a key named {args.name!r} exists; revoke it first to make a new one")
+    if args.share is not None and not 0 < args.share <= 1:
+        return fail("--share must be a fraction above 0 and at most 1 (0.25: a quarter of each cap)")
     models = tuple(m.strip() for m in (args.models or "").split(",") if m.strip())
     created = iso(datetime.now(UTC).timestamp())
     limits = {limit: getattr(args, limit) for limit in LIMITS}
-    key = Key(args.name, admin=args.admin, models=models, created=created, **limits)
+    key = Key(args.name, admin=args.admin, models=models, created=created, share=args.share, **limits)
     secret = PREFIX + secrets.token_urlsafe(32)
     named.keys[args.name] = (digest(secret), key)
     save(named, path)

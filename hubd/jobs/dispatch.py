@@ -102,6 +102,7 @@ async def dispatch(request: web.Request, job: Job) -> web.StreamResponse:
         job.record,
         dispatch_to(request.app, job, functools.partial(relay, request)),
         concurrency=who(request).concurrency,
+        share=who(request).share,
     )
 
 

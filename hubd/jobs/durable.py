@@ -14,6 +14,7 @@ import dataclasses
 import functools
 import json
 import logging
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -63,7 +64,7 @@ async def submit(request: web.Request, body: dict[str, Any], model: str) -> web.
         request, sent, model, True, node_path="/execute", context_settable=True, payload=payload, durable=True
     )
     app[LEDGER].admit(
-        job.record, request=payload, concurrency=who(request).concurrency
+        job.record, request=payload, concurrency=who(request).concurrency, share=who(request).share
     )  # on disk with its request before any of its lines
     try:
         await journal.flush()  # 202 promises the job is on disk: only once it is
@@ -242,9 +243,14 @@ async def journal_ctx(app: web.Application) -> AsyncIterator[None]:
     await journal.open()
     async with supervised("the journal's writer", journal.flusher):
         if journal.unavailable is None:
-            await _recover(app)
-            for key, ended, tokens in await journal.read(tokens_by_key, time.time() - DAY):
-                app[QUOTAS].spent(key, ended, tokens)  # the keys' tokens a day count from before a restart
+            try:
+                await _recover(app)
+                for key, ended, tokens in await journal.read(tokens_by_key, time.time() - DAY):
+                    app[QUOTAS].spent(
+                        key, ended, tokens
+                    )  # the keys' tokens a day count from before a restart
+            except sqlite3.DatabaseError as exc:  # a damaged page past the check at open: start, and say so
+                log.error("could not read back the job journal (%s); what it held is not run again", exc)
         try:
             yield
         finally:

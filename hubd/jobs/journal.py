@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -195,11 +196,40 @@ class Journal:
     def _open(self) -> None:
         assert self.path is not None
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            # Async jobs' prompts and answers are in it: only the hub's user may read it (SQLite gives its
-            # -wal and -shm files the same permissions).
-            self.path.touch(mode=0o600, exist_ok=True)
-            db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self._connect()
+        except sqlite3.DatabaseError as exc:  # damaged, or not a database: kept aside, and a fresh one made
+            if not isinstance(exc, sqlite3.OperationalError) and self.path.exists():
+                aside = self.path.with_name(f"{self.path.name}.damaged-{time.strftime('%Y%m%dT%H%M%S')}")
+                for suffix in ("", "-wal", "-shm"):
+                    if (part := Path(f"{self.path}{suffix}")).exists():
+                        part.rename(f"{aside}{suffix}")
+                log.error(
+                    "the job journal %s is damaged (%s): kept as %s, and a new one started",
+                    self.path,
+                    exc,
+                    aside,
+                )
+                with contextlib.suppress(OSError, sqlite3.Error):
+                    self._connect()
+                    return
+            self._unavailable(exc)
+        except OSError as exc:
+            self._unavailable(exc)
+
+    def _unavailable(self, exc: Exception) -> None:
+        self.unavailable = f"{self.path}: {exc}"
+        log.error(
+            "the job journal is unavailable (%s); jobs run unrecorded, and async jobs are refused",
+            self.unavailable,
+        )
+
+    def _connect(self) -> None:
+        assert self.path is not None
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Prompts and answers of async jobs are in it: only the hub's user may read it (and its -wal, -shm).
+        self.path.touch(mode=0o600, exist_ok=True)
+        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        try:
             db.row_factory = sqlite3.Row
             db.create_function("canonical", 1, canonical, deterministic=True)
             db.execute("PRAGMA journal_mode = WAL")
@@ -208,13 +238,10 @@ class Journal:
             db.executescript(SCHEMA)
             add_new_columns(db)
             self.writer.max_params = db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
-            db.execute("PRAGMA quick_check").fetchone()
-        except (OSError, sqlite3.Error) as exc:
-            self.unavailable = f"{self.path}: {exc}"
-            log.error(
-                "the job journal is unavailable (%s); jobs run unrecorded, and async jobs are refused",
-                self.unavailable,
-            )
-            return
+            if (said := db.execute("PRAGMA quick_check").fetchone()[0]) != "ok":
+                raise sqlite3.DatabaseError(f"quick_check: {said}")
+        except BaseException:
+            db.close()
+            raise
         self._db = db
         log.info("job journal: %s", self.path)

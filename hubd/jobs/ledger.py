@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Coroutine
 from typing import Any, Protocol, TypeVar
@@ -50,19 +51,35 @@ def outcome_of(exc: BaseException) -> tuple[Status, str]:
 class Ledger:
     """Jobs in progress by id, and everything accounted when one arrives, starts on a node, and ends."""
 
-    def __init__(self, max_concurrent: int, counters: JobCounters, journal: Journal) -> None:
-        self.max_concurrent = max_concurrent
+    def __init__(
+        self,
+        max_concurrent: int,
+        counters: JobCounters,
+        journal: Journal,
+        max_async: int = 1000,
+        share: float = 1.0,
+    ) -> None:
+        self.max_concurrent, self.max_async, self.share = max_concurrent, max_async, share
         self.counters = counters
         self.journal = journal
         self.live: dict[str, JobRecord] = {}
         self.callers_jobs = 0  # jobs in progress with a caller waiting on them, for MAX_CONCURRENT_JOBS
         self.by_caller: dict[str, int] = {}  # jobs in progress of each caller, for a key's concurrency
+        self.async_by_caller: dict[
+            str, int
+        ] = {}  # its async jobs among them, for its share of MAX_ASYNC_JOBS
         self.watchers: list[JobWatcher] = []
 
-    def admit(self, record: JobRecord, request: bytes | None = None, concurrency: int | None = None) -> None:
-        """A job arrives: refused past MAX_CONCURRENT_JOBS (503) or its key's `concurrency` (429), else in
-        progress from now on. An async job's record is written at once, with its request, so a restart can
-        run it again."""
+    def admit(
+        self,
+        record: JobRecord,
+        request: bytes | None = None,
+        concurrency: int | None = None,
+        share: float | None = None,
+    ) -> None:
+        """A job arrives: refused past MAX_CONCURRENT_JOBS (503), or past its caller's `concurrency` or share
+        of the hub's caps (429), else in progress from now on. An async job's record is written at once, with
+        its request, so a restart can run it again."""
         mine = self.by_caller.get(record.caller, 0)
         if concurrency and mine >= concurrency:
             raise HubError(
@@ -77,11 +94,31 @@ class Ledger:
                     status=503,
                     headers={"Retry-After": "1"},
                 )
+            self._within_share(record, mine, share if share is not None else self.share)
             self.callers_jobs += 1
+        else:
+            self._within_share(record, mine, share if share is not None else self.share)
         self.live[record.job_id] = record
         self.by_caller[record.caller] = mine + 1
         if record.durable:
+            self.async_by_caller[record.caller] = self.async_by_caller.get(record.caller, 0) + 1
             self.journal.record(record, request=request)
+
+    def _within_share(self, record: JobRecord, mine: int, share: float) -> None:
+        """One caller holds at most its share of each cap: its async jobs of MAX_ASYNC_JOBS, its live jobs
+        of MAX_CONCURRENT_JOBS (so 500 fire-and-forget jobs of one key leave room for everyone else)."""
+        if record.durable:
+            held, cap, name = self.async_by_caller.get(record.caller, 0), self.max_async, "MAX_ASYNC_JOBS"
+        else:
+            held = mine - self.async_by_caller.get(record.caller, 0)
+            cap, name = self.max_concurrent, "MAX_CONCURRENT_JOBS"
+        allowed = max(1, math.ceil(cap * share))
+        if held >= allowed:
+            raise HubError(
+                f"this caller's share: {allowed} of {name}={cap} at once; retry when one of its jobs ends",
+                status=429,
+                headers={"Retry-After": "1"},
+            )
 
     async def run(self, record: JobRecord, work: Coroutine[Any, Any, T]) -> T:
         """Run an admitted job's work on nodes, and end the job however the work ends."""
@@ -98,11 +135,15 @@ class Ledger:
             self.end(record)
 
     async def admitted(
-        self, record: JobRecord, work: Coroutine[Any, Any, T], concurrency: int | None = None
+        self,
+        record: JobRecord,
+        work: Coroutine[Any, Any, T],
+        concurrency: int | None = None,
+        share: float | None = None,
     ) -> T:
         """A caller's job from its arrival to its end."""
         try:
-            self.admit(record, concurrency=concurrency)
+            self.admit(record, concurrency=concurrency, share=share)
         except HubError:
             work.close()
             raise
@@ -127,10 +168,9 @@ class Ledger:
         record.finish("failed", "ended without an answer")  # a no-op when the job ended as it should
         if not record.durable:
             self.callers_jobs -= 1
-        if (left := self.by_caller[record.caller] - 1) > 0:
-            self.by_caller[record.caller] = left
-        else:
-            del self.by_caller[record.caller]
+        _less(self.by_caller, record.caller)
+        if record.durable:
+            _less(self.async_by_caller, record.caller)
         if record.status == "done":
             self.counters.served_one(record.output_tokens)
         elif record.status == "failed":
@@ -146,3 +186,10 @@ class Ledger:
 
     def get(self, job_id: str) -> JobRecord | None:
         return self.live.get(job_id)
+
+
+def _less(counts: dict[str, int], caller: str) -> None:
+    if (left := counts.get(caller, 0) - 1) > 0:
+        counts[caller] = left
+    else:
+        counts.pop(caller, None)
