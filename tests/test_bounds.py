@@ -96,3 +96,33 @@ async def test_one_callers_async_jobs_hold_only_its_share(fleet, http):
             f"{hub.url}/jobs/{body['job_id']}", headers={"Authorization": f"Bearer {key}"}
         ):
             pass
+
+
+async def test_many_slow_readers_of_one_long_answer_share_it(tmp_path, http):
+    fleet = Processes(logs=tmp_path)
+    try:
+        ollama, _ = fleet.sim(None, "--tokens-per-second", "0")
+        hub, hub_proc = fleet.hub(MAX_ANSWER_BYTES=str(64 << 20))
+        fleet.node(hub, ollama, "n1")
+        body = {"model": "llama3", "prompt": "x", "async": True, "options": {"num_predict": 80_000}}
+        async with http.post(hub + "/jobs", json=body) as r:
+            job_id = (await r.json())["job_id"]
+        while True:  # about 7 MB of lines, kept
+            async with http.get(f"{hub}/jobs/{job_id}") as r:
+                if (await r.json())["status"] != "running" and (await r.json())["status"] != "queued":
+                    break
+            await asyncio.sleep(0.1)
+        before = rss_mb(hub_proc.pid)
+        readers = []
+        for _ in range(40):  # each reads a little, then stops reading: the hub must not queue 7 MB for it
+            response = await http.get(f"{hub}/jobs/{job_id}/stream")
+            await response.content.readexactly(4096)
+            readers.append(response)
+        await asyncio.sleep(0.5)
+        grown = rss_mb(hub_proc.pid) - before
+        for response in readers:
+            response.close()
+        print(f"40 slow readers: the hub grew {grown:.0f} MB")
+        assert grown < 100, grown  # 40 whole copies would be 280 MB
+    finally:
+        fleet.stop()

@@ -34,6 +34,7 @@ from ollama_connector.shared.error_formats import NDJSON
 from ollama_connector.shared.modelnames import canonical
 from ollama_connector.shared.wire import MAX_MODEL_NAME
 
+PAGE_LINES = 2000  # lines of an ended job's stream read from the journal at once
 routes = web.RouteTableDef()
 ID_LENGTH = 36  # a UUID's text
 PART_OF_ID = re.compile(r"[0-9a-f-]{6,35}")
@@ -192,9 +193,12 @@ async def stream_job(request: web.Request) -> web.StreamResponse:
     await response.prepare(request)
     if (run := request.app[RUNS].unfinished.get(record.job_id)) is not None:
         async for batch in run.follow(int(start)):
-            await response.write(b"".join(batch))
-    else:  # ended: every line of it is in the journal, read after the writes queued before
-        await response.write(b"".join(await request.app[JOURNAL].read(lines_from, record.job_id, int(start))))
+            await response.write(b"".join(batch))  # a small batch; write waits while the reader is slow
+    else:  # ended: every line of it is in the journal, read after the writes queued before, a page at a time
+        at = int(start)
+        while page := await request.app[JOURNAL].read(lines_from, record.job_id, at, PAGE_LINES):
+            await response.write(b"".join(page))
+            at += len(page)
     await response.write_eof()
     return response
 

@@ -239,8 +239,10 @@ def audit_entries(db: sqlite3.Connection, since: float, limit: int) -> list[dict
     return [dict(row) for row in rows]
 
 
-def lines_from(db: sqlite3.Connection, job_id: str, seq: int) -> list[bytes]:
-    rows = db.execute("SELECT data FROM chunks WHERE job_id = ? AND seq >= ? ORDER BY seq", (job_id, seq))
+def lines_from(db: sqlite3.Connection, job_id: str, seq: int, limit: int = -1) -> list[bytes]:
+    rows = db.execute(
+        "SELECT data FROM chunks WHERE job_id = ? AND seq >= ? ORDER BY seq LIMIT ?", (job_id, seq, limit)
+    )
     return [row["data"] for row in rows]
 
 

@@ -13,6 +13,8 @@ from typing import Any
 
 from ollama_connector.hubd.jobs.record import JobRecord
 
+BATCH_BYTES = 256 * 1024  # what a reader of a run is handed at once
+
 
 class AnswerTooLarge(Exception):
     pass
@@ -45,14 +47,18 @@ class DurableRun:
         changed.set()
 
     async def follow(self, start: int) -> AsyncIterator[list[bytes]]:
-        """Lines from `start` on, as they come, until the run ends, in batches."""
+        """Lines from `start` on, as they come, until the run ends, in batches of about BATCH_BYTES: a reader
+        never holds a copy of the whole answer (a hundred readers of one long answer share its lines)."""
         at = start
         while True:
             changed = self._changed
             if at < len(self.lines):
-                batch = self.lines[at:]
+                batch, size = [], 0
+                while at < len(self.lines) and size < BATCH_BYTES:
+                    batch.append(self.lines[at])
+                    size += len(self.lines[at])
+                    at += 1
                 yield batch
-                at += len(batch)
                 continue
             if self.record.finished:
                 return
