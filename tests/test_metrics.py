@@ -139,3 +139,22 @@ async def test_the_grafana_dashboard_uses_only_metrics_that_exist(fleet, http):
     assert len(expressions) >= 10
     used = {m for e in expressions for m in re.findall(r"\b(ollama_(?:hub|node)_[a-z_]+)", e)}
     assert used and used <= names, used - names
+
+
+async def test_series_of_models_and_nodes_that_are_gone_are_dropped(fleet, http):
+    hub = await fleet.hub()
+    await fleet.node(hub, await fleet.sim(), "n1")
+    for n in range(30):  # copies made, used, deleted: their series must not stay for ever
+        copy = {"source": "llama3", "destination": f"copy{n}"}
+        async with http.post(hub.url + "/api/copy", json=copy) as r:
+            assert r.status == 200
+        job = {"model": f"copy{n}", "prompt": "x", "stream": False}
+        async with http.post(hub.url + "/api/generate", json=job) as r:
+            assert r.status == 200
+    assert 'model="copy29:latest"' in await exposition(http, hub.url)
+    for n in range(30):
+        async with http.delete(hub.url + "/api/delete", json={"model": f"copy{n}"}) as r:
+            assert r.status == 200
+    text = await exposition(http, hub.url)
+    assert 'model="copy' not in text and 'model="llama3:latest"' not in text  # llama3 ran no job
+    assert 'ollama_hub_jobs_total{model="other"' not in text

@@ -56,5 +56,6 @@ async def stats(request: web.Request) -> web.Response:
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
     """Prometheus' text format (hubd.ops.metrics)."""
+    request.app[METRICS].forget_gone()
     body = generate_latest(request.app[METRICS].registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

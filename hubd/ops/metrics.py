@@ -3,7 +3,8 @@
 Job outcomes, durations and tokens are counted as jobs end (`HubMetrics.job_ended`); everything that is a
 state (nodes, slots, queue, journal) is read from the hub's own structures at scrape time, so it is never
 stale and a removed node's series go with it. Labels stay bounded: node ids (at most MAX_NODES), model names
-some node lists (any other name is `other`), route families and named reasons; never job ids or keys.
+some node lists (any other name is `other`), route families and named reasons; never job ids or keys. Series
+of models no node lists any more, and of pruned nodes, are dropped at each scrape (`forget_gone`).
 """
 
 from __future__ import annotations
@@ -90,6 +91,37 @@ class HubMetrics:
             registry=r,
         )
         r.register(FleetCollector(registry, placement, counters, journal, runs))
+        self._labeled = [
+            (self.jobs, ("model", "node", "route", "outcome")),
+            (self.duration, ("model",)),
+            (self.first_token, ("model",)),
+            (self.queue_wait, ("model",)),
+            (self.output_tokens, ("model", "node")),
+            (self.prompt_tokens, ("model", "node")),
+            (self.key_tokens, ("key", "model")),
+        ]
+
+    def forget_gone(self) -> int:
+        """Drop the series of models no node lists any more (a thousand copies made and deleted) and of nodes
+        pruned, so the series follow the fleet rather than only grow; how many went."""
+        nodes = {record.node_id for record in self._nodes.all()} | {""}
+        dropped = 0
+        for metric, names in self._labeled:
+            seen = {
+                tuple(sample.labels[name] for name in names)
+                for family in metric.collect()
+                for sample in family.samples
+                if all(name in sample.labels for name in names)
+            }
+            for values in seen:
+                labels = dict(zip(names, values, strict=True))
+                model = labels.get("model", OTHER)
+                if (model != OTHER and not self._nodes.knows(canonical(model))) or labels.get(
+                    "node", ""
+                ) not in nodes:
+                    metric.remove(*values)
+                    dropped += 1
+        return dropped
 
     def model(self, model: str) -> str:
         return model_label(self._nodes, model)
