@@ -13,6 +13,7 @@ import psutil
 
 from bench.dialects import dialects
 from bench.footprint import footprint
+from bench.hostile import hostile
 from bench.real_model import real_model
 from bench.scenarios import SMOKE, Size, journal_cost, overhead, registry_scale, streaming
 from bench.scheduling import POLICIES, scheduling
@@ -47,6 +48,7 @@ def run(size: Size, only: set[str] | None = None) -> dict:
         "dialects": dialects,
         "registry": registry_scale,
         "footprint": footprint,
+        "hostile": hostile,
         "scheduling": scheduling,
         "real_model": real_model,
     }
@@ -121,6 +123,10 @@ def print_report(results: dict) -> None:
             f"ollama-top watching {t['nodes']} nodes at {t['interval_s']} s: "
             f"{t['cpu_percent']}% CPU, {t['rss_mb_peak']} MB"
         )
+    if "hostile" in results:
+        print("\nhostile (what one caller or node takes from the hub)")
+        for attack, figures in results["hostile"].items():
+            print(f"  {attack:<16}" + ", ".join(f"{k} {v}" for k, v in figures.items()))
     if "scheduling" in results:
         s = results["scheduling"]
         print(
@@ -166,7 +172,9 @@ def main() -> None:
         "--smoke", action="store_true", help="a tiny run that only checks the benchmarks work"
     )
     parser.add_argument(
-        "--only", nargs="*", help="overhead, journal, streaming, registry, footprint, scheduling, real_model"
+        "--only",
+        nargs="*",
+        help="overhead, journal, streaming, registry, footprint, hostile, scheduling, real_model",
     )
     args = parser.parse_args()
     results = run(SMOKE if args.smoke else Size(), set(args.only) if args.only else None)

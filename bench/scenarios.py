@@ -35,6 +35,7 @@ class Size:
     top_seconds: float = 20.0
     scheduling_seconds: float = 30.0  # of trace, at each load
     scheduling_loads: tuple[float, ...] = (0.7, 1.5)  # shares of the fleet's capacity
+    hostile_scale: float = 1.0  # of the hostile scenario's bodies, answers and job counts
 
 
 SMOKE = Size(
@@ -48,6 +49,7 @@ SMOKE = Size(
     top_seconds=2.0,
     scheduling_seconds=1.5,
     scheduling_loads=(1.5,),
+    hostile_scale=0.02,
 )
 
 
