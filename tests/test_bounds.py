@@ -126,3 +126,23 @@ async def test_many_slow_readers_of_one_long_answer_share_it(tmp_path, http):
         assert grown < 100, grown  # 40 whole copies would be 280 MB
     finally:
         fleet.stop()
+
+
+async def test_queued_async_jobs_wait_on_disk_not_in_memory(tmp_path, http):
+    fleet = Processes(logs=tmp_path)
+    try:
+        ollama, _ = fleet.sim(None, "--tokens-per-second", "5")  # one slot, busy for a while
+        hub, hub_proc = fleet.hub()
+        fleet.node(hub, ollama, "n1")
+        long = {"model": "llama3", "prompt": "x", "async": True, "options": {"num_predict": 25}}
+        async with http.post(hub + "/jobs", json=long) as r:
+            assert r.status == 202
+        big = {"model": "llama3", "prompt": "y" * (4 << 20), "async": True, "options": {"num_predict": 1}}
+        before = rss_mb(hub_proc.pid)
+        for _ in range(10):  # 40 MB of bodies that wait for the slot
+            async with http.post(hub + "/jobs", data=io.BytesIO(json.dumps(big).encode())) as r:
+                assert r.status == 202, await r.text()
+        grown = rss_mb(hub_proc.pid) - before
+        assert grown < 30, grown  # kept whole they would be 40 MB and more
+    finally:
+        fleet.stop()

@@ -61,6 +61,11 @@ class Job:
     larger_context_ok: bool = False
     content_type: str = "application/json"  # of the payload: a form for an audio transcription
     errors: list[dict[str, Any]] = field(default_factory=list)
+    # An async job's body waits on disk, not in memory (hubd.jobs.durable): read back when a node is chosen.
+    stored_body: Callable[[], Awaitable[bytes]] | None = None
+
+    async def body(self) -> bytes:
+        return self.payload if self.stored_body is None else await self.stored_body()
 
 
 async def new_job(
@@ -137,7 +142,8 @@ async def _attempts(
         record.nodes.append(node.node_id)
         record.node = node.node_id  # where it runs: what a cancellation or an interruption names
         num_ctx = node.context_to_send(canonical(job.model), job.num_ctx, job.larger_context_ok)
-        payload = with_num_ctx(job.payload, num_ctx) if num_ctx else job.payload
+        body = await job.body()
+        payload = with_num_ctx(body, num_ctx) if num_ctx else body
         with registry.job(node, job.model, num_ctx or job.num_ctx) as ticket:
             try:
                 return await _run_on(app, node, job, ticket, payload, deliver)

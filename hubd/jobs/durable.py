@@ -27,7 +27,7 @@ from ollama_connector.hubd.guard.keys import QUOTAS
 from ollama_connector.hubd.guard.quotas import DAY
 from ollama_connector.hubd.jobs.dispatch import Job, dispatch_to, new_job
 from ollama_connector.hubd.jobs.journal import Journal, JournalUnavailable
-from ollama_connector.hubd.jobs.journal_tables import tokens_by_key, unfinished
+from ollama_connector.hubd.jobs.journal_tables import request_of, tokens_by_key, unfinished
 from ollama_connector.hubd.jobs.keys import JOURNAL, LEDGER, RUNS
 from ollama_connector.hubd.jobs.record import JobRecord, new_job_id
 from ollama_connector.hubd.jobs.runs import AnswerTooLarge, DurableRun, assemble
@@ -76,12 +76,20 @@ async def submit(request: web.Request, body: dict[str, Any], model: str) -> web.
             status=507 if exc.full else 503,
             headers={"Retry-After": "10"},
         ) from None
+    on_disk(journal, job)
     start(app, job)
     return web.json_response(
         {**links(job.job_id), "status": job.record.status},
         status=202,
         headers={"Location": f"/jobs/{job.job_id}", "X-Job-Id": job.job_id},
     )
+
+
+def on_disk(journal: Journal, job: Job) -> None:
+    """The job's body is in the journal: memory lets it go until a node is chosen (36 MB bodies of queued
+    async jobs took the hub's memory before)."""
+    job.payload = b""
+    job.stored_body = functools.partial(journal.read, request_of, job.job_id)
 
 
 def links(job_id: str) -> dict[str, str]:
@@ -202,6 +210,7 @@ async def _recover(app: web.Application) -> None:
             larger_context_ok=num_ctx is None,
         )
         app[LEDGER].admit(fresh)
+        on_disk(journal, job)
         start(app, job, after_restart=True)
         again += 1
     if again:

@@ -195,6 +195,12 @@ def one(db: sqlite3.Connection, job_id: str) -> tuple[JobRecord, bytes | None] |
     return (record_of(row), row["answer"]) if row else None
 
 
+def request_of(db: sqlite3.Connection, job_id: str) -> bytes:
+    """An async job's request, as it was accepted."""
+    row = db.execute("SELECT request FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    return bytes(row["request"]) if row and row["request"] is not None else b""
+
+
 def ids_matching(db: sqlite3.Connection, part: str, caller: str | None = None, limit: int = 2) -> list[str]:
     """Ids that end (or begin) with `part` (hex digits and dashes: nothing LIKE reads as a wildcard), of
     `caller`'s jobs when one is named."""
