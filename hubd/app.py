@@ -149,4 +149,5 @@ def runner_options(settings: HubSettings) -> dict[str, Any]:
     return {
         "keepalive_timeout": settings.client_timeout,
         "ssl_context": server_context(settings.tls_cert, settings.tls_key),
+        "max_connections": settings.max_connections,
     }

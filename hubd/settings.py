@@ -92,6 +92,9 @@ class HubSettings(EnvSettings):
     """1 lets the hub listen beyond loopback with no CLUSTER_TOKEN: any machine reaching it can register."""
     node_networks: NetworkList = Field([], alias="NODE_NETWORKS")
     """Networks (CIDRs, comma-separated) that node addresses must be in; unset: any address but the hub's."""
+    max_connections: int = Field(4096, alias="MAX_CONNECTIONS", ge=8)
+    """Connections open at once (callers and agents together); the next ones get a one-line 503 and are
+    closed. Keep it under the hub's file limit (LimitNOFILE in its unit)."""
     max_nodes: int = Field(1000, alias="MAX_NODES", ge=1)
     """Registered nodes at most; a heartbeat from a new node past it is refused (403)."""
     node_max_slots: int = Field(64, alias="NODE_MAX_SLOTS", ge=1, le=4096)

@@ -16,17 +16,46 @@ from ollama_connector.shared.cli import CannotListen
 from ollama_connector.shared.systemd import notify, watchdog
 
 
+class Refused(asyncio.Protocol):
+    """A connection past MAX_CONNECTIONS: told so in one line of HTTP, and closed."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        body = b"the server has too many connections; retry shortly\n"
+        head = f"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: {len(body)}\r\n"
+        transport.write(head.encode() + b"Connection: close\r\nContent-Type: text/plain\r\n\r\n" + body)  # type: ignore[attr-defined]
+        transport.close()
+
+
+class ConnectionCap:
+    """The server's protocol factory, with a bound on the connections open at once."""
+
+    def __init__(self, server: web.Server, limit: int) -> None:
+        self.server, self.limit, self.refused = server, limit, 0
+
+    def __call__(self) -> asyncio.Protocol:
+        if len(self.server.connections) >= self.limit:
+            self.refused += 1
+            return Refused()
+        return self.server()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.server, name)
+
+
 async def start_runner(
     app: web.Application,
     hosts: list[str],
     port: int,
     ssl_context: ssl.SSLContext | None = None,
+    max_connections: int | None = None,
     **kwargs: Any,
 ) -> web.AppRunner:
     """Start the app on every host (HTTPS with `ssl_context`); `handler_cancellation` so a caller's hang-up
-    cancels its handler."""
+    cancels its handler; at most `max_connections` open at once (a 503 line to the next ones)."""
     runner = web.AppRunner(app, handler_cancellation=True, **kwargs)
     await runner.setup()
+    if max_connections is not None:  # aiohttp has no bound of its own: its protocol factory gets one
+        runner._server = ConnectionCap(runner.server, max_connections)  # type: ignore[assignment]
     try:
         for host in hosts:
             try:

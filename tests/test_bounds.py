@@ -9,7 +9,7 @@ import json
 
 import psutil
 
-from tests.conftest import Processes
+from tests.conftest import Processes, wait_until
 
 JOB = {"model": "llama3", "prompt": "x", "stream": False}
 
@@ -146,3 +146,23 @@ async def test_queued_async_jobs_wait_on_disk_not_in_memory(tmp_path, http):
         assert grown < 30, grown  # kept whole they would be 40 MB and more
     finally:
         fleet.stop()
+
+
+async def test_connections_are_capped_and_the_next_one_is_told(fleet, http):
+    hub = await fleet.hub(MAX_CONNECTIONS="8")
+    held = [await asyncio.open_connection(hub.host, hub.port) for _ in range(8)]
+    await wait_until(lambda: len(hub.runner.server.connections) == 8, what="the 8 connections accepted")
+    reader, writer = await asyncio.open_connection(hub.host, hub.port)
+    said = await asyncio.wait_for(reader.read(), 5)
+    assert said.startswith(b"HTTP/1.1 503") and b"too many connections" in said
+    writer.close()
+    for _, idle in held:
+        idle.close()
+        await idle.wait_closed()
+    await wait_until(lambda: not hub.runner.server.connections, what="the connections closed")
+
+    async def answers() -> bool:
+        async with http.get(hub.url + "/healthz") as r:
+            return r.status == 200
+
+    assert await answers()

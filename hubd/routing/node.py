@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from ollama_connector.shared.modelnames import canonical
+from ollama_connector.shared.modelnames import canonical, display
 from ollama_connector.shared.wire import MAX_MODELS, Capacity, Heartbeat
 
 DEFAULT_CAPACITY = Capacity()
@@ -107,7 +107,9 @@ class NodeRecord:
         gone = {canonical(m) for m in removed}
         models = [m for m in self.beat.models if canonical(m) not in gone]
         have = {canonical(m) for m in models}
-        models += [m for m in added if canonical(m) not in have][: max(0, MAX_MODELS - len(models))]
+        # As Ollama will list them at the next heartbeat: `phi3` is `phi3:latest`.
+        fresh = [display(canonical(m)) for m in added if canonical(m) not in have]
+        models += fresh[: max(0, MAX_MODELS - len(models))]
         self.beat = self.beat.model_copy(update={"models": models})
         self.model_keys = frozenset(canonical(m) for m in models)
         for key in gone:
