@@ -14,13 +14,13 @@ import hashlib
 import hmac
 import os
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pydantic import SecretStr
 
+from ollama_connector.hubd.guard.toml_files import read_table, write_private
 from ollama_connector.shared.modelnames import canonical, display
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -66,16 +66,7 @@ class KeyFile:
     @classmethod
     def read(cls, path: Path) -> KeyFile:
         """The file's keys; none when it does not exist. ValueError naming what is wrong with it."""
-        try:
-            data = tomllib.loads(path.read_text())
-        except FileNotFoundError:
-            return cls()
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-            raise ValueError(f"{path}: {exc}") from None
-        keys = {}
-        for name, entry in (data.get("keys") or {}).items():
-            keys[name] = _entry(path, name, entry)
-        return cls(keys)
+        return cls({name: _entry(path, name, entry) for name, entry in read_table(path, "keys").items()})
 
     def write(self, path: Path) -> None:
         """Atomically, readable by its owner only."""
@@ -95,12 +86,7 @@ class KeyFile:
             if key.created:
                 lines.append(f'created = "{key.created}"')
             lines.append("")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(path.name + ".tmp")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write("\n".join(lines))
-        os.replace(temporary, path)
+        write_private(path, lines)
 
 
 def _toml_string(text: str) -> str:

@@ -13,13 +13,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import os
 import secrets
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ollama_connector.hubd.guard.keyring import NAME, digest
+from ollama_connector.hubd.guard.toml_files import read_table, write_private
 
 PREFIX = "ocnn_"  # a node token says what it is when found in a file or a log
 
@@ -40,14 +39,8 @@ class NodeFile:
     @classmethod
     def read(cls, path: Path) -> NodeFile:
         """The file's nodes; none when it does not exist. ValueError naming what is wrong with it."""
-        try:
-            data = tomllib.loads(path.read_text())
-        except FileNotFoundError:
-            return cls()
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-            raise ValueError(f"{path}: {exc}") from None
         nodes = {}
-        for name, entry in (data.get("nodes") or {}).items():
+        for name, entry in read_table(path, "nodes").items():
             if not NAME.fullmatch(name):
                 raise ValueError(f"{path}: node {name!r}: a name is 1 to 64 letters, digits, '.', '_' or '-'")
             if not isinstance(entry, dict) or not all(
@@ -69,12 +62,7 @@ class NodeFile:
             if entry.created:
                 lines.append(f'created = "{entry.created}"')
             lines.append("")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(path.name + ".tmp")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write("\n".join(lines))
-        os.replace(temporary, path)
+        write_private(path, lines)
 
     def add(self, name: str, secret: bytes, created: str) -> str:
         """A new entry for `name`, and its token (to be shown once)."""
