@@ -57,7 +57,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
     ident = "msg_" + secrets.token_hex(12)
     usage = {"input_tokens": prompt_tokens(prompt), "output_tokens": count}
     message: dict[str, Any] = {"id": ident, "type": "message", "role": "assistant", "model": body["model"]}
-    async with generation(engine, name) as (fault, _):
+    async with generation(engine, name) as (fault, *_):
         if body.get("stream") is not True:
             text = "".join([t async for t in tokens(engine, count, request, fault, prompt)])
             content = [{"type": "text", "text": text}]

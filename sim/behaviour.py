@@ -41,6 +41,15 @@ class Behaviour:
     max_queue: int = 512
     keep_alive: float = 300.0
     load_seconds_per_gb: float = 0.0
+    # Prompt processing (reference §9), as a mid-range GPU does an 8B model: tokens a second before the first
+    # token (only those not in the slot's cache), the host prompt cache's size in tokens (Ollama's 8 GiB
+    # default holds about 100,000 for a mid-size model), and how fast a prefix comes back from it. With
+    # tokens_per_second 0 (as fast as the machine allows) prompts cost nothing either.
+    # What runs at once shares the node's compute: its total grows as the square root of the streams.
+    shared_compute: bool = True
+    prefill_tokens_per_second: float = 2500.0
+    prompt_cache_tokens: int = 100_000
+    restore_tokens_per_second: float = 50_000.0
     seed: int | None = None
     rng: random.Random = field(default_factory=random.Random, repr=False)
 
@@ -84,6 +93,10 @@ class Behaviour:
         "max_queue",
         "keep_alive",
         "load_seconds_per_gb",
+        "shared_compute",
+        "prefill_tokens_per_second",
+        "prompt_cache_tokens",
+        "restore_tokens_per_second",
     )
 
     def knobs(self) -> dict[str, float]:

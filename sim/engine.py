@@ -85,6 +85,7 @@ class Engine:
         self.stats = Stats()
         self.recent: deque[dict] = deque(maxlen=50)  # the last request bodies, for GET /_sim/requests
         self.scheduler = Scheduler(behaviour)
+        self.generating = 0  # streams producing tokens now, sharing the node's compute
 
     def all_stats(self) -> dict[str, int]:
         """GET /_sim/stats: requests, and what the scheduler did."""
@@ -121,23 +122,36 @@ class Engine:
         "stall" fault goes silent there."""
         rate = self.behaviour.tokens_per_second
         words = answer_for(prompt) if self.behaviour.natural else None
-        start = time.monotonic()
-        for i in range(count):
-            if fault == "die" and i == count // 2:
-                drop_connection(request)
-                return
-            if fault == "stall" and i == count // 2:  # a wedged runner: the connection stays, nothing comes
-                await self.hang()
-            if rate > 0:
-                delay = start + (i + 1) / rate - time.monotonic()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-            else:
-                await asyncio.sleep(0)
-            if words is not None:
-                yield words[i % len(words)]
-            else:
-                yield ("" if i == 0 else " ") + WORDS[i % len(WORDS)]
+        due = time.monotonic()
+        self.generating += 1
+        try:
+            for i in range(count):
+                if fault == "die" and i == count // 2:
+                    drop_connection(request)
+                    return
+                if (
+                    fault == "stall" and i == count // 2
+                ):  # a wedged runner: the connection stays, nothing comes
+                    await self.hang()
+                if rate > 0:
+                    due += self.token_seconds(rate)
+                    if (delay := due - time.monotonic()) > 0:
+                        await asyncio.sleep(delay)
+                else:
+                    await asyncio.sleep(0)
+                if words is not None:
+                    yield words[i % len(words)]
+                else:
+                    yield ("" if i == 0 else " ") + WORDS[i % len(WORDS)]
+        finally:
+            self.generating -= 1
+
+    def token_seconds(self, rate: float) -> float:
+        """One stream's time a token while `generating` streams share the node's compute: batching makes
+        the node's total grow as the square root of the streams (the shared_compute knob), so each slows as
+        sqrt(n)/n of a lone stream (4 at once: each at half speed, twice the total)."""
+        n = max(1, self.generating) if self.behaviour.shared_compute else 1
+        return math.sqrt(n) / rate
 
     async def hang(self) -> None:
         await asyncio.Event().wait()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from typing import NamedTuple
 
@@ -15,6 +16,7 @@ from ollama_connector.shared import error_formats
 from ollama_connector.sim.behaviour import Fault
 from ollama_connector.sim.catalog import SimModel
 from ollama_connector.sim.engine import Engine
+from ollama_connector.sim.prompt_cache import Claim, tokens_of
 from ollama_connector.sim.scheduler import finite
 
 
@@ -31,6 +33,8 @@ class MidStreamError(Exception):
 class Run(NamedTuple):
     fault: Fault
     load_ns: int  # spent waiting for the model and loading it
+    prompt_tokens: int = 1  # every token of the prompt, cached or not (Ollama's prompt_eval_count)
+    prompt_ns: int = 1  # the time of those processed now (its prompt_eval_duration)
 
 
 class ApiError(Exception):
@@ -55,10 +59,15 @@ def find_model(engine: Engine, name: object, not_found: str = "model '{}' not fo
 
 @contextlib.asynccontextmanager
 async def generation(
-    engine: Engine, model: str | SimModel, num_ctx: int | None = None, keep_alive: float | None = None
+    engine: Engine,
+    model: str | SimModel,
+    num_ctx: int | None = None,
+    keep_alive: float | None = None,
+    prompt: str = "",
 ) -> AsyncIterator[Run]:
-    """Counted in the stats, queued for the model's slot and holding it; yields the fault drawn for it and
-    the time it waited. `keep_alive`: the request's own, when it set one."""
+    """Counted in the stats, queued for the model's slot and holding it, its prompt processed (what the slot
+    has cached of it skipped: sim.prompt_cache); yields the fault drawn for it, the time it waited and what
+    its prompt cost. `keep_alive`: the request's own, when it set one."""
     engine.stats.requests += 1
     engine.stats.in_flight += 1
     fault = engine.behaviour.draw_fault()
@@ -71,7 +80,14 @@ async def generation(
             if fault == "fail":
                 engine.stats.failed += 1
                 raise ApiError(500, "an error was encountered while running the model (simulated)")
-            yield Run(fault, load_ns)
+            runner, tokens = engine.scheduler.runners.get(found.name), tokens_of(prompt)
+            claim = runner.cache.claim(tokens) if runner is not None else None
+            try:
+                prompt_ns = await prefill(engine, claim, len(tokens))
+                yield Run(fault, load_ns, max(1, len(tokens)), prompt_ns)
+            finally:
+                if runner is not None and claim is not None:
+                    runner.cache.release(claim, tokens)
         engine.stats.completed += 1
     except SimulatedCrash:
         engine.stats.failed += 1
@@ -101,3 +117,20 @@ async def tokens(
 
 def prompt_tokens(text: str) -> int:
     return max(1, len(text.split()))
+
+
+async def prefill(engine: Engine, claim: Claim | None, count: int) -> int:
+    """Process the prompt's tokens that the slot lacks (and restore those the host cache has); its
+    nanoseconds, as Ollama reports prompt_eval_duration: the tokens processed now only."""
+    behaviour = engine.behaviour
+    reused, restored = (claim.reused, claim.restored) if claim is not None else (0, 0)
+    processed = max(0, count - reused - restored)
+    if behaviour.tokens_per_second <= 0 or behaviour.prefill_tokens_per_second <= 0:
+        return max(1, processed)  # as fast as the machine allows: a nanosecond a token
+    seconds = processed / behaviour.prefill_tokens_per_second
+    seconds += (
+        restored / behaviour.restore_tokens_per_second if behaviour.restore_tokens_per_second > 0 else 0
+    )
+    started = time.perf_counter_ns()
+    await asyncio.sleep(seconds)
+    return max(1, time.perf_counter_ns() - started)

@@ -57,7 +57,7 @@ async def completion(request: web.Request, chat: bool) -> web.StreamResponse:
     created = int(time.time())
     base = {"id": ident, "object": "", "created": created, "model": name, "system_fingerprint": "fp_ollama"}
     # Ollama's /v1 routes go through the same scheduler: queue, load, a slot held to the end.
-    async with generation(engine, name) as (fault, _):
+    async with generation(engine, name) as (fault, *_):
         if not body.get("stream"):
             text = "".join([t async for t in tokens(engine, count, request, fault, prompt)])
             choice: dict[str, Any] = {"index": 0, "finish_reason": finish}
@@ -157,7 +157,7 @@ async def transcriptions(request: web.Request) -> web.Response:
     if not audio.file.read(1):
         raise ApiError(400, "audio file is empty")
     name = find_model(engine, model)
-    async with generation(engine, name) as (fault, _):
+    async with generation(engine, name) as (fault, *_):
         text = "".join([t async for t in tokens(engine, engine.length("", None)[0], request, fault)]).strip()
     if form.get("response_format") == "text":
         return web.Response(text=text, content_type="text/plain")

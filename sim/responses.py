@@ -113,7 +113,7 @@ async def responses(request: web.Request) -> web.StreamResponse:
         "input_tokens_details": {"cached_tokens": 0},
         "output_tokens_details": {"reasoning_tokens": 0},
     }
-    async with generation(engine, name) as (fault, _):
+    async with generation(engine, name) as (fault, *_):
         if body.get("stream") is not True:
             text = "".join([t async for t in tokens(engine, count, request, fault, prompt)])
             return reply(response_object(body, ident, "completed", [message_item(item_id, text)], usage))

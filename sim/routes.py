@@ -11,10 +11,10 @@ from typing import Any
 from aiohttp import web
 
 from ollama_connector.shared.bodies import num_ctx_of, read_json_object
-from ollama_connector.sim.behaviour import Fault, parse_keep_alive
+from ollama_connector.sim.behaviour import parse_keep_alive
 from ollama_connector.sim.catalog import SimModel, now_rfc3339
 from ollama_connector.sim.engine import Engine, embedding
-from ollama_connector.sim.generation import MidStreamError, generation, tokens
+from ollama_connector.sim.generation import MidStreamError, Run, generation, tokens
 from ollama_connector.sim.keys import ENGINE, VERSION
 from ollama_connector.sim.scheduler import finite
 
@@ -125,8 +125,8 @@ async def inference(request: web.Request, kind: str) -> web.StreamResponse:
         return reply(_chunk(kind, ask.name, "", done=True, done_reason=reason))
     started = time.perf_counter_ns()
     num_ctx = num_ctx_of({"options": ask.options})
-    async with generation(engine, ask.model, num_ctx, ask.keep_alive) as (fault, load_ns):
-        return await _generate(request, engine, ask, fault, started, load_ns)
+    async with generation(engine, ask.model, num_ctx, ask.keep_alive, ask.prompt) as run:
+        return await _generate(request, engine, ask, run, started)
 
 
 def validate(engine: Engine, body: dict, kind: str) -> Ask:
@@ -167,8 +167,9 @@ def validate(engine: Engine, body: dict, kind: str) -> Ask:
 
 
 async def _generate(
-    request: web.Request, engine: Engine, ask: Ask, fault: Fault, started: int, load_ns: int
+    request: web.Request, engine: Engine, ask: Ask, run: Run, started: int
 ) -> web.StreamResponse:
+    fault, load_ns = run.fault, run.load_ns
     count, done_reason = engine.token_count(ask.options, ask.prompt)
     eval_started = time.perf_counter_ns()
 
@@ -180,8 +181,8 @@ async def _generate(
             **context,
             "total_duration": now - started,
             "load_duration": load_ns,
-            "prompt_eval_count": max(1, len(ask.prompt.split())),
-            "prompt_eval_duration": max(1, eval_started - started - load_ns),
+            "prompt_eval_count": run.prompt_tokens,
+            "prompt_eval_duration": run.prompt_ns,
             "eval_count": produced,
             "eval_duration": max(1, now - eval_started),
         }

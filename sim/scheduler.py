@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 
 from ollama_connector.sim.behaviour import Behaviour
 from ollama_connector.sim.catalog import SimModel
+from ollama_connector.sim.prompt_cache import PromptCache
 
 BUSY = "server busy, please try again.  maximum pending requests exceeded"  # Ollama's text, two spaces
 DEFAULT_CTX = 4096
@@ -42,6 +43,7 @@ class Runner:
     idle_since: float = field(default_factory=time.monotonic)
     expiry: asyncio.TimerHandle | None = None
     became_idle: asyncio.Event = field(default_factory=asyncio.Event)
+    cache: PromptCache = field(default_factory=lambda: PromptCache(1, 0))  # its slots' prompts (§9)
 
     @property
     def name(self) -> str:
@@ -243,7 +245,9 @@ class Scheduler:
         finally:
             self.loading.discard(model.name)
         keep = head.keep_alive if head.keep_alive is not None else self.behaviour.keep_alive
-        runner = Runner(model, head.num_ctx, keep, asyncio.Semaphore(max(1, self.behaviour.num_parallel)))
+        slots = max(1, self.behaviour.num_parallel)
+        runner = Runner(model, head.num_ctx, keep, asyncio.Semaphore(slots))
+        runner.cache = PromptCache(slots, self.behaviour.prompt_cache_tokens)
         self.runners[model.name] = runner
         self.stats.loads += 1
         return runner

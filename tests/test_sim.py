@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import aiohttp
 import ollama
 import pytest
@@ -112,3 +114,37 @@ async def test_injected_failures(fleet, http):
         with pytest.raises(aiohttp.ClientPayloadError):
             await r.read()
     assert sim.stats.failed == 2
+
+
+async def test_prompts_cost_their_uncached_tokens_as_ollama_reports_them(fleet, http):
+    sim = await fleet.sim(tokens_per_second=1000, prefill_tokens_per_second=2000)
+    system = "You are a careful assistant. " * 140  # 4,060 characters: about 1,015 tokens
+
+    async def ask(text: str) -> dict:
+        body = {"model": "llama3", "prompt": text, "stream": False, "options": {"num_predict": 1}}
+        async with http.post(sim.url + "/api/generate", json=body) as r:
+            return await r.json()
+
+    cold = await ask(system + "What is 2+2?")
+    assert cold["prompt_eval_count"] == -(-len(system + "What is 2+2?") // 4)  # a token per 4 characters
+    assert cold["prompt_eval_duration"] >= 0.45e9  # ~1,018 tokens at 2,000 a second, all processed
+    warm = await ask(system + "And 3+3, please?")  # the same start: the slot has it
+    assert warm["prompt_eval_count"] == -(-len(system + "And 3+3, please?") // 4)  # cached ones count too
+    assert warm["prompt_eval_duration"] < 0.1e9  # only what follows the cached blocks
+    other = await ask("Something else entirely. " * 100)  # no common start: processed whole
+    assert other["prompt_eval_duration"] >= 0.2e9
+
+
+async def test_streams_at_once_share_the_nodes_compute(fleet, http):
+    sim = await fleet.sim(tokens_per_second=200, num_parallel=4)
+    body = {"model": "llama3", "prompt": "x", "stream": False, "options": {"num_predict": 60}}
+
+    async def speed() -> float:
+        async with http.post(sim.url + "/api/generate", json=body) as r:
+            answer = await r.json()
+        return answer["eval_count"] / (answer["eval_duration"] / 1e9)
+
+    alone = await speed()
+    together = await asyncio.gather(*(speed() for _ in range(4)))
+    # Four at once: the node's total grows as sqrt(4) = 2, so each stream runs at about half speed.
+    assert all(0.35 * alone < each < 0.7 * alone for each in together), (alone, together)

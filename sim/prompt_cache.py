@@ -1,0 +1,86 @@
+"""The prompt cache of a loaded model, as llama.cpp's llama-server keeps it under Ollama (reference §9).
+
+Each slot keeps the tokens of its last request; a new request goes to the free slot whose cached tokens
+share the longest prefix with its prompt (when that is at least SIMILARITY of the prompt), else to the least
+recently used one, and skips that prefix, in whole blocks. A slot given to another prompt leaves its tokens
+in a host cache (the prompt_cache_tokens knob, the oldest going first), from which a later prompt restores a
+longer prefix at a cost. Unloading the model drops both (the runner and its cache go together).
+
+Tokens are one per CHARS_PER_TOKEN characters of the text the model would see, so equal text starts give
+equal token starts.
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from collections import deque
+from dataclasses import dataclass, field
+
+CHARS_PER_TOKEN = 4
+BLOCK = 16  # tokens: a cached prefix is reused in whole blocks
+SIMILARITY = 0.10  # llama-server's --slot-prompt-similarity
+
+
+def tokens_of(text: str) -> list[int]:
+    return [zlib.crc32(text[i : i + CHARS_PER_TOKEN].encode()) for i in range(0, len(text), CHARS_PER_TOKEN)]
+
+
+def common(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+@dataclass
+class Slot:
+    cached: list[int] = field(default_factory=list)
+    used_at: float = 0.0
+    busy: bool = False
+
+
+@dataclass
+class Claim:
+    slot: Slot
+    reused: int  # tokens of the prompt already in the slot
+    restored: int  # tokens brought back from the host cache
+
+
+class PromptCache:
+    def __init__(self, slots: int, host_tokens: int) -> None:
+        self.slots = [Slot() for _ in range(max(1, slots))]
+        self.host: deque[list[int]] = deque()
+        self.host_tokens = host_tokens
+
+    def claim(self, prompt: list[int]) -> Claim:
+        free = [slot for slot in self.slots if not slot.busy] or self.slots  # the scheduler bounds the busy
+        best = max(free, key=lambda slot: common(slot.cached, prompt))
+        if not prompt or common(best.cached, prompt) < SIMILARITY * len(prompt):
+            best = min(free, key=lambda slot: slot.used_at)
+        reused = _blocks(common(best.cached, prompt), len(prompt))
+        if best.cached and reused < len(best.cached):
+            self._keep(best.cached)  # what the slot held goes to the host cache
+        restored = 0
+        if reused < len(prompt) and self.host:
+            entry = max(self.host, key=lambda cached: common(cached, prompt))
+            if (found := _blocks(common(entry, prompt), len(prompt))) > reused:
+                restored = found - reused
+                self.host.remove(entry)
+        best.busy = True
+        return Claim(best, reused, restored)
+
+    def release(self, claim: Claim, tokens: list[int]) -> None:
+        claim.slot.cached, claim.slot.used_at, claim.slot.busy = tokens, time.monotonic(), False
+
+    def _keep(self, tokens: list[int]) -> None:
+        self.host.append(tokens)
+        while self.host and sum(len(t) for t in self.host) > self.host_tokens:
+            self.host.popleft()
+
+
+def _blocks(tokens: int, prompt: int) -> int:
+    """Whole blocks, and never the whole prompt: at least its last token is processed (llama.cpp does so)."""
+    return min(tokens // BLOCK * BLOCK, max(0, prompt - 1))
