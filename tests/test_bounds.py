@@ -139,11 +139,14 @@ async def test_queued_async_jobs_wait_on_disk_not_in_memory(tmp_path, http):
             assert r.status == 202
         big = {"model": "llama3", "prompt": "y" * (4 << 20), "async": True, "options": {"num_predict": 1}}
         before = rss_mb(hub_proc.pid)
-        for _ in range(10):  # 40 MB of bodies that wait for the slot
+        for _ in range(16):  # 64 MB of bodies that wait for the slot
             async with http.post(hub + "/jobs", data=io.BytesIO(json.dumps(big).encode())) as r:
                 assert r.status == 202, await r.text()
         grown = rss_mb(hub_proc.pid) - before
-        assert grown < 30, grown  # kept whole they would be 40 MB and more
+        # Kept whole they would be 64 MB and more (ten took 65 MB before); what grows now is buffers and the
+        # journal's page cache, about 30 MB whatever the count.
+        print(f"queued bodies: the hub grew {grown:.0f} MB")
+        assert grown < 48, grown
     finally:
         fleet.stop()
 
