@@ -7,7 +7,6 @@ The routes that call it are hubd.api.models; FLEET_MODELS (hubd.fleet.desired) s
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -19,6 +18,7 @@ from ollama_connector.hubd.fleet.keys import TRANSFERS
 from ollama_connector.hubd.fleet.transfers import ROOM_MARGIN, Outcome, Transfer
 from ollama_connector.hubd.fleet.transfers import no_room as no_room_for
 from ollama_connector.hubd.guard.auth import who
+from ollama_connector.hubd.guard.keyring import share_of
 from ollama_connector.hubd.keys import SETTINGS
 from ollama_connector.hubd.routing.keys import NODES, REGISTRY
 from ollama_connector.hubd.routing.node import NodeRecord
@@ -86,7 +86,7 @@ def not_too_many(request: web.Request) -> None:
             headers={"Retry-After": "30"},
         )
     share = key.share if key.share is not None else request.app[SETTINGS].caller_share
-    if transfers.held(key.caller_id) >= (allowed := max(1, math.ceil(MAX_TRANSFERS * share))):
+    if transfers.held(key.caller_id) >= (allowed := share_of(MAX_TRANSFERS, share)):
         raise HubError(
             f"this caller's share: {allowed} of the {MAX_TRANSFERS} pulls and creates at once; retry later",
             status=429,

@@ -11,6 +11,7 @@ import logging
 import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -27,10 +28,14 @@ RELOAD_SECONDS = 2.0
 
 
 class Watched:
-    """A file read again when it changes or on SIGHUP; `load` says whether it read."""
+    """A file of names read again when it changes or on SIGHUP; `load` says whether it read. A subclass says
+    what it holds: `read` the file, `swap` it in (the names in force before and after)."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    what = ""  # "keys", "nodes": in the log and the audit trail
+    verbs = ("added", "revoked")
+
+    def __init__(self, path: Path, audit: AuditTrail) -> None:
+        self.path, self.audit = path, audit
         self.seen: tuple[int, int, int] | None = None
         self.failed: str | None = None  # the last error said, so a broken file is said once
 
@@ -41,74 +46,71 @@ class Watched:
             return None
         return stat.st_mtime_ns, stat.st_size, stat.st_ino
 
-    def load(self, why: str) -> bool:
+    def read(self) -> Any:
         raise NotImplementedError
 
-    def refused(self, what: str, why: str, exc: ValueError) -> bool:
-        if str(exc) != self.failed:
-            self.failed = str(exc)
-            log.error("%s file not loaded (%s): %s; the %s in force stay", what, why, exc, what)
-        return False
-
-
-class KeyWatch(Watched):
-    def __init__(self, ring: KeyRing, path: Path, audit: AuditTrail) -> None:
-        super().__init__(path)
-        self.ring, self.audit = ring, audit
+    def swap(self, named: Any) -> tuple[set[str], set[str]]:
+        raise NotImplementedError
 
     def load(self, why: str) -> bool:
         self.seen = self.stamp()
         try:
-            named = KeyFile.read(self.path)
+            named = self.read()
         except ValueError as exc:
-            return self.refused("keys", why, exc)
+            if str(exc) != self.failed:
+                self.failed = str(exc)
+                log.error("%s file not loaded (%s): %s; the %s in force stay", self.what, why, exc, self.what)
+            return False
         self.failed = None
-        before = set(self.ring.names)
-        self.ring.replace(named)
-        if before != self.ring.names or why != "start":
-            added, gone = sorted(self.ring.names - before), sorted(before - self.ring.names)
-            if why != "start" and (added or gone):
-                change = "; ".join(
-                    f"{verb} {', '.join(names)}"
-                    for verb, names in (("added", added), ("revoked", gone))
-                    if names
-                )
-                self.audit.record("keys file", change, f"{self.path} ({why})")
+        before, after = self.swap(named)
+        added, gone = sorted(after - before), sorted(before - after)
+        if why != "start" and (added or gone):
+            changes = zip(self.verbs, (added, gone), strict=True)
+            change = "; ".join(f"{verb} {', '.join(names)}" for verb, names in changes if names)
+            self.audit.record(f"{self.what} file", change, f"{self.path} ({why})")
+        if before != after or why != "start":
             log.info(
-                "keys file %s (%s): %d named key(s); added %s, revoked %s",
+                "%s file %s (%s): %d named; added %s, revoked %s",
+                self.what,
                 self.path,
                 why,
-                len(self.ring.names),
+                len(after),
                 added or "none",
                 gone or "none",
             )
         return True
 
 
-class NodeWatch(Watched):
-    def __init__(self, tokens: NodeTokens, path: Path, audit: AuditTrail) -> None:
-        super().__init__(path)
-        self.tokens, self.audit = tokens, audit
+class KeyWatch(Watched):
+    what = "keys"
 
-    def load(self, why: str) -> bool:
-        self.seen = self.stamp()
-        try:
-            named = NodeFile.read(self.path)
-        except ValueError as exc:
-            return self.refused("nodes", why, exc)
-        self.failed = None
+    def __init__(self, ring: KeyRing, path: Path, audit: AuditTrail) -> None:
+        super().__init__(path, audit)
+        self.ring = ring
+
+    def read(self) -> KeyFile:
+        return KeyFile.read(self.path)
+
+    def swap(self, named: KeyFile) -> tuple[set[str], set[str]]:
+        before = set(self.ring.names)
+        self.ring.replace(named)
+        return before, set(self.ring.names)
+
+
+class NodeWatch(Watched):
+    what, verbs = "nodes", ("added node", "revoked node")
+
+    def __init__(self, tokens: NodeTokens, path: Path, audit: AuditTrail) -> None:
+        super().__init__(path, audit)
+        self.tokens = tokens
+
+    def read(self) -> NodeFile:
+        return NodeFile.read(self.path)
+
+    def swap(self, named: NodeFile) -> tuple[set[str], set[str]]:
         before = self.tokens.names
         self.tokens.replace(named)
-        added, gone = sorted(self.tokens.names - before), sorted(before - self.tokens.names)
-        if why != "start" and (added or gone):
-            change = "; ".join(
-                f"{verb} {', '.join(names)}"
-                for verb, names in (("added node", added), ("revoked node", gone))
-                if names
-            )
-            self.audit.record("nodes file", change, f"{self.path} ({why})")
-            log.info("nodes file %s (%s): %s", self.path, why, change)
-        return True
+        return before, self.tokens.names
 
 
 async def watch(files: list[Watched], hup: asyncio.Event) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import hmac
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -121,6 +122,11 @@ def _entry(path: Path, name: str, entry: Any) -> tuple[str, Key]:
         **limits,
     )
     return entry["hash"], key
+
+
+def share_of(cap: int, share: float) -> int:
+    """How much of a hub-wide cap one caller may hold (CALLER_SHARE, or its key's own): at least one."""
+    return max(1, math.ceil(cap * share))
 
 
 def hub_secret(path: Path) -> bytes:

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from collections.abc import Coroutine
 from typing import Any, Protocol, TypeVar
 
 from ollama_connector.hubd.errors import CallerError, HubError, NoHealthyNodes, flatten
+from ollama_connector.hubd.guard.keyring import share_of
 from ollama_connector.hubd.jobs.counters import JobCounters
 from ollama_connector.hubd.jobs.journal import Journal
 from ollama_connector.hubd.jobs.record import JobRecord, Status
@@ -112,7 +112,7 @@ class Ledger:
         else:
             held = mine - self.async_by_caller.get(record.caller, 0)
             cap, name = self.max_concurrent, "MAX_CONCURRENT_JOBS"
-        allowed = max(1, math.ceil(cap * share))
+        allowed = share_of(cap, share)
         if held >= allowed:
             raise HubError(
                 f"this caller's share: {allowed} of {name}={cap} at once; retry when one of its jobs ends",

@@ -83,10 +83,11 @@ class NodeClient:
             self.unproven.discard(node.node_id)
             return
         response.close()
+        unproven = Unproven(node, response.status)
         if node.node_id not in self.unproven and len(self.unproven) < 10_000:  # said once until it proves
             self.unproven.add(node.node_id)
-            log.warning("node %s: %s", node.node_id, Unproven(node, response.status))
-        raise Unproven(node, response.status)
+            log.warning("node %s: %s", node.node_id, unproven)
+        raise unproven
 
     async def open_job(
         self, node: NodeRecord, path: str, payload: bytes, job_id: str, content_type: str
