@@ -176,9 +176,12 @@ def main() -> None:
         nargs="*",
         help="overhead, journal, streaming, registry, footprint, hostile, scheduling, real_model",
     )
+    parser.add_argument("--json", type=Path, help="also write the results to this file")
     args = parser.parse_args()
     results = run(SMOKE if args.smoke else Size(), set(args.only) if args.only else None)
     print_report(results)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
     if not args.smoke:
         RESULTS.mkdir(exist_ok=True)
         path = RESULTS / f"{results['when'].replace(':', '')}.json"

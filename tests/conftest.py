@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -221,8 +222,18 @@ async def fleet(tmp_path: Path) -> AsyncIterator[Fleet]:
 
 @pytest.fixture
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
+    opened: list[socket.socket] = []
+
+    def open_socket(address: tuple) -> socket.socket:
+        family, kind, proto, *_ = address
+        opened.append(socket.socket(family, kind, proto))
+        return opened[-1]
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(socket_factory=open_socket)) as session:
         yield session
+    # A request whose body the hub refused part-way leaves its connection closing until the last bytes are
+    # sent: wait for it, so no open socket is left for a later test's garbage collection to find.
+    await wait_until(lambda: all(s.fileno() == -1 for s in opened), what="the test's connections to close")
 
 
 async def report_cpu(http: aiohttp.ClientSession, hub: Hub, node: Node | str, cpu: float) -> None:
