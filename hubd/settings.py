@@ -104,15 +104,19 @@ class HubSettings(EnvSettings):
     """Requests a minute per API key (per client address without API_KEYS); 0: no limit."""
     rate_limit_burst: int = Field(0, alias="RATE_LIMIT_BURST", ge=0)
     """Requests a caller may send at once before RATE_LIMIT applies; 0: a minute's worth (RATE_LIMIT)."""
-    routing_policy: Literal["capacity", "least-busy", "round-robin"] = Field(
+    routing_policy: Literal["capacity", "least-busy", "round-robin", "affinity"] = Field(
         "capacity", alias="ROUTING_POLICY"
     )
-    """`capacity`: loaded models, free slots, then the hub's queue (see How it works); `least-busy`: the old
-    ranking; `round-robin`: nodes in turn."""
+    """`capacity`: loaded models, free slots, the prompt each node has cached, then the hub's queue (see How
+    it works); `least-busy`: the old ranking; `round-robin`: nodes in turn; `affinity`: least-busy with fixed
+    bonuses for a conversation's node and a long system prompt's (as Herd does), for comparison."""
     queue_max: int = Field(1024, alias="QUEUE_MAX", ge=0)
     """Jobs that may wait at the hub for a free node (capacity policy); past it, 503 server busy."""
     queue_timeout: float = Field(60.0, alias="QUEUE_TIMEOUT_SECONDS", gt=0)
     """Seconds a job may wait at the hub for a free node before a 503 with Retry-After."""
+    prefix_routing: bool = Field(True, alias="PREFIX_ROUTING")
+    """Capacity policy: price the part of each prompt a node has not cached (each node's recent prompts,
+    remembered as hashes of their blocks; see How it works). 0: every prompt is priced as new everywhere."""
     sticky_sessions: bool = Field(True, alias="STICKY_SESSIONS")
     """Send a conversation back to the node that served it (its KV cache), while that node has a free slot:
     keyed by an `X-Session-Id` header, OpenAI's `user` field, or a hash of the first messages."""

@@ -14,6 +14,7 @@ from ollama_connector.shared.bodies import read_json_object
 from ollama_connector.sim.engine import Engine
 from ollama_connector.sim.generation import ApiError, find_model, generation, prompt_tokens, tokens
 from ollama_connector.sim.keys import ENGINE
+from ollama_connector.sim.prompt_cache import chat_turns, rendered
 from ollama_connector.sim.routes import reply
 
 routes = web.RouteTableDef()
@@ -57,9 +58,10 @@ async def messages(request: web.Request) -> web.StreamResponse:
     ident = "msg_" + secrets.token_hex(12)
     usage = {"input_tokens": prompt_tokens(prompt), "output_tokens": count}
     message: dict[str, Any] = {"id": ident, "type": "message", "role": "assistant", "model": body["model"]}
-    async with generation(engine, name) as (fault, *_):
+    seen = rendered([("system", text_of(body.get("system"))), *chat_turns(said)])
+    async with generation(engine, name, prompt=seen) as run:
         if body.get("stream") is not True:
-            text = "".join([t async for t in tokens(engine, count, request, fault, prompt)])
+            text = "".join([t async for t in tokens(engine, count, request, run, prompt)])
             content = [{"type": "text", "text": text}]
             return reply({**message, "content": content, "stop_reason": stop_reason, "usage": usage})
         response = web.StreamResponse(
@@ -72,7 +74,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
         )
         opening = event("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}})
         first = True
-        async for token in tokens(engine, count, request, fault, prompt):
+        async for token in tokens(engine, count, request, run, prompt):
             delta = event("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": token}})
             await response.write(start + opening + delta if first else delta)
             first = False

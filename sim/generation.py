@@ -35,6 +35,9 @@ class Run(NamedTuple):
     load_ns: int  # spent waiting for the model and loading it
     prompt_tokens: int = 1  # every token of the prompt, cached or not (Ollama's prompt_eval_count)
     prompt_ns: int = 1  # the time of those processed now (its prompt_eval_duration)
+    said: list[str] | None = (
+        None  # the answer's tokens as they are given: the slot caches them after the prompt
+    )
 
 
 class ApiError(Exception):
@@ -67,7 +70,8 @@ async def generation(
 ) -> AsyncIterator[Run]:
     """Counted in the stats, queued for the model's slot and holding it, its prompt processed (what the slot
     has cached of it skipped: sim.prompt_cache); yields the fault drawn for it, the time it waited and what
-    its prompt cost. `keep_alive`: the request's own, when it set one."""
+    its prompt cost. `prompt`: the text the model sees (sim.prompt_cache.rendered); `keep_alive`: the
+    request's own, when it set one."""
     engine.stats.requests += 1
     engine.stats.in_flight += 1
     fault = engine.behaviour.draw_fault()
@@ -82,12 +86,13 @@ async def generation(
                 raise ApiError(500, "an error was encountered while running the model (simulated)")
             runner, tokens = engine.scheduler.runners.get(found.name), tokens_of(prompt)
             claim = runner.cache.claim(tokens) if runner is not None else None
+            said: list[str] = []
             try:
                 prompt_ns = await prefill(engine, claim, len(tokens))
-                yield Run(fault, load_ns, max(1, len(tokens)), prompt_ns)
+                yield Run(fault, load_ns, max(1, len(tokens)), prompt_ns, said)
             finally:
                 if runner is not None and claim is not None:
-                    runner.cache.release(claim, tokens)
+                    runner.cache.release(claim, tokens_of(prompt + "".join(said)) if said else tokens)
         engine.stats.completed += 1
     except SimulatedCrash:
         engine.stats.failed += 1
@@ -100,15 +105,17 @@ async def generation(
 
 
 async def tokens(
-    engine: Engine, count: int, request: web.Request, fault: Fault, prompt: str = ""
+    engine: Engine, count: int, request: web.Request, run: Run, prompt: str = ""
 ) -> AsyncIterator[str]:
-    """The engine's tokens (the answer to `prompt`); after a "die" fault has dropped the connection,
-    SimulatedCrash."""
-    produced = 0
+    """The engine's tokens (the answer to `prompt`), kept in the run for its slot's cache; after a "die"
+    fault has dropped the connection, SimulatedCrash."""
+    produced, fault = 0, run.fault
     async for token in engine.tokens(count, request, fault, prompt):
         if fault == "error" and produced == count // 2:
             engine.stats.failed += 1
             raise MidStreamError(MidStreamError.MESSAGE)
+        if run.said is not None:
+            run.said.append(token)
         yield token
         produced += 1
     if fault == "die":

@@ -22,6 +22,7 @@ from ollama_connector.sim.generation import (
     tokens,
 )
 from ollama_connector.sim.keys import ENGINE
+from ollama_connector.sim.prompt_cache import chat_turns, rendered
 from ollama_connector.sim.routes import reply
 
 routes = web.RouteTableDef()
@@ -57,9 +58,10 @@ async def completion(request: web.Request, chat: bool) -> web.StreamResponse:
     created = int(time.time())
     base = {"id": ident, "object": "", "created": created, "model": name, "system_fingerprint": "fp_ollama"}
     # Ollama's /v1 routes go through the same scheduler: queue, load, a slot held to the end.
-    async with generation(engine, name) as (fault, *_):
+    seen = rendered(chat_turns(body.get("messages"))) if chat else str(body.get("prompt", ""))
+    async with generation(engine, name, prompt=seen) as run:
         if not body.get("stream"):
-            text = "".join([t async for t in tokens(engine, count, request, fault, prompt)])
+            text = "".join([t async for t in tokens(engine, count, request, run, prompt)])
             choice: dict[str, Any] = {"index": 0, "finish_reason": finish}
             if chat:
                 choice["message"] = {"role": "assistant", "content": text}
@@ -80,7 +82,7 @@ async def completion(request: web.Request, chat: bool) -> web.StreamResponse:
             return sse.data({**base, "object": kind, "choices": [choice]})
 
         try:
-            async for token in tokens(engine, count, request, fault, prompt):
+            async for token in tokens(engine, count, request, run, prompt):
                 await response.write(event(token, None))
         except MidStreamError as exc:  # as vLLM ends a failed stream: the error, then [DONE] in a later write
             await response.write(sse.data({"error": {"message": str(exc), "type": "api_error", "code": 500}}))
@@ -157,8 +159,8 @@ async def transcriptions(request: web.Request) -> web.Response:
     if not audio.file.read(1):
         raise ApiError(400, "audio file is empty")
     name = find_model(engine, model)
-    async with generation(engine, name) as (fault, *_):
-        text = "".join([t async for t in tokens(engine, engine.length("", None)[0], request, fault)]).strip()
+    async with generation(engine, name) as run:
+        text = "".join([t async for t in tokens(engine, engine.length("", None)[0], request, run)]).strip()
     if form.get("response_format") == "text":
         return web.Response(text=text, content_type="text/plain")
     return reply({"text": text})

@@ -20,6 +20,50 @@ from dataclasses import dataclass, field
 CHARS_PER_TOKEN = 4
 BLOCK = 16  # tokens: a cached prefix is reused in whole blocks
 SIMILARITY = 0.10  # llama-server's --slot-prompt-similarity
+IMAGE_TOKENS = 576  # an image's fixed cost in the prompt (a vision projector's patches: LLaVA's 576)
+
+
+def content_text(content: object, images: object = None) -> str:
+    """The text a message's content puts in the prompt: a string, or its parts (text; each image a fixed
+    run of tokens, equal for equal images), and Ollama's `images` list."""
+    parts: list[str] = []
+    if isinstance(content, str):
+        parts.append(content)
+    elif isinstance(content, list):
+        for part in content:
+            if isinstance(part, dict) and isinstance(part.get("text"), str):
+                parts.append(part["text"])
+            elif isinstance(part, dict) and part.get("type") in ("image", "image_url", "input_image"):
+                parts.append(_image(str(part)))
+    if isinstance(images, list):
+        parts += [_image(str(image)) for image in images]
+    return " ".join(parts)
+
+
+def _image(data: str) -> str:
+    mark = f"<img {zlib.crc32(data.encode()):08x}>"
+    size = IMAGE_TOKENS * CHARS_PER_TOKEN
+    return (mark * (size // len(mark) + 1))[:size]
+
+
+def rendered(turns: list[tuple[str, str]]) -> str:
+    """What the model sees, as a chat template renders it: each turn under its role, then the assistant's
+    turn opened. A slot caches this and the answer after it, so the next turn, which repeats the answer,
+    matches the cache past it."""
+    return "".join(f"<|{role}|>\n{text}\n" for role, text in turns if text) + "<|assistant|>\n"
+
+
+def chat_turns(messages: object) -> list[tuple[str, str]]:
+    """The turns of a list of messages (Ollama's, OpenAI's, Anthropic's: a role and a content)."""
+    return (
+        [
+            (str(m.get("role", "user")), content_text(m.get("content"), m.get("images")))
+            for m in messages
+            if isinstance(m, dict)
+        ]
+        if isinstance(messages, list)
+        else []
+    )
 
 
 def tokens_of(text: str) -> list[int]:

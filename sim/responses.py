@@ -14,6 +14,7 @@ from ollama_connector.shared.bodies import read_json_object
 from ollama_connector.sim.engine import Engine
 from ollama_connector.sim.generation import find_model, generation, prompt_tokens, tokens
 from ollama_connector.sim.keys import ENGINE
+from ollama_connector.sim.prompt_cache import chat_turns, rendered
 from ollama_connector.sim.routes import reply
 
 routes = web.RouteTableDef()
@@ -113,9 +114,12 @@ async def responses(request: web.Request) -> web.StreamResponse:
         "input_tokens_details": {"cached_tokens": 0},
         "output_tokens_details": {"reasoning_tokens": 0},
     }
-    async with generation(engine, name) as (fault, *_):
+    given = body.get("input")
+    turns = chat_turns(given) if isinstance(given, list) else [("user", text_of(given))]
+    seen = rendered([("system", str(body.get("instructions") or "")), *turns])
+    async with generation(engine, name, prompt=seen) as run:
         if body.get("stream") is not True:
-            text = "".join([t async for t in tokens(engine, count, request, fault, prompt)])
+            text = "".join([t async for t in tokens(engine, count, request, run, prompt)])
             return reply(response_object(body, ident, "completed", [message_item(item_id, text)], usage))
         response = web.StreamResponse(
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
@@ -135,7 +139,7 @@ async def responses(request: web.Request) -> web.StreamResponse:
                 + event("response.content_part.added", **where, part=message_item(item_id, "")["content"][0])
             )
 
-        async for token in tokens(engine, count, request, fault, prompt):
+        async for token in tokens(engine, count, request, run, prompt):
             head = b"" if started else beginning()
             started, text = True, text + token
             await response.write(

@@ -16,6 +16,7 @@ from ollama_connector.sim.catalog import SimModel, now_rfc3339
 from ollama_connector.sim.engine import Engine, embedding
 from ollama_connector.sim.generation import MidStreamError, Run, generation, tokens
 from ollama_connector.sim.keys import ENGINE, VERSION
+from ollama_connector.sim.prompt_cache import chat_turns, content_text, rendered
 from ollama_connector.sim.scheduler import finite
 
 routes = web.RouteTableDef()
@@ -102,6 +103,7 @@ class Ask:
     name: str  # the model string as the caller wrote it, echoed in every chunk
     model: SimModel
     prompt: str
+    seen: str  # what the model sees (sim.prompt_cache.rendered): what its prompt costs
     options: dict | None
     keep_alive: float | None  # None: not set (a loaded model keeps its own)
     stream: bool
@@ -125,7 +127,7 @@ async def inference(request: web.Request, kind: str) -> web.StreamResponse:
         return reply(_chunk(kind, ask.name, "", done=True, done_reason=reason))
     started = time.perf_counter_ns()
     num_ctx = num_ctx_of({"options": ask.options})
-    async with generation(engine, ask.model, num_ctx, ask.keep_alive, ask.prompt) as run:
+    async with generation(engine, ask.model, num_ctx, ask.keep_alive, ask.seen) as run:
         return await _generate(request, engine, ask, run, started)
 
 
@@ -159,17 +161,22 @@ def validate(engine: Engine, body: dict, kind: str) -> Ask:
         raise OllamaError(400, str(exc)) from None
     if kind == "generate":
         prompt: str | None = field(body, "prompt", str, "string", "")
+        system = body.get("system") if isinstance(body.get("system"), str) else ""
+        turns = [("system", system), ("user", content_text(prompt, body.get("images")))]
+        seen = (prompt or "") if body.get("raw") else rendered(turns)
     else:
         messages = field(body, "messages", list, "[]api.Message", [])
         contents = [str(m.get("content", "")) for m in messages if isinstance(m, dict)]
         prompt = " ".join(contents) if messages else None
-    return Ask(kind, name, model, prompt or "", options, keep_alive, stream, bool(body.get("raw")))
+        seen = rendered(chat_turns(messages))
+    raw = bool(body.get("raw"))
+    return Ask(kind, name, model, prompt or "", seen, options, keep_alive, stream, raw)
 
 
 async def _generate(
     request: web.Request, engine: Engine, ask: Ask, run: Run, started: int
 ) -> web.StreamResponse:
-    fault, load_ns = run.fault, run.load_ns
+    load_ns = run.load_ns
     count, done_reason = engine.token_count(ask.options, ask.prompt)
     eval_started = time.perf_counter_ns()
 
@@ -188,14 +195,14 @@ async def _generate(
         }
 
     if not ask.stream:
-        parts = [token async for token in tokens(engine, count, request, fault, ask.prompt)]
+        parts = [token async for token in tokens(engine, count, request, run, ask.prompt)]
         return reply(_chunk(ask.kind, ask.name, "".join(parts), done=True, **metrics(len(parts))))
 
     response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
     await response.prepare(request)
     produced = 0
     try:
-        async for token in tokens(engine, count, request, fault, ask.prompt):
+        async for token in tokens(engine, count, request, run, ask.prompt):
             await response.write(compact(_chunk(ask.kind, ask.name, token)) + b"\n")
             produced += 1
     except MidStreamError as exc:  # as Ollama ends a stream whose runner failed: an error line

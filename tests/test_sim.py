@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import aiohttp
 import ollama
 import pytest
+
+from ollama_connector.sim.prompt_cache import rendered
 
 
 @pytest.fixture
@@ -125,14 +128,41 @@ async def test_prompts_cost_their_uncached_tokens_as_ollama_reports_them(fleet, 
         async with http.post(sim.url + "/api/generate", json=body) as r:
             return await r.json()
 
+    def seen(text: str) -> int:  # tokens of what the model sees: a token per 4 characters of the template
+        return -(-len(rendered([("user", text)])) // 4)
+
     cold = await ask(system + "What is 2+2?")
-    assert cold["prompt_eval_count"] == -(-len(system + "What is 2+2?") // 4)  # a token per 4 characters
-    assert cold["prompt_eval_duration"] >= 0.45e9  # ~1,018 tokens at 2,000 a second, all processed
+    assert cold["prompt_eval_count"] == seen(system + "What is 2+2?")
+    assert cold["prompt_eval_duration"] >= 0.45e9  # ~1,024 tokens at 2,000 a second, all processed
     warm = await ask(system + "And 3+3, please?")  # the same start: the slot has it
-    assert warm["prompt_eval_count"] == -(-len(system + "And 3+3, please?") // 4)  # cached ones count too
+    assert warm["prompt_eval_count"] == seen(system + "And 3+3, please?")  # cached ones count too
     assert warm["prompt_eval_duration"] < 0.1e9  # only what follows the cached blocks
     other = await ask("Something else entirely. " * 100)  # no common start: processed whole
     assert other["prompt_eval_duration"] >= 0.2e9
+
+
+async def test_a_conversations_next_turn_finds_the_last_answer_cached_on_every_chat_route(fleet, http):
+    sim = await fleet.sim(tokens_per_second=1000, prefill_tokens_per_second=2000)
+    history = [{"role": "system", "content": "Be brief. " * 200}, {"role": "user", "content": "Hello?"}]
+    for route, answer_of, limit in (
+        ("/api/chat", lambda a: a["message"]["content"], {"options": {"num_predict": 300}}),
+        ("/v1/chat/completions", lambda a: a["choices"][0]["message"]["content"], {"max_tokens": 300}),
+    ):
+        body = {"model": "llama3", "messages": history, "stream": False, **limit}
+        async with http.post(sim.url + route, json=body) as r:
+            first = await r.json()
+        said = answer_of(first)
+        assert len(said) > 400  # an answer of a hundred tokens or more, cached after the prompt
+        turn = [*history, {"role": "assistant", "content": said}, {"role": "user", "content": "Why?"}]
+        warm = {"model": "llama3", "messages": turn, "stream": False, "options": {"num_predict": 1}}
+        started = time.monotonic()
+        async with http.post(sim.url + "/api/chat", json=warm) as r:
+            second = await r.json()
+        # Everything up to the new question was in the slot, the answer too: a few tokens processed.
+        assert second["prompt_eval_duration"] < 0.05e9, (route, second)
+        assert second["prompt_eval_count"] > 600
+        assert time.monotonic() - started < 0.3  # ~600 tokens at 2,000 a second would take 0.3 s
+    assert sim.stats.requests == 4
 
 
 async def test_streams_at_once_share_the_nodes_compute(fleet, http):

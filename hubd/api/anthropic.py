@@ -7,7 +7,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from ollama_connector.hubd.guard.limits import required_model
-from ollama_connector.hubd.jobs.dispatch import dispatch, new_job
+from ollama_connector.hubd.jobs.dispatch import dispatch
+from ollama_connector.hubd.jobs.job import new_job
 from ollama_connector.shared.bodies import BadRequest, read_json_object
 
 routes = web.RouteTableDef()

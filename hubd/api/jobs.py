@@ -24,7 +24,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, 
 from ollama_connector.hubd.errors import HubError
 from ollama_connector.hubd.guard.auth import caller_of, sees_job_of, who
 from ollama_connector.hubd.jobs import durable
-from ollama_connector.hubd.jobs.dispatch import dispatch, new_job
+from ollama_connector.hubd.jobs.dispatch import dispatch
+from ollama_connector.hubd.jobs.job import new_job
 from ollama_connector.hubd.jobs.journal import JournalUnavailable
 from ollama_connector.hubd.jobs.journal_tables import find, ids_matching, lines_from, one
 from ollama_connector.hubd.jobs.keys import JOURNAL, LEDGER, RUNS

@@ -14,7 +14,8 @@ from ollama_connector.hubd.fleet.fanout import ask_nodes, ask_online_nodes, onli
 from ollama_connector.hubd.guard.auth import may_run, who
 from ollama_connector.hubd.guard.keyring import Key
 from ollama_connector.hubd.guard.limits import check_model_name
-from ollama_connector.hubd.jobs.dispatch import dispatch, new_job
+from ollama_connector.hubd.jobs.dispatch import dispatch
+from ollama_connector.hubd.jobs.job import new_job
 from ollama_connector.hubd.jobs.keys import LEDGER
 from ollama_connector.hubd.jobs.record import JobRecord, new_job_id
 from ollama_connector.hubd.routing.keys import NODES, REGISTRY

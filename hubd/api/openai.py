@@ -10,7 +10,8 @@ from ollama_connector.hubd.api.ollama import merged_tags, name_of, sort_time
 from ollama_connector.hubd.errors import HubError
 from ollama_connector.hubd.guard.auth import who
 from ollama_connector.hubd.guard.limits import required_model
-from ollama_connector.hubd.jobs.dispatch import dispatch, new_job
+from ollama_connector.hubd.jobs.dispatch import dispatch
+from ollama_connector.hubd.jobs.job import new_job
 from ollama_connector.shared.bodies import BadRequest, read_json_object
 from ollama_connector.shared.modelnames import canonical
 

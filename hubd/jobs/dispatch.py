@@ -11,24 +11,21 @@ import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any
 
 import aiohttp
 from aiohttp import web
 
 from ollama_connector.hubd.errors import AllNodesFailed, CallerError, NodeTimedOut, NoHealthyNodes
-from ollama_connector.hubd.guard.auth import may_run, who
+from ollama_connector.hubd.guard.auth import who
 from ollama_connector.hubd.jobs.answers import NodeFailed, broken, classify, error_message
 from ollama_connector.hubd.jobs.blame import Blame
+from ollama_connector.hubd.jobs.job import Job
 from ollama_connector.hubd.jobs.keys import LEDGER
-from ollama_connector.hubd.jobs.record import JobRecord, new_job_id
 from ollama_connector.hubd.jobs.stalls import first_byte_within, token_gap_within
 from ollama_connector.hubd.keys import SETTINGS
 from ollama_connector.hubd.routing.keys import NODES, PLACEMENT, REGISTRY, UNSERVED
 from ollama_connector.hubd.routing.node import NodeRecord, Ticket
 from ollama_connector.hubd.routing.node_client import Unproven
-from ollama_connector.hubd.routing.sessions import session_of
 from ollama_connector.hubd.routing.speeds import timings_of
 from ollama_connector.shared import error_formats
 from ollama_connector.shared.agent_contract import (
@@ -36,69 +33,13 @@ from ollama_connector.shared.agent_contract import (
     Head,
     Reason,
 )
-from ollama_connector.shared.bodies import num_ctx_of, with_num_ctx
+from ollama_connector.shared.bodies import with_num_ctx
 from ollama_connector.shared.modelnames import canonical
 from ollama_connector.shared.relay import LineReader, Relayed, UpstreamBroken, describe, relay
 
 log = logging.getLogger(__name__)
 # Where a streamed answer goes: to the caller (shared.relay.relay), or into an async job's run.
 Deliver = Callable[[LineReader, bytes, int, dict[str, str], Callable[[str], str]], Awaitable[Relayed]]
-
-
-@dataclass
-class Job:
-    """One request to run on some node."""
-
-    job_id: str
-    model: str
-    node_path: str
-    payload: bytes
-    stream: bool
-    record: JobRecord
-    num_ctx: int | None = None  # options.num_ctx: another one than the loaded model's makes Ollama reload it
-    session: str | None = None  # the conversation, for sticky routing (hubd.routing.sessions)
-    # An Ollama route (options.num_ctx can be set) and no num_ctx: a larger loaded context will do.
-    larger_context_ok: bool = False
-    content_type: str = "application/json"  # of the payload: a form for an audio transcription
-    errors: list[dict[str, Any]] = field(default_factory=list)
-    # An async job's body waits on disk, not in memory (hubd.jobs.durable): read back when a node is chosen.
-    stored_body: Callable[[], Awaitable[bytes]] | None = None
-
-    async def body(self) -> bytes:
-        return self.payload if self.stored_body is None else await self.stored_body()
-
-
-async def new_job(
-    request: web.Request,
-    body: dict[str, Any],
-    model: str,
-    stream: bool,
-    *,
-    node_path: str | None = None,
-    options: bool = True,
-    context_settable: bool = False,
-    payload: bytes | None = None,
-    content_type: str = "application/json",
-    durable: bool = False,
-) -> Job:
-    """A job for a caller's request: `options` when the route reads Ollama's options (num_ctx), and
-    `context_settable` when the hub may give it a loaded runner's larger context; `payload` when the body
-    sent on is not the caller's as it came."""
-    num_ctx = num_ctx_of(body) if options else None
-    job_id = new_job_id()
-    key = may_run(request, model)
-    return Job(
-        job_id=job_id,
-        model=model,
-        node_path=node_path or request.path,
-        payload=payload if payload is not None else await request.read(),
-        stream=stream,
-        record=JobRecord(job_id, request.path, model, key.caller_id, durable=durable, key=key.name or None),
-        num_ctx=num_ctx,
-        session=session_of(request, body, model),
-        larger_context_ok=context_settable and num_ctx is None,
-        content_type=content_type,
-    )
 
 
 async def dispatch(request: web.Request, job: Job) -> web.StreamResponse:
@@ -134,7 +75,14 @@ async def _attempts(
     # Each choice is made when it is needed, so a node that degraded while others were tried is skipped.
     while (
         node := await placement.choose(
-            job.model, job.num_ctx, tried, job.job_id, record.caller, job.session, job.larger_context_ok
+            job.model,
+            job.num_ctx,
+            tried,
+            job.job_id,
+            record.caller,
+            job.session,
+            job.larger_context_ok,
+            job.prompt,
         )
     ) is not None:
         tried.add(node.node_id)
@@ -145,6 +93,8 @@ async def _attempts(
         body = await job.body()
         payload = with_num_ctx(body, num_ctx) if num_ctx else body
         with registry.job(node, job.model, num_ctx or job.num_ctx) as ticket:
+            if job.prompt is not None and ticket.key is not None:  # in its cache from now on
+                ticket.prompt, ticket.predicted = job.prompt, node.prompts.sent(ticket.key, job.prompt)
             try:
                 return await _run_on(app, node, job, ticket, payload, deliver)
             except NodeFailed as exc:

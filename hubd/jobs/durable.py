@@ -25,7 +25,8 @@ from ollama_connector.hubd.errors import HubError, NoHealthyNodes
 from ollama_connector.hubd.guard.auth import who
 from ollama_connector.hubd.guard.keys import QUOTAS
 from ollama_connector.hubd.guard.quotas import DAY
-from ollama_connector.hubd.jobs.dispatch import Job, dispatch_to, new_job
+from ollama_connector.hubd.jobs.dispatch import dispatch_to
+from ollama_connector.hubd.jobs.job import Job, new_job
 from ollama_connector.hubd.jobs.journal import Journal, JournalUnavailable
 from ollama_connector.hubd.jobs.journal_tables import request_of, tokens_by_key, unfinished
 from ollama_connector.hubd.jobs.keys import JOURNAL, LEDGER, RUNS

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from ollama_connector.hubd.routing.prefixes import NodePrompts, Prompt
 from ollama_connector.shared.modelnames import canonical, display
 from ollama_connector.shared.wire import MAX_MODELS, Capacity, Heartbeat
 
@@ -39,12 +40,17 @@ class ModelSpeed:
     job_seconds: Ewma = field(default_factory=Ewma)
     tokens_per_second: Ewma = field(default_factory=Ewma)
     first_byte_seconds: Ewma = field(default_factory=Ewma)  # from sending the job to its first byte, no load
+    prefill_rate: Ewma = field(default_factory=Ewma)  # prompt tokens a second, of prompts it had not cached
+    prefill_seconds: Ewma = field(default_factory=Ewma)  # a job's prompt_eval_duration: part of job_seconds
 
     def view(self) -> dict:
         return {
             "job_seconds": round(self.job_seconds.value, 3) if self.job_seconds.samples else None,
             "tokens_per_second": (
                 round(self.tokens_per_second.value, 1) if self.tokens_per_second.samples else None
+            ),
+            "prefill_tokens_per_second": (
+                round(self.prefill_rate.value, 1) if self.prefill_rate.samples else None
             ),
             "jobs": self.job_seconds.samples,
         }
@@ -58,6 +64,9 @@ class Ticket:
     started: float = field(default_factory=time.monotonic)
     loads: bool = False  # the model was not loaded there (as the hub saw it): the job loads it first
     first_byte: float | None = None  # monotonic, when its first byte came back
+    prompt: Prompt | None = None  # its prompt, when the hub routes on prompts (hubd.routing.prefixes)
+    predicted: int = 0  # tokens of it the node was expected to have cached
+    others: int = 0  # jobs already running on the node when it began (they share its compute)
 
 
 @dataclass(eq=False, slots=True)
@@ -87,6 +96,7 @@ class NodeRecord:
     sizes: dict[str, int] = field(default_factory=dict)  # bytes per model, from its /api/tags
     speeds: dict[str, ModelSpeed] = field(default_factory=dict)  # learned from its jobs (hubd.routing.speeds)
     load_rate: Ewma = field(default_factory=Ewma)  # seconds per GB its loads took
+    prompts: NodePrompts = field(default_factory=NodePrompts)  # what its prompt caches hold (predicted)
     announced_offline: bool = field(default=False)
     source: str = ""  # the address its heartbeats come from: the id is bound to it until the node is pruned
     credential: str | None = None  # its own token's name; "": the shared CLUSTER_TOKEN; None: an open hub
@@ -136,6 +146,7 @@ class NodeRecord:
             if key in self.loaded:
                 reported[key] = self.loaded[key]  # what the hub sent since is newer than /api/ps
         self.loaded = reported
+        self.prompts.forget(self.prompts.models.keys() - reported.keys())
         for key in [k for k in self.speeds if k not in self.model_keys]:
             del self.speeds[key]  # bounded by the models the node lists
 
@@ -191,8 +202,10 @@ class NodeRecord:
         hub's view, and the model is loading; the next heartbeat corrects any guess."""
         self.loading.add(key)
         self.loaded.pop(key, None)
-        for evicted in self.evictions(key)[0]:
-            del self.loaded[evicted]
+        evicted = self.evictions(key)[0]
+        for gone in evicted:
+            del self.loaded[gone]
+        self.prompts.forget({key, *evicted})  # a reload with another context starts with an empty cache
         self.loaded[key] = self.context_for(num_ctx)
 
 

@@ -8,7 +8,9 @@ second (heartbeats change the picture). QUEUE_MAX jobs wait at most, each QUEUE_
 either, 503 with Retry-After estimated from the queue. A caller who hangs up leaves the queue at once.
 
 `least-busy` is the hub's previous policy (fewest active jobs, CPU, failures, least recently used);
-`round-robin` takes the nodes that have the model in turn. Neither waits at the hub.
+`round-robin` takes the nodes that have the model in turn; `affinity` is least-busy with fixed bonuses for
+the node of a conversation and of a long system prompt (hubd.routing.affinity), for comparison. None of
+them waits at the hub.
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ import time
 from collections import OrderedDict
 
 from ollama_connector.hubd.errors import HubError
+from ollama_connector.hubd.routing.affinity import affinity
 from ollama_connector.hubd.routing.node import NodeRecord
 from ollama_connector.hubd.routing.policy import Ask, CapacityPolicy, Demand
+from ollama_connector.hubd.routing.prefixes import Prompt
 from ollama_connector.hubd.routing.registry import Registry
 from ollama_connector.hubd.routing.speeds import FleetSpeeds
 from ollama_connector.hubd.routing.waitqueue import ModelQueue, Waiter
@@ -76,18 +80,20 @@ class Placement:
         caller: str = "",
         session: str | None = None,
         larger_context_ok: bool = False,
+        prompt: Prompt | None = None,
     ) -> NodeRecord | None:
         """The node to run the job on now; None when no node left to try has the model."""
         if self.policy == "least-busy":
             return self._least_busy(model, tried)
         if self.policy == "round-robin":
             return self._in_turn(model, tried)
+        session_node = self._sessions.get(session) if session else None
+        if self.policy == "affinity":
+            return self._assigned(affinity(self.registry, model, tried, session_node, prompt), session)
         key = canonical(model)
         if not tried:
             self.demand.note((key, num_ctx), time.monotonic())
-        ask = Ask(
-            key, num_ctx, larger_context_ok, session_node=self._sessions.get(session) if session else None
-        )
+        ask = Ask(key, num_ctx, larger_context_ok, session_node=session_node, prompt=prompt)
         queue_key = (key, num_ctx)
         queue = self._queues.get(queue_key)
         if not queue:  # nobody waiting for it: no turn to take

@@ -10,9 +10,15 @@ For a job of model M (with its num_ctx), each online node that has M is one of:
   for each model evicted its load time, weighted by how much it is asked for and how few copies remain.
 A node whose models are all busy and full is no option: Ollama would hold the job until they finish.
 
-The cheapest option wins; among options of the same tier within NEAR of it, the best ranked node
-(hubd.routing.ranking: fewest jobs, CPU, failures, least recently given one), so equal nodes share the work,
-and the node that served the caller's conversation before when it is READY (its KV cache). A WAIT win means
+A job's time on a node is its time there without its prompt, slowed as the node's compute is shared
+(SHARED_COMPUTE), plus the part of its prompt the node has not cached, at the node's prompt speed
+(hubd.routing.prefixes predicts what each node holds). So a node that holds the prompt wins unless its load
+costs more than the prefill it saves.
+
+The cheapest option wins; among options of the same tier within NEAR of it, the READY node that holds the most
+of the prompt, else the node that served the caller's conversation before, else the best ranked node
+(hubd.routing.ranking: fewest jobs, CPU, failures, least recently given one), so equal nodes share the work.
+A WAIT win means
 the job waits at the hub (hubd.routing.placement) and asks again when a slot frees. Job times are divided by
 the node's NODE_WEIGHT, the operator's bias for mixed hardware.
 """
@@ -26,6 +32,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 from ollama_connector.hubd.routing.node import NodeRecord
+from ollama_connector.hubd.routing.prefixes import BLOCK_TOKENS, Prompt
 from ollama_connector.hubd.routing.registry import Registry
 from ollama_connector.hubd.routing.speeds import (
     DEFAULT_LOAD_SECONDS,
@@ -42,6 +49,12 @@ LOAD_RELUCTANCE = 1.0  # a load counts its time once more: what it fills must ma
 READY_MARGIN = 2.0  # a free loaded slot wins unless loading elsewhere is expected this many times faster
 
 
+def SHARED_COMPUTE(running: int) -> float:
+    """How much slower a job runs beside `running` others on one node: streams batched on one GPU share
+    its compute, the total growing as the square root of their number (the simulator's curve)."""
+    return math.sqrt(running + 1)
+
+
 class Tier(IntEnum):
     READY = 0
     WAIT = 1
@@ -55,6 +68,7 @@ class Option:
     seconds: float  # expected time from now to the job's end
     node: NodeRecord | None = None  # None for WAIT: the slot may free anywhere
     evicts: tuple[str, ...] = ()
+    matched: int = 0  # prompt tokens the node is expected to have cached
 
 
 @dataclass(slots=True)
@@ -66,6 +80,7 @@ class Ask:
     larger_ok: bool = False  # no num_ctx, on a route that can be given one: a larger loaded context will do
     ahead: int = 0  # jobs of the model waiting at the hub before this one
     session_node: str | None = None  # the node that served this conversation last
+    prompt: Prompt | None = None  # its prompt, when the hub routes on prompts (PREFIX_ROUTING)
 
 
 Variant = tuple[str, int | None]  # a model and the num_ctx asked for (None: the node's default)
@@ -113,6 +128,27 @@ class CapacityPolicy:
                 seconds *= fleet.value / max(learned.tokens_per_second.value, 1e-6)
         return seconds / node.capacity.weight
 
+    def ready_seconds(self, node: NodeRecord, ask: Ask, seconds: float) -> tuple[float, int]:
+        """A job's time on a free slot there, and the prompt tokens it finds cached: its learned job time
+        (less its mean prefill, when there is a prompt to price), as much slower as the streams it would
+        share the node's compute with are more than those its jobs shared it with so far, plus the prefill
+        of what the node has not cached."""
+        shared = SHARED_COMPUTE(sum(node.running.values())) / SHARED_COMPUTE(self.speeds.sharing(ask.key))
+        if ask.prompt is None:
+            return seconds * shared, 0
+        rate, mean = self.speeds.prefill(node, ask.key)
+        matched = node.prompts.matched(ask.key, ask.prompt)
+        base = max(seconds * 0.1, seconds - mean / node.capacity.weight)
+        prefill = max(0, ask.prompt.tokens - matched) / rate / node.capacity.weight
+        return base * shared + prefill, matched
+
+    def cold_prefill(self, node: NodeRecord, ask: Ask) -> float:
+        """The prefill of the whole prompt (a model loaded anew has nothing cached), in place of the mean."""
+        if ask.prompt is None:
+            return 0.0
+        rate, mean = self.speeds.prefill(node, ask.key)
+        return (ask.prompt.tokens / rate - mean) / node.capacity.weight
+
     def load_seconds(self, node: NodeRecord, key: str) -> float:
         size = node.sizes.get(key)
         if not size:
@@ -159,7 +195,8 @@ class CapacityPolicy:
             seconds = self.job_seconds(node, ask.key)
             if node.compatible(ask.key, ask.num_ctx, ask.larger_ok):
                 if node.running.get(ask.key, 0) < capacity.num_parallel:
-                    options.append(Option(Tier.READY, seconds, node))
+                    cost, matched = self.ready_seconds(node, ask, seconds)
+                    options.append(Option(Tier.READY, cost, node, matched=matched))
                     first_ready = scanned if first_ready is None else first_ready
                 else:
                     slots += capacity.num_parallel
@@ -178,7 +215,7 @@ class CapacityPolicy:
                 evicted.append(ask.key)  # loaded with another context: that one goes
             behind = sum(self.load_seconds(node, k) for k in node.loading)  # Ollama loads one at a time
             load = self.load_seconds(node, ask.key)
-            cost = behind + load * (1 + LOAD_RELUCTANCE) + seconds
+            cost = behind + load * (1 + LOAD_RELUCTANCE) + seconds + self.cold_prefill(node, ask)
             if evicted:
                 cost += self._eviction_cost(node, evicted, now)
                 options.append(Option(Tier.EVICT, cost, node, tuple(evicted)))
@@ -199,6 +236,8 @@ class CapacityPolicy:
             best = min(ready, key=lambda o: o.seconds)  # a small gain never pays for a load
         margin = best.seconds * (NEAR[best.tier] - 1) + 0.01
         near = [o for o in options if o.tier is best.tier and o.seconds <= best.seconds + margin]
+        if best.tier is Tier.READY and (most := max(near, key=lambda o: o.matched)).matched >= BLOCK_TOKENS:
+            return most  # its cache: the first of the best matched, in rank order
         if best.tier is Tier.READY and ask.session_node is not None:
             for option in near:
                 if option.node is not None and option.node.node_id == ask.session_node:

@@ -137,7 +137,7 @@ class Registry:
     ) -> Iterator[Ticket]:
         """Count a job against a node (and its model) for as long as it runs, however it ends."""
         key = canonical(model) if model else None
-        ticket = Ticket(key)
+        ticket = Ticket(key, others=sum(record.running.values()))
         record.active_jobs += 1
         record.last_assigned = next(self._assignments)
         if key is not None:
