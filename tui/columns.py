@@ -43,6 +43,7 @@ COLUMNS = [
     Column("memory", "Mem", 9),
     Column("slots", "Slots", 5, right=True),
     Column("vram", "VRAM", 4, wide_only=True, right=True),
+    Column("cache", "Hit", 4, wide_only=True, right=True),  # of prompt tokens, from the node's prompt cache
     Column("failures", "Fail", 4, right=True),
     Column("seen", "Seen", 4, right=True),
 ]
@@ -109,9 +110,15 @@ def cells_of(node: dict[str, Any], now: float, models_room: int) -> dict[str, Pa
         "memory": bar(node["load"]["memory"]),
         "slots": slots_parts(node),
         "vram": vram_parts(node),
+        "cache": cache_parts(node),
         "failures": [(failures, "red" if node["failure_count"] else "")],
         "seen": [(age(now - parse_time(node["last_seen"])), "")],
     }
+
+
+def cache_parts(node: dict[str, Any]) -> Parts:
+    rate = (node.get("prompt_cache") or {}).get("hit_rate")  # a hub older than prompt routing has none
+    return [(f"{rate:.0%}", "") if isinstance(rate, int | float) else ("-", "dim")]
 
 
 def row_segments(cells: dict[str, Parts], columns: list[tuple[Column, int]]) -> list[Segment]:

@@ -186,6 +186,11 @@ class FleetCollector(Collector):
         failures = CounterMetricFamily(
             "ollama_hub_node_failures", "Failures the hub counted against the node", labels=["node"]
         )
+        saved = CounterMetricFamily(
+            "ollama_hub_node_prompt_tokens_cached",
+            "Prompt tokens the node read from its prompt cache (from Ollama's timings, else predicted)",
+            labels=["node"],
+        )
         counts = dict.fromkeys(("online", "offline", "degraded", "draining"), 0)
         for record in registry.all():
             node, status, beat = record.node_id, registry.status(record, now), record.beat
@@ -207,11 +212,13 @@ class FleetCollector(Collector):
             for name, value in values.items():
                 per_node[name].add_metric([node], value)
             failures.add_metric([node], record.failure_count)
+            saved.add_metric([node], record.prompts.cached_tokens)
         for status, count in counts.items():
             nodes.add_metric([status], count)
         yield nodes
         yield from per_node.values()
         yield failures
+        yield saved
         yield from self._hub()
 
     def _hub(self) -> Iterator[Metric]:

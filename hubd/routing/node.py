@@ -66,6 +66,7 @@ class Ticket:
     first_byte: float | None = None  # monotonic, when its first byte came back
     prompt: Prompt | None = None  # its prompt, when the hub routes on prompts (hubd.routing.prefixes)
     predicted: int = 0  # tokens of it the node was expected to have cached
+    age: int = 0  # blocks sent to the node since the last of those
     others: int = 0  # jobs already running on the node when it began (they share its compute)
 
 

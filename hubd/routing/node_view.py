@@ -40,6 +40,7 @@ def node_view(registry: Registry, record: NodeRecord, now: float | None = None) 
         "gpus": [gpu.model_dump() for gpu in beat.gpus] if beat.gpus is not None else None,
         "speeds": {display(key): speed.view() for key, speed in sorted(record.speeds.items())},
         "load_seconds_per_gb": round(record.load_rate.value, 3) if record.load_rate.samples else None,
+        "prompt_cache": record.prompts.view(),  # what the hub predicts it holds, and how that fared
         "backend": beat.backend,
     }
 

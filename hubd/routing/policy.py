@@ -16,9 +16,10 @@ A job's time on a node is its time there without its prompt, slowed as the node'
 costs more than the prefill it saves.
 
 The cheapest option wins; among options of the same tier within NEAR of it, the READY node that holds the most
-of the prompt, else the node that served the caller's conversation before, else the best ranked node
-(hubd.routing.ranking: fewest jobs, CPU, failures, least recently given one), so equal nodes share the work.
-A WAIT win means
+of the prompt, else the node that served the caller's conversation before, else for a new prompt the node
+whose cache it would crowd least (distinct prompts spread over the fleet's caches), else the best ranked
+node (hubd.routing.ranking: fewest jobs, CPU, failures, least recently given one), so equal nodes share the
+work. A WAIT win means
 the job waits at the hub (hubd.routing.placement) and asks again when a slot frees. Job times are divided by
 the node's NODE_WEIGHT, the operator's bias for mixed hardware.
 """
@@ -136,9 +137,9 @@ class CapacityPolicy:
         shared = SHARED_COMPUTE(sum(node.running.values())) / SHARED_COMPUTE(self.speeds.sharing(ask.key))
         if ask.prompt is None:
             return seconds * shared, 0
-        rate, mean = self.speeds.prefill(node, ask.key)
+        rate, share = self.speeds.prefill(node, ask.key)
         matched = node.prompts.matched(ask.key, ask.prompt)
-        base = max(seconds * 0.1, seconds - mean / node.capacity.weight)
+        base = seconds * (1 - share)
         prefill = max(0, ask.prompt.tokens - matched) / rate / node.capacity.weight
         return base * shared + prefill, matched
 
@@ -146,8 +147,8 @@ class CapacityPolicy:
         """The prefill of the whole prompt (a model loaded anew has nothing cached), in place of the mean."""
         if ask.prompt is None:
             return 0.0
-        rate, mean = self.speeds.prefill(node, ask.key)
-        return (ask.prompt.tokens / rate - mean) / node.capacity.weight
+        rate, share = self.speeds.prefill(node, ask.key)
+        return ask.prompt.tokens / rate / node.capacity.weight - self.job_seconds(node, ask.key) * share
 
     def load_seconds(self, node: NodeRecord, key: str) -> float:
         size = node.sizes.get(key)
@@ -242,6 +243,8 @@ class CapacityPolicy:
             for option in near:
                 if option.node is not None and option.node.node_id == ask.session_node:
                     return option
+        if best.tier is Tier.READY and ask.prompt is not None:  # a new prompt: where it evicts the least
+            return min(near, key=lambda o: o.node.prompts.fullness(ask.key) if o.node else 0.0)
         chosen = near[0]  # options come in rank order
         if chosen.tier is not Tier.READY and log.isEnabledFor(logging.DEBUG):
             log.debug(

@@ -113,27 +113,36 @@ class NodePrompts:
             count += 1
         return count * BLOCK_TOKENS
 
-    def sent(self, key: str, prompt: Prompt) -> int:
+    def sent(self, key: str, prompt: Prompt) -> tuple[int, int]:
         """The node was given the prompt: its slot holds it from now on. The tokens it was expected to have
-        cached before."""
+        cached before, and how many blocks were sent there since the last of those (the cache held at least
+        that many, if the match was real)."""
         matched = self.matched(key, prompt)
         held = self.models.setdefault(key, OrderedDict())
+        age = 0
+        if matched:
+            last = prompt.blocks[matched // BLOCK_TOKENS - 1]
+            age = next((n for n, block in enumerate(reversed(held)) if block == last), len(held))
         for block in prompt.blocks:
             held[block] = None
             held.move_to_end(block)
         while len(held) > self.remembered:
             held.popitem(last=False)
-        return matched
+        return matched, age
 
-    def learn(self, predicted: int, cached: int | None, tokens: int) -> None:
-        """A job ended with `predicted` tokens expected from the cache, and `cached` found there (None: not
-        known, the prediction stands)."""
+    def fullness(self, key: str) -> float:
+        """How full the model's cache there is believed to be (0 to 1)."""
+        return len(self.models.get(key, ())) / self.remembered
+
+    def learn(self, predicted: int, age: int, cached: int | None, tokens: int) -> None:
+        """A job ended with `predicted` tokens expected from the cache (sent `age` blocks ago), and `cached`
+        found there (None: not known, the prediction stands)."""
         self.prompt_tokens += tokens
         self.cached_tokens += min(tokens, predicted if cached is None else cached)
         if cached is None or predicted < BLOCK_TOKENS:
             return
-        if cached < predicted * HIT_SHARE:  # it held less than believed: believe less
-            self.remembered = max(MIN_REMEMBERED, self.remembered * 3 // 4)
+        if cached < predicted * HIT_SHARE:  # gone within `age` blocks: it holds fewer than that
+            self.remembered = max(MIN_REMEMBERED, min(self.remembered * 3 // 4, age))
             for held in self.models.values():
                 while len(held) > self.remembered:
                     held.popitem(last=False)

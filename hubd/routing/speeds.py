@@ -109,18 +109,20 @@ class FleetSpeeds:
         self.tokens_per_second: dict[str, Ewma] = {}  # by model
         self.first_byte_seconds: dict[str, Ewma] = {}  # by model
         self.prefill_rate: dict[str, Ewma] = {}  # by model: prompt tokens a second, when not cached
+        self.prefill_seconds: dict[str, Ewma] = {}  # by model: a job's time on its prompt
         self.others_running: dict[str, Ewma] = {}  # by model: jobs a job shared its node with, when it began
         self.load_seconds_per_gb = Ewma()
 
     def prefill(self, node: NodeRecord, key: str) -> tuple[float, float]:
         """The model's prompt speed there (tokens a second: the node's, else the fleet's, else the default),
-        and the mean time its jobs spent on their prompts (part of their job time)."""
-        speed = node.speeds.get(key)
+        and the share of its jobs' time spent on their prompts."""
+        speed, fleet = node.speeds.get(key), self.prefill_seconds.get(key, Ewma())
         if speed is not None and speed.prefill_rate.samples:
             rate = speed.prefill_rate.value
         else:
             rate = self.prefill_rate.get(key, Ewma()).get(DEFAULT_PREFILL_TOKENS_PER_SECOND)
-        return rate, speed.prefill_seconds.get(0.0) if speed is not None else 0.0
+        # The share of a job's time its prompt takes, over the fleet, as job times are the fleet's (scaled).
+        return rate, min(0.9, fleet.get(0.0) / max(self.job(key), 1e-6))
 
     def first_byte(self, node: NodeRecord, key: str) -> float:
         """How long a job of the model takes to its first byte there (no load), as learned: the node's
@@ -193,6 +195,7 @@ class FleetSpeeds:
         cached, seconds = timings.cached, timings.prompt_seconds
         if seconds is not None:
             speed.prefill_seconds.add(seconds)
+            self.prefill_seconds.setdefault(ticket.key, Ewma()).add(seconds)
             cold = not ticket.predicted and count >= BLOCK_TOKENS and seconds > 0
             if cold and (rate := count / seconds) <= MAX_PREFILL_TOKENS_PER_SECOND:
                 speed.prefill_rate.add(rate)
@@ -200,11 +203,11 @@ class FleetSpeeds:
             if cached is None and speed.prefill_rate.samples:
                 cached = max(0, round(count - seconds * speed.prefill_rate.value))
         if ticket.prompt is not None:
-            node.prompts.learn(ticket.predicted, cached, count)
+            node.prompts.learn(ticket.predicted, ticket.age, cached, count)
 
     def forget(self, keys: set[str]) -> None:
         """Drop the models no node lists any more (the table stays bounded by what the fleet has)."""
         tables = (self.job_seconds, self.tokens_per_second, self.first_byte_seconds, self.prefill_rate)
-        for table in (*tables, self.others_running):
+        for table in (*tables, self.others_running, self.prefill_seconds):
             for key in [k for k in table if k not in keys]:
                 del table[key]
