@@ -14,6 +14,8 @@ import psutil
 from bench.dialects import dialects
 from bench.footprint import footprint
 from bench.hostile import hostile
+from bench.prefix import POLICIES as PREFIX_POLICIES
+from bench.prefix import prefix
 from bench.real_model import real_model
 from bench.scenarios import SMOKE, Size, journal_cost, overhead, registry_scale, streaming
 from bench.scheduling import POLICIES, scheduling
@@ -50,6 +52,7 @@ def run(size: Size, only: set[str] | None = None) -> dict:
         "footprint": footprint,
         "hostile": hostile,
         "scheduling": scheduling,
+        "prefix": prefix,
         "real_model": real_model,
     }
     results: dict = {"machine": machine(), "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
@@ -149,6 +152,8 @@ def print_report(results: dict) -> None:
                     f"{r['latency_p95_s']:>7}{r['latency_p99_s']:>7}{r['ttft_p50_s']:>8}{r['ttft_p99_s']:>8}"
                     f"{r['loads']:>7}{r['evictions']:>7}{r['errors']:>8}"
                 )
+    if "prefix" in results:
+        print_prefix(results["prefix"])
     if "real_model" in results:
         r = results["real_model"]
         if "skipped" in r:
@@ -166,6 +171,26 @@ def print_report(results: dict) -> None:
         print(f"  {mark} {target['name']}: {target['measured']} (target {target['target']})")
 
 
+def print_prefix(results: dict) -> None:
+    for workload, r in results.items():
+        print(
+            f"\nprefix, {workload}: {r['requests']} requests in {r['conversations']} conversations; the"
+            f" fleet's capacity is {r['capacity_jobs_per_second_cold']} jobs/s if every prompt is processed"
+        )
+        print(
+            f"  {'policy':<20}{'done/s':>8}{'TTFT50':>8}{'TTFT99':>8}{'p50 s':>7}{'p99 s':>7}"
+            f"{'prompt tokens processed':>26}{'errors':>8}"
+        )
+        for policy in PREFIX_POLICIES:
+            if (p := r.get(policy)) is None:
+                continue
+            processed = f"{p['prompt_tokens_processed']} of {p['prompt_tokens']}"
+            print(
+                f"  {policy:<20}{p['completed_per_second']:>8}{p['ttft_p50_s']:>8}{p['ttft_p99_s']:>8}"
+                f"{p['latency_p50_s']:>7}{p['latency_p99_s']:>7}{processed:>26}{p['errors']:>8}"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument(
@@ -174,7 +199,7 @@ def main() -> None:
     parser.add_argument(
         "--only",
         nargs="*",
-        help="overhead, journal, streaming, registry, footprint, hostile, scheduling, real_model",
+        help="overhead, journal, streaming, registry, footprint, hostile, scheduling, prefix, real_model",
     )
     parser.add_argument("--json", type=Path, help="also write the results to this file")
     args = parser.parse_args()

@@ -36,6 +36,14 @@ class Size:
     scheduling_seconds: float = 30.0  # of trace, at each load
     scheduling_loads: tuple[float, ...] = (0.7, 1.5)  # shares of the fleet's capacity
     hostile_scale: float = 1.0  # of the hostile scenario's bodies, answers and job counts
+    prefix_seconds: float = 40.0  # of each workload, for each policy
+    prefix_policies: tuple[str, ...] = (
+        "capacity",
+        "capacity-no-prefix",
+        "affinity",
+        "least-busy",
+        "round-robin",
+    )
 
 
 SMOKE = Size(
@@ -50,6 +58,8 @@ SMOKE = Size(
     scheduling_seconds=1.5,
     scheduling_loads=(1.5,),
     hostile_scale=0.02,
+    prefix_seconds=2.0,
+    prefix_policies=("capacity",),
 )
 
 

@@ -73,9 +73,9 @@ def trace(seconds: float, per_second: float, seed: int = 7) -> list[Request]:
 
 
 def capacity() -> float:
-    """Jobs a second the fleet could finish with every model loaded: its slots over a mean job's time."""
-    slots = sum(parallel for _, _, parallel in NODES)
-    return slots / (MEAN_TOKENS / TOKENS_PER_SECOND)
+    """Jobs a second the fleet could finish with every model loaded: a node of n busy slots generates sqrt(n)
+    times one stream's tokens (the simulator's shared compute), over a mean job's tokens."""
+    return sum(math.sqrt(parallel) for _, _, parallel in NODES) / (MEAN_TOKENS / TOKENS_PER_SECOND)
 
 
 async def send(http: aiohttp.ClientSession, url: str, request: Request, start: float) -> Outcome:

@@ -54,4 +54,56 @@ def check_targets(results: dict) -> list[dict]:
             top["cpu_percent"] < 3,
         )
         add("ollama-top memory", "< 80 MB", f"{top['rss_mb_peak']} MB", top["rss_mb_peak"] < 80)
+    if scheduling := results.get("scheduling"):
+        for load in (key for key in scheduling if key.endswith("%")):
+            run, bound = scheduling[load]["capacity"], scheduling[load]["lower_bound"]
+            ratio = run["latency_p50_s"] / max(bound["latency_p50_s"], 1e-9)
+            if load == "70%":
+                add(
+                    "scheduling p50 at 70 %, against its lower bound",
+                    "<= 1.3x",
+                    f"{ratio:.2f}x",
+                    ratio <= 1.3,
+                )
+            most = max(scheduling[load][p]["completed_per_second"] for p in ("capacity", "least-busy"))
+            modelled = scheduling["capacity_jobs_per_second"]
+            add(
+                f"throughput at {load}, never above the modelled capacity",
+                f"<= {modelled}",
+                f"{most}",
+                most <= modelled,
+            )
+    for workload, runs in (results.get("prefix") or {}).items():
+        _prefix_targets(add, workload, runs)
     return targets
+
+
+def _prefix_targets(add, workload: str, runs: dict) -> None:
+    ours = runs.get("capacity")
+    if ours is None:
+        return
+    for other, share in (("capacity-no-prefix", 3), ("round-robin", 5)):
+        if (theirs := runs.get(other)) is not None:
+            ratio = ours["ttft_p50_s"] / max(theirs["ttft_p50_s"], 1e-9)
+            add(
+                f"prefix {workload}: TTFT p50 against {other}",
+                f"<= 1/{share}",
+                f"{ratio:.2f}x",
+                ratio * share <= 1,
+            )
+    if (herd := runs.get("affinity")) is not None:
+        better = ours["ttft_p50_s"] <= herd["ttft_p50_s"] and ours["ttft_p99_s"] <= herd["ttft_p99_s"]
+        p50, p99 = (
+            f"{ours['ttft_p50_s']} vs {herd['ttft_p50_s']}",
+            f"{ours['ttft_p99_s']} vs {herd['ttft_p99_s']}",
+        )
+        measured = f"p50 {p50}, p99 {p99}"
+        add(f"prefix {workload}: TTFT better than affinity (Herd)", "p50 and p99", measured, better)
+    if (plain := runs.get("capacity-no-prefix")) is not None:
+        share = ours["prompt_tokens_processed"] / max(plain["prompt_tokens_processed"], 1)
+        add(
+            f"prefix {workload}: prompt tokens processed against capacity-no-prefix",
+            "<= 0.5x",
+            f"{share:.2f}x",
+            share <= 0.5,
+        )

@@ -67,6 +67,9 @@ class Stats:
     cancelled: int = 0
     failed: int = 0  # injected 500s and dropped connections
     pulls: int = 0
+    prompt_tokens: int = 0  # of every prompt, cached or not
+    prompt_tokens_processed: int = 0  # those not found in a slot's cache or the host cache
+    prompt_tokens_restored: int = 0  # those brought back from the host cache
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)

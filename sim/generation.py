@@ -132,6 +132,9 @@ async def prefill(engine: Engine, claim: Claim | None, count: int) -> int:
     behaviour = engine.behaviour
     reused, restored = (claim.reused, claim.restored) if claim is not None else (0, 0)
     processed = max(0, count - reused - restored)
+    engine.stats.prompt_tokens += count
+    engine.stats.prompt_tokens_processed += processed
+    engine.stats.prompt_tokens_restored += restored
     if behaviour.tokens_per_second <= 0 or behaviour.prefill_tokens_per_second <= 0:
         return max(1, processed)  # as fast as the machine allows: a nanosecond a token
     seconds = processed / behaviour.prefill_tokens_per_second

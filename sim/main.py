@@ -67,6 +67,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=0.0,
         help="load time per GB of model, after --load-delay (0)",
     )
+    parser.add_argument(
+        "--prefill-tokens-per-second",
+        type=float,
+        default=2500.0,
+        help="prompt tokens processed a second, those not cached (2500: a mid-range GPU, an 8B model)",
+    )
+    parser.add_argument(
+        "--prompt-cache-tokens",
+        type=int,
+        default=100_000,
+        help="tokens of evicted prompts kept per model in host memory (100000: Ollama's 8 GiB)",
+    )
+    parser.add_argument(
+        "--restore-tokens-per-second",
+        type=float,
+        default=50_000.0,
+        help="tokens a second brought back from the host prompt cache (50000)",
+    )
+    parser.add_argument(
+        "--no-shared-compute",
+        dest="shared_compute",
+        action="store_false",
+        help="streams at once each run at full speed (by default they share the node's compute)",
+    )
     parser.add_argument("--version", dest="ollama_version", default="0.33.0", help="version to report")
     parser.add_argument(
         "--api",
@@ -83,6 +107,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.fail_rate + args.hang_rate + args.die_rate + args.stall_rate + args.error_rate > 1.0
     ):  # flood apart
         parser.error("the --*-rate faults must add up to at most 1")
+    for name in ("prefill_tokens_per_second", "prompt_cache_tokens", "restore_tokens_per_second"):
+        if getattr(args, name) < 0:
+            parser.error(f"--{name.replace('_', '-')} must be 0 or more")
     for name in ("num_parallel", "max_loaded_models", "max_queue"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
@@ -114,6 +141,10 @@ def main(argv: list[str] | None = None) -> None:
         max_queue=args.max_queue,
         keep_alive=finite(args.keep_alive),
         load_seconds_per_gb=args.load_seconds_per_gb,
+        shared_compute=args.shared_compute,
+        prefill_tokens_per_second=args.prefill_tokens_per_second,
+        prompt_cache_tokens=args.prompt_cache_tokens,
+        restore_tokens_per_second=args.restore_tokens_per_second,
     )
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     app = create_app(models, behaviour, version=args.ollama_version, api=args.api)

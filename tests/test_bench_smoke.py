@@ -30,6 +30,10 @@ def test_every_scenario_runs_and_reports_its_targets(tmp_path):
     assert len(results["dialects"]) == 4 and all(r["errors"] == 0 for r in results["dialects"].values())
     assert results["footprint"]["ollama_top"]["rss_mb_peak"] > 0
     assert {t["name"] for t in results["targets"]} >= {"chunks relayed per second", "idle hub RSS"}
+    for workload in ("mooncake", "synthetic"):  # the prefix scenario: one policy in the smoke run
+        run_ = results["prefix"][workload]["capacity"]
+        assert run_["completed"] + run_["errors"] == run_["requests"] > 0
+        assert 0 < run_["prompt_tokens_processed"] <= run_["prompt_tokens"]
     for policy in ("capacity", "least-busy", "round-robin"):  # one load, 150 %, in the smoke run
         for load in ("150%",):
             run_ = results["scheduling"][load][policy]
