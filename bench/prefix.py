@@ -29,7 +29,7 @@ NODES, PARALLEL = 4, 2
 TOKENS_PER_SECOND = 50.0
 PREFILL_TOKENS_PER_SECOND = 2500.0
 HOST_CACHE_TOKENS = 100_000  # the simulator's default; divided by the workload's length scale
-LOAD_SHARE = 0.7  # of the fleet's capacity with every prompt processed whole
+LOAD_SHARE = 1.0  # of the fleet's capacity with every prompt processed whole: what caching must make room for
 POLICIES = {
     "capacity": {},
     "capacity-no-prefix": {"PREFIX_ROUTING": "0"},

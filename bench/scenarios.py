@@ -74,6 +74,10 @@ def overhead(size: Size) -> dict:
         sim = fleet.sim()
         hub, hub_process = fleet.hub()
         _, node_process = fleet.node(hub, sim, "bench-node")
+        # The same jobs to a node of one slot, through a hub of its own: there they wait in the hub's queue.
+        one_slot = fleet.sim_with("--models", "llama3", "--tokens-per-second", "0", "--num-parallel", "1")
+        queued_hub, queued_process = fleet.hub()
+        _, queued_node = fleet.node(queued_hub, one_slot, "one-slot", OLLAMA_NUM_PARALLEL="1")
         nginx = fleet.nginx(sim)
         # Which processes each route runs through, to charge them their CPU time per request.
         routes = {
@@ -83,6 +87,7 @@ def overhead(size: Size) -> dict:
                 {"sim": [fleet.sim_process], "hub": [hub_process], "node": [node_process]},
             ),
         }
+        routes["hub-1slot"] = (queued_hub + "/jobs", {"hub": [queued_process], "node": [queued_node]})
         if nginx:
             routes["nginx"] = (
                 nginx + "/api/generate",

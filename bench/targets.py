@@ -16,6 +16,15 @@ def check_targets(results: dict) -> list[dict]:
         add("hub+node adds at p99, c=1", "< 3 ms", f"{p99:.3f} ms", p99 < 3)
         ratio = overhead["hub@c32"]["per_second"] / overhead["direct@c32"]["per_second"]
         add("throughput through the hub at c=32", ">= 0.5x direct", f"{ratio:.2f}x", ratio >= 0.5)
+        if (queued := overhead.get("hub-1slot@c32")) is not None:
+            free, waiting = overhead["hub@c32"]["hub_cpu_us_per_request"], queued["hub_cpu_us_per_request"]
+            share = waiting / max(free, 1e-9)
+            add(
+                "hub CPU per job queued at the hub (1 slot) against free (256)",
+                "<= 1.15x",
+                f"{share:.2f}x",
+                share <= 1.15,
+            )
     if journal := results.get("journal"):
         # The throughput ratio swings by more than 5 % between two identical hubs on this VM (see
         # control_throughput_ratio); the journal's own CPU per job, against the hub's, is exact.

@@ -71,12 +71,21 @@ def tokens_of(text: str) -> list[int]:
 
 
 def common(a: list[int], b: list[int]) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
+    """The length of the common start, by bisection over slices compared in C (a slot may hold 100 K tokens,
+    and each request looks at every free slot)."""
+    n = min(len(a), len(b))
+    if not n or a[0] != b[0]:
+        return 0
+    if a[:n] == b[:n]:
+        return n
+    same, differs = 1, n
+    while differs - same > 1:
+        middle = (same + differs) // 2
+        if a[:middle] == b[:middle]:
+            same = middle
+        else:
+            differs = middle
+    return same
 
 
 @dataclass
@@ -98,6 +107,7 @@ class PromptCache:
         self.slots = [Slot() for _ in range(max(1, slots))]
         self.host: deque[list[int]] = deque()
         self.host_tokens = host_tokens
+        self.held = 0  # tokens in the host cache
 
     def claim(self, prompt: list[int]) -> Claim:
         free = [slot for slot in self.slots if not slot.busy] or self.slots  # the scheduler bounds the busy
@@ -108,11 +118,12 @@ class PromptCache:
         if best.cached and reused < len(best.cached):
             self._keep(best.cached)  # what the slot held goes to the host cache
         restored = 0
-        if reused < len(prompt) and self.host:
+        if len(prompt) > BLOCK and reused < len(prompt) and self.host:
             entry = max(self.host, key=lambda cached: common(cached, prompt))
             if (found := _blocks(common(entry, prompt), len(prompt))) > reused:
                 restored = found - reused
                 self.host.remove(entry)
+                self.held -= len(entry)
         best.busy = True
         return Claim(best, reused, restored)
 
@@ -120,9 +131,12 @@ class PromptCache:
         claim.slot.cached, claim.slot.used_at, claim.slot.busy = tokens, time.monotonic(), False
 
     def _keep(self, tokens: list[int]) -> None:
+        if len(tokens) <= BLOCK:
+            return  # nothing of it could be restored: a restore is in whole blocks
         self.host.append(tokens)
-        while self.host and sum(len(t) for t in self.host) > self.host_tokens:
-            self.host.popleft()
+        self.held += len(tokens)
+        while self.host and self.held > self.host_tokens:
+            self.held -= len(self.host.popleft())
 
 
 def _blocks(tokens: int, prompt: int) -> int:
