@@ -176,6 +176,11 @@ def print_prefix(results: dict) -> None:
         print(
             f"\nprefix, {workload}: {r['requests']} requests in {r['conversations']} conversations; the"
             f" fleet's capacity is {r['capacity_jobs_per_second_cold']} jobs/s if every prompt is processed"
+            + (
+                f"; {r['prompt_tokens_new']} prompt tokens no cache could save"
+                if "prompt_tokens_new" in r
+                else ""
+            )
         )
         print(
             f"  {'policy':<20}{'done/s':>8}{'TTFT50':>8}{'TTFT99':>8}{'p50 s':>7}{'p99 s':>7}"

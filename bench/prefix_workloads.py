@@ -105,12 +105,22 @@ def mooncake(seconds: float, per_second: float) -> tuple[list[Conversation], dic
         )
     conversations.sort(key=lambda c: c.at)
     requests = sum(c.turns for c in conversations)
+    # What no routing can save: each prompt's tokens past the longest start it shares with an earlier one.
+    kept = sorted((row for chain in groups.values() for row in chain), key=lambda row: row["timestamp"])
+    starts: set[tuple[int, ...]] = set()
+    new = 0
+    for row in kept:
+        ids, tokens = tuple(row["hash_ids"]), row["input_length"] // LENGTH_SCALE
+        shared = next((k for k in range(len(ids), 0, -1) if ids[:k] in starts), 0)
+        new += max(0, tokens - shared * BLOCK_TOKENS)
+        starts.update(ids[:k] for k in range(1, len(ids) + 1))
     shape = {
         "requests": requests,
         "conversations": len(conversations),
         "keep_one_in": keep,
         "length_scale": LENGTH_SCALE,
         "prompt_tokens_mean": round(sum(len(p) for c in conversations for p in c.prompts) / 4 / requests),
+        "prompt_tokens_new": new,  # at the least, with a perfect cache of everything ever seen
     }
     return conversations, shape
 

@@ -243,8 +243,10 @@ class CapacityPolicy:
             for option in near:
                 if option.node is not None and option.node.node_id == ask.session_node:
                     return option
-        if best.tier is Tier.READY and ask.prompt is not None:  # a new prompt: where it evicts the least
-            return min(near, key=lambda o: o.node.prompts.fullness(ask.key) if o.node else 0.0)
+        if best.tier is Tier.READY and ask.prompt is not None:  # a new prompt: where it evicts the least,
+            fewest = min(o.node.active_jobs for o in near if o.node)  # among the least busy
+            idlest = [o for o in near if o.node and o.node.active_jobs == fewest]
+            return min(idlest, key=lambda o: o.node.prompts.fullness(ask.key) if o.node else 0.0)
         chosen = near[0]  # options come in rank order
         if chosen.tier is not Tier.READY and log.isEnabledFor(logging.DEBUG):
             log.debug(
