@@ -120,7 +120,8 @@ class Placement:
                 if remaining <= 0:  # no node freed within QUEUE_TIMEOUT_SECONDS
                     raise QueueFull(BUSY, headers=self._retry(queue_key, job_id))
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(waiter.woken.wait(), min(remaining, 1.0))
+                    async with asyncio.timeout(min(remaining, 1.0)):  # no task per wait, as wait_for makes
+                        await waiter.woken.wait()
                 waiter.woken.clear()
         finally:
             self.waiting -= 1
