@@ -72,7 +72,9 @@ async def client_session_ctx(app: web.Application) -> AsyncIterator[None]:
         app[NODES] = NodeClient(
             session, app[HOP_ID], settings.cluster_token, app[NODE_TOKENS], settings.request_timeout
         )
+        app[PLACEMENT].replicas.load = app[NODES].preload
         yield
+        await app[PLACEMENT].replicas.close()
 
 
 def create_app(settings: HubSettings) -> web.Application:

@@ -7,6 +7,7 @@ the address admission accepted, and drops any answer the node's agent did not si
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 from collections.abc import AsyncIterator, Mapping
@@ -24,6 +25,7 @@ from ollama_connector.shared.agent_contract import (
     PROOF_HEADER,
     proves,
 )
+from ollama_connector.shared.modelnames import display
 from ollama_connector.shared.relay import describe
 
 log = logging.getLogger(__name__)
@@ -129,6 +131,12 @@ class NodeClient:
         except (aiohttp.ClientError, TimeoutError) as exc:
             log.debug("node %s did not answer %s: %s", node.node_id, path, describe(exc))
             return None, describe(exc).encode()
+
+    async def preload(self, node: NodeRecord, key: str, num_ctx: int | None) -> bool:
+        """Load a model there ahead of need: an empty generate, as Ollama's clients preload one."""
+        body: dict = {"model": display(key), **({"options": {"num_ctx": num_ctx}} if num_ctx else {})}
+        status, _ = await self.ask(node, "POST", "/api/generate", json.dumps(body).encode(), TRANSFER)
+        return status == 200
 
     async def healthy(self, node: NodeRecord) -> tuple[bool, str]:
         """Whether the agent's /healthz says its engine answers, and what it said."""

@@ -1,6 +1,7 @@
 """Which node runs a job, and when (ROUTING_POLICY), and the hub's queue of jobs waiting for a node.
 
-`capacity` (the default) asks hubd.routing.policy for the cheapest option. When that is to wait for a busy
+`capacity` (the default) asks hubd.routing.policy for the cheapest option, and while jobs wait, loads a copy
+of their model ahead of need where that is quicker (hubd.routing.replicas). When that is to wait for a busy
 slot, or no node can take the job now without queueing it inside Ollama, the job waits **at the hub**: per
 model and context, in arrival order per caller and callers in turn (hubd.routing.waitqueue). Only the job
 whose turn it is asks the policy again, when any job ends, when the job before it leaves, and at least once a
@@ -28,6 +29,7 @@ from ollama_connector.hubd.routing.node import NodeRecord
 from ollama_connector.hubd.routing.policy import Ask, CapacityPolicy, Demand
 from ollama_connector.hubd.routing.prefixes import Prompt
 from ollama_connector.hubd.routing.registry import Registry
+from ollama_connector.hubd.routing.replicas import Replicas
 from ollama_connector.hubd.routing.speeds import FleetSpeeds
 from ollama_connector.hubd.routing.waitqueue import ModelQueue, Waiter
 from ollama_connector.shared.modelnames import canonical, display
@@ -59,6 +61,7 @@ class Placement:
         self.speeds = FleetSpeeds()
         self.demand = Demand()
         self.capacity = CapacityPolicy(registry, self.speeds, self.demand)
+        self.replicas = Replicas(self.capacity)  # copies loaded ahead of need (hubd.routing.replicas)
         self.waiting = 0
         self._queues: dict[QueueKey, ModelQueue] = {}
         self._sessions: OrderedDict[str, str] = OrderedDict()  # session key: the node that served it last
@@ -116,6 +119,7 @@ class Placement:
                     if option is None or option.node is not None:
                         served = True
                         return self._assigned(option.node if option else None, session)
+                    self.replicas.consider(key, num_ctx, len(queue))
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:  # no node freed within QUEUE_TIMEOUT_SECONDS
                     raise QueueFull(BUSY, headers=self._retry(queue_key, job_id))

@@ -197,6 +197,8 @@ class CapacityPolicy:
             if node.compatible(ask.key, ask.num_ctx, ask.larger_ok):
                 if node.running.get(ask.key, 0) < capacity.num_parallel:
                     cost, matched = self.ready_seconds(node, ask, seconds)
+                    if ask.key in node.loading:  # a copy still loading there: its slots come after the load
+                        cost += self.load_seconds(node, ask.key)
                     options.append(Option(Tier.READY, cost, node, matched=matched))
                     first_ready = scanned if first_ready is None else first_ready
                 else:
