@@ -166,7 +166,7 @@ async def test_a_keys_own_limits_answer_429_saying_which(fleet, http, tmp_path):
     path = tmp_path / "keys.toml"
     slow = secret(keys(path, "add", "slow", "--rpm", "2"))
     single = secret(keys(path, "add", "single", "--concurrency", "1"))
-    budget = secret(keys(path, "add", "budget", "--tokens-per-day", "30"))
+    budget = secret(keys(path, "add", "budget", "--tokens-per-day", "60"))
     hub = await fleet.hub(KEYS_FILE=str(path))
     await fleet.node(hub, await fleet.sim(tokens_per_second=20), "n1")
 
@@ -182,13 +182,14 @@ async def test_a_keys_own_limits_answer_429_saying_which(fleet, http, tmp_path):
             assert r.status == 429 and r.headers["Retry-After"] == "1"
             assert "1 jobs at once" in (await r.json())["error"]["message"]  # OpenAI's dialect
 
-    # 24 tokens out and 1 in a job: two fit under 30 a day (the second starts at 25), the third does not.
+    # 24 tokens out and 7 in a job (the prompt as the template renders it): two fit under 60 a day (the
+    # second starts at 31), the third (at 62) does not.
     outcomes = []
     for _ in range(3):
         async with http.post(hub.url + "/jobs", json=GENERATE, headers=bearer(budget)) as r:
             outcomes.append((r.status, (await r.json()).get("detail")))
     assert [s for s, _ in outcomes] == [200, 200, 429]
-    assert "30 tokens a day" in outcomes[2][1]
+    assert "60 tokens a day" in outcomes[2][1]
 
 
 async def test_usage_by_key_matches_the_jobs_run(fleet, http, tmp_path):
@@ -206,7 +207,7 @@ async def test_usage_by_key_matches_the_jobs_run(fleet, http, tmp_path):
         rows = {(row["key"], row["model"]): row for row in (await r.json())["usage"]}
     assert set(rows) == {("alice", "llama3"), ("alice", "mistral"), ("root", "llama3")}
     assert rows["alice", "llama3"] | {"generation_seconds": 0} == {
-        **{"key": "alice", "model": "llama3", "jobs": 2, "prompt_tokens": 2, "output_tokens": 48},
+        **{"key": "alice", "model": "llama3", "jobs": 2, "prompt_tokens": 14, "output_tokens": 48},
         **{"generation_seconds": 0, "failures": 0},
     }
     async with http.get(
@@ -214,14 +215,14 @@ async def test_usage_by_key_matches_the_jobs_run(fleet, http, tmp_path):
     ) as r:
         assert [(row["key"], row["jobs"]) for row in (await r.json())["usage"]] == [("root", 1)]
     samples = await scrape(http, hub.url, bearer(root))
-    assert value(samples, "ollama_hub_key_tokens_total", key="alice", model="llama3:latest") == 50
+    assert value(samples, "ollama_hub_key_tokens_total", key="alice", model="llama3:latest") == 62
 
     app = OllamaTop(hub.url, interval=60, api_key=root)
     async with app.run_test(size=(160, 40)) as pilot:
         await pilot.press("J")
         summary = app.screen.query_one("#jobs-summary", Static)
         await wait_until(lambda: "by key" in str(summary.content), what="the usage line")
-        assert "alice 75 tokens · root 25 tokens" in str(summary.content)
+        assert "alice 93 tokens · root 31 tokens" in str(summary.content)  # 7 in and 24 out a job
 
 
 async def test_wrong_keys_are_said_once_a_burst_and_slowed_per_address(fleet, http, caplog):
