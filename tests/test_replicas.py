@@ -34,7 +34,8 @@ async def test_a_burst_that_outgrows_the_loaded_slots_loads_a_copy_ahead_of_need
     # One slot for eight jobs of a second: the spare node got a copy while they waited, and took jobs.
     preloads = [r for r in spare.app[ENGINE].recent if r["route"] == "generate" and not r.get("prompt")]
     assert len(preloads) == 1 and preloads[0]["model"] == "llama3:latest", list(spare.app[ENGINE].recent)
-    assert hub.app[PLACEMENT].replicas.loaded == 1
+    async with http.get(hub.url + "/stats") as r:
+        assert (await r.json())["queue"]["copies_loaded_ahead"] == 1
     assert served.count("spare") >= 2 and spare.scheduler.stats.loads == 1, served
     await wait_until(lambda: not hub.app[PLACEMENT].replicas._tasks, what="no load left running")
 

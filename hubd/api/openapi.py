@@ -76,6 +76,7 @@ class Queue(TypedDict):
     waiting: int
     by_model: dict[str, int]
     oldest_wait_seconds: dict[str, float]
+    copies_loaded_ahead: int
 
 
 class Stats(TypedDict):

@@ -155,6 +155,7 @@ class Placement:
             "waiting": self.waiting,
             "by_model": dict(sorted(depth.items())),
             "oldest_wait_seconds": dict(sorted(oldest.items())),
+            "copies_loaded_ahead": self.replicas.loaded,  # replicas of waiting models (hubd.routing.replicas)
         }
 
     def _retry(self, queue_key: QueueKey, job_id: str) -> dict[str, str]:
