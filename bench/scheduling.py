@@ -72,10 +72,22 @@ def trace(seconds: float, per_second: float, seed: int = 7) -> list[Request]:
         requests.append(Request(now, rng.choices(names, weights)[0], tokens, num_ctx))
 
 
+MAX_LOADED_MODELS = 3  # the simulators' (and Ollama's) default
+
+
 def capacity() -> float:
-    """Jobs a second the fleet could finish with every model loaded: a node of n busy slots generates sqrt(n)
-    times one stream's tokens (the simulator's shared compute), over a mean job's tokens."""
-    return sum(math.sqrt(parallel) for _, _, parallel in NODES) / (MEAN_TOKENS / TOKENS_PER_SECOND)
+    """Jobs a second the fleet could finish with every model loaded: its slots over a mean job's time (the
+    load shares are of this figure)."""
+    slots = sum(parallel for _, _, parallel in NODES)
+    return slots / (MEAN_TOKENS / TOKENS_PER_SECOND)
+
+
+def ceiling() -> float:
+    """Jobs a second the fleet could finish at most: a node running n streams at once generates sqrt(n) times
+    one stream's tokens (the simulator's shared compute, over all its runners), and runs at most NUM_PARALLEL
+    streams for each of its MAX_LOADED_MODELS models; over a mean job's tokens."""
+    streams = [parallel * MAX_LOADED_MODELS for _, _, parallel in NODES]
+    return sum(math.sqrt(n) for n in streams) / (MEAN_TOKENS / TOKENS_PER_SECOND)
 
 
 async def send(http: aiohttp.ClientSession, url: str, request: Request, start: float) -> Outcome:
@@ -181,7 +193,10 @@ def lower_bound(requests: list[Request]) -> dict:
 
 
 def scheduling(size) -> dict:
-    results: dict = {"capacity_jobs_per_second": round(capacity(), 2)}
+    results: dict = {
+        "capacity_jobs_per_second": round(capacity(), 2),
+        "ceiling_jobs_per_second": round(ceiling(), 2),
+    }
     for share in size.scheduling_loads:
         label = f"{share:.0%}"
         requests = trace(size.scheduling_seconds, capacity() * share)

@@ -75,7 +75,7 @@ def check_targets(results: dict) -> list[dict]:
                     ratio <= 1.3,
                 )
             most = max(scheduling[load][p]["completed_per_second"] for p in ("capacity", "least-busy"))
-            modelled = scheduling["capacity_jobs_per_second"]
+            modelled = scheduling.get("ceiling_jobs_per_second", scheduling["capacity_jobs_per_second"])
             add(
                 f"throughput at {load}, never above the modelled capacity",
                 f"<= {modelled}",
