@@ -11,7 +11,7 @@ from aiohttp import web
 from yarl import URL
 
 from ollama_connector.noded import metrics, routes
-from ollama_connector.noded.heartbeat import HubRefused, heartbeat_ctx, send_heartbeat
+from ollama_connector.noded.heartbeat import heartbeat_ctx, tell_every_hub
 from ollama_connector.noded.keys import SESSION, SETTINGS, STATE, TASKS, AgentState
 from ollama_connector.noded.proxy import refusal
 from ollama_connector.noded.pulls import pull_ctx
@@ -19,7 +19,6 @@ from ollama_connector.noded.settings import NodeSettings
 from ollama_connector.shared.agent_contract import CHALLENGE_HEADER, PROOF_HEADER, Reason, proof
 from ollama_connector.shared.auth import is_authorized
 from ollama_connector.shared.bodies import BadRequest
-from ollama_connector.shared.relay import describe
 from ollama_connector.shared.settings import warn_if_open
 from ollama_connector.shared.tls import client_context, server_context
 
@@ -81,10 +80,7 @@ async def drain(app: web.Application) -> None:
     state = app[STATE]
     state.draining = True
     log.info("draining: telling the hub; %d job(s) in flight will finish first", state.active_jobs)
-    try:
-        await send_heartbeat(app)
-    except (aiohttp.ClientError, TimeoutError, HubRefused) as exc:
-        log.warning("could not tell the hub we are draining: %s", describe(exc))
+    await tell_every_hub(app)
 
 
 def runner_options(settings: NodeSettings) -> dict[str, Any]:

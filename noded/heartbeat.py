@@ -83,11 +83,11 @@ def build_heartbeat(app: web.Application) -> Heartbeat:
     )
 
 
-async def send_heartbeat(app: web.Application) -> None:
+async def send_heartbeat(app: web.Application, hub: str) -> None:
     settings = app[SETTINGS]
     await refresh_ollama(app)
     beat = build_heartbeat(app)
-    url = settings.server_url + "/nodes/heartbeat"
+    url = hub + "/nodes/heartbeat"
     async with app[SESSION].post(
         url,
         json=beat.model_dump(),
@@ -98,9 +98,7 @@ async def send_heartbeat(app: web.Application) -> None:
             which = "NODE_TOKEN (from `ollama-hubd nodes add`)" if settings.node_token else "cluster token"
             raise HubRefused(f"the hub refused our {which}: check CLUSTER_TOKEN or NODE_TOKEN on both sides")
         if response.status == 404:
-            raise HubRefused(
-                f"{settings.server_url} has no /nodes/heartbeat: is SERVER_URL an Ollama, not the hub?"
-            )
+            raise HubRefused(f"{hub} has no /nodes/heartbeat: is SERVER_URL an Ollama, not the hub?")
         if response.status >= 400:
             raise HubRefused(f"the hub refused this node (HTTP {response.status}): {await said(response)}")
 
@@ -114,27 +112,43 @@ async def said(response: aiohttp.ClientResponse) -> str:
         return text
 
 
+async def tell_every_hub(app: web.Application) -> None:
+    """A heartbeat to each hub at once (draining: so every hub sends its jobs elsewhere); said per hub."""
+    hubs = app[SETTINGS].server_url
+    outcomes = await asyncio.gather(*(send_heartbeat(app, hub) for hub in hubs), return_exceptions=True)
+    for hub, outcome in zip(hubs, outcomes, strict=True):
+        if isinstance(outcome, aiohttp.ClientError | TimeoutError | HubRefused):
+            log.warning("could not tell the hub at %s: %s", hub, describe(outcome))
+        elif isinstance(outcome, BaseException):
+            raise outcome
+
+
 async def heartbeat_loop(app: web.Application) -> None:
-    settings, state = app[SETTINGS], app[STATE]
+    """Heartbeats to every hub in SERVER_URL, each on its own schedule and backoff."""
+    state = app[STATE]
     await state.listening.wait()
+    hubs = app[SETTINGS].server_url
+    await asyncio.gather(*(beat_one_hub(app, hub, state.wake.event()) for hub in hubs))
+
+
+async def beat_one_hub(app: web.Application, hub: str, wake: asyncio.Event) -> None:
+    settings, state = app[SETTINGS], app[STATE]
     outage_since: float | None = None
     retry = ollama_retry = FIRST_RETRY
     while True:
         try:
-            await send_heartbeat(app)
+            await send_heartbeat(app, hub)
         except (aiohttp.ClientError, TimeoutError, HubRefused) as exc:
             state.heartbeat_failures += 1
             if outage_since is None:
                 outage_since = time.monotonic()
                 log.warning(
-                    "heartbeat to the hub at %s failed: %s; retrying with backoff",
-                    settings.server_url,
-                    describe(exc),
+                    "heartbeat to the hub at %s failed: %s; retrying with backoff", hub, describe(exc)
                 )
             delay, retry = retry, min(retry * 2, settings.heartbeat_interval)
         else:
             if outage_since is not None:
-                log.info("hub reachable again after %.0f s", time.monotonic() - outage_since)
+                log.info("hub at %s reachable again after %.0f s", hub, time.monotonic() - outage_since)
                 outage_since = None
             delay, retry = settings.heartbeat_interval, FIRST_RETRY
             # While Ollama is down, look again sooner, so the hub hears of its return within seconds.
@@ -146,8 +160,9 @@ async def heartbeat_loop(app: web.Application) -> None:
                     min(ollama_retry * 2, settings.heartbeat_interval),
                 )
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(state.wake.wait(), delay)
-        state.wake.clear()
+            async with asyncio.timeout(delay):
+                await wake.wait()
+        wake.clear()
 
 
 heartbeat_ctx = background(heartbeat_loop, TASKS)

@@ -13,13 +13,29 @@ from ollama_connector.shared.lifecycle import Supervised
 from ollama_connector.shared.wire import LoadedModel
 
 
+class Wake:
+    """A heartbeat now, to every hub: each hub's loop waits on its own event, so none misses a wake-up that
+    another has already cleared."""
+
+    def __init__(self) -> None:
+        self.events: list[asyncio.Event] = []
+
+    def event(self) -> asyncio.Event:
+        self.events.append(asyncio.Event())
+        return self.events[-1]
+
+    def set(self) -> None:
+        for event in self.events:
+            event.set()
+
+
 @dataclass
 class AgentState:
     """What the agent knows at run time."""
 
     port: int = 0  # the port actually bound, reported in heartbeats
     listening: asyncio.Event = field(default_factory=asyncio.Event)
-    wake: asyncio.Event = field(default_factory=asyncio.Event)  # set to send a heartbeat now
+    wake: Wake = field(default_factory=lambda: Wake())  # set() sends a heartbeat to every hub now
     active_jobs: int = 0
     draining: bool = False
     models: list[str] = field(default_factory=list)

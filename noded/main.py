@@ -58,8 +58,13 @@ def refusal(exc: urllib.error.HTTPError) -> str:
 
 
 def hub_checks(settings: NodeSettings) -> Iterator[tuple[bool, str]]:
-    """The hub answers, is a hub (not an Ollama), and takes this node's credential and id."""
-    context, url = client_context(settings.hub_ca_file), settings.server_url
+    """Each hub of SERVER_URL answers, is a hub (not an Ollama), and takes this node's credential and id."""
+    for url in settings.server_url:
+        yield from hub_check(settings, url)
+
+
+def hub_check(settings: NodeSettings, url: str) -> Iterator[tuple[bool, str]]:
+    context = client_context(settings.hub_ca_file)
     try:
         answer = fetch_json(url + "/healthz", context)
     except urllib.error.HTTPError as exc:
@@ -92,14 +97,14 @@ def hub_checks(settings: NodeSettings) -> Iterator[tuple[bool, str]]:
         if exc.code == 401:
             yield (
                 False,
-                f"the hub refused our {which}: it must be the hub's (or from `ollama-hubd nodes add`)",
+                f"the hub at {url} refused our {which}: it must be its own (or from `ollama-hubd nodes add`)",
             )
         else:
-            yield False, f"the hub refused this node: {refusal(exc)}"
+            yield False, f"the hub at {url} refused this node: {refusal(exc)}"
     except (OSError, ValueError) as exc:
-        yield False, f"the hub did not judge a heartbeat: {plainly(exc, url)}"
+        yield False, f"the hub at {url} did not judge a heartbeat: {plainly(exc, url)}"
     else:
-        yield True, f"the hub accepts this node's {which} as node {settings.node_id!r}"
+        yield True, f"the hub at {url} accepts this node's {which} as node {settings.node_id!r}"
 
 
 def _answers(url: str, context: ssl.SSLContext | None) -> bool:

@@ -11,6 +11,7 @@ from ollama_connector.shared.settings import (
     CommaList,
     EnvSettings,
     HttpUrl,
+    HttpUrlList,
     LogFormat,
     LogLevel,
     OptionalStr,
@@ -27,8 +28,9 @@ class NodeSettings(EnvSettings):
 
     own_prefixes = ("NODE_", "OLLAMA_")
 
-    server_url: HttpUrl = Field("http://localhost:8000", alias="SERVER_URL")
-    """The hub this node registers with."""
+    server_url: HttpUrlList = Field(["http://localhost:8000"], alias="SERVER_URL")
+    """The hub this node registers with; several hubs comma-separated (up to 8): it heartbeats each on its
+    own schedule, one hub down never delays the others, and takes jobs from any of them."""
     node_id: str = Field(
         default_factory=socket.gethostname,
         alias="NODE_ID",

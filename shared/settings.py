@@ -9,6 +9,7 @@ import os
 from collections.abc import Mapping
 from typing import Annotated, ClassVar, Literal, Self
 
+from annotated_types import Len
 from pydantic import (
     AfterValidator,
     AnyHttpUrl,
@@ -161,10 +162,13 @@ def describe_errors(exc: ValidationError, values: Mapping[str, object]) -> str:
     lines = []
     for error in exc.errors():
         name = ".".join(str(part) for part in error["loc"]) or "settings"
+        value = values.get(name)
+        if len(error["loc"]) == 2 and isinstance(error["loc"][1], int) and str(error["loc"][0]) in values:
+            name, value = str(error["loc"][0]), error.get("input")  # one item of a comma-separated list
         if name in values and any(word in name for word in ("TOKEN", "KEY")):  # a secret is never shown
             lines.append(f"{name} (its value not shown): {error['msg']}")
         elif name in values:
-            lines.append(f"{name}={values[name]!r}: {error['msg']}")
+            lines.append(f"{name}={value!r}: {error['msg']}")
         else:
             lines.append(f"{name}: {error['msg']}")
     return "; ".join(lines)
@@ -186,6 +190,16 @@ def _http_url(value: str) -> str:
 
 HttpUrl = Annotated[str, AfterValidator(_http_url)]
 """An http(s) URL kept as the string the user wrote, less any trailing slash."""
+
+
+def _distinct(urls: list[str]) -> list[str]:
+    return list(dict.fromkeys(urls))
+
+
+HttpUrlList = Annotated[
+    list[HttpUrl], BeforeValidator(_split_commas), AfterValidator(_distinct), Len(min_length=1, max_length=8)
+]
+"""One to eight http(s) URLs, comma-separated, each as HttpUrl; a URL given twice counts once."""
 
 LogFormat = Annotated[
     Literal["text", "json"], BeforeValidator(lambda v: v.lower() if isinstance(v, str) else v)

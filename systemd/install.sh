@@ -13,7 +13,8 @@ usage() {
 usage: install.sh hub|node [options]
        install.sh certs NAME [--ip IP]... [--dns NAME]... [--dir DIR]
 
-  --hub URL          node: the hub's URL (SERVER_URL), e.g. http://hub.lan:8000
+  --hub URL          node: the hub's URL (SERVER_URL), e.g. http://hub.lan:8000; several hubs
+                     comma-separated (http://hub1.lan:8000,http://hub2.lan:8000): it reports to each
   --token TOKEN      node: its own token (`ollama-hubd nodes add NAME` on the hub: NODE_TOKEN), or the
                      hub's shared CLUSTER_TOKEN (printed by `install.sh hub`)
   --node-id ID       node: NODE_ID (default: the host name)
@@ -125,11 +126,12 @@ if [ "$role" = node ] && [ "$uninstall" = 0 ] && [ ! -f "$env_path_early" ]; the
 fi
 if [ -n "$hub_url" ] && ! "$python" -c '
 import sys, urllib.parse
-url = urllib.parse.urlsplit(sys.argv[1])
-bad = url.scheme not in ("http", "https") or not url.hostname or url.query or url.fragment or "|" in sys.argv[1]
-sys.exit(bool(bad))
+def bad(given):
+    url = urllib.parse.urlsplit(given)
+    return url.scheme not in ("http", "https") or not url.hostname or url.query or url.fragment or "|" in given
+sys.exit(any(bad(part.strip()) for part in sys.argv[1].split(",")))
 ' "$hub_url" 2>/dev/null; then
-  die "--hub must be a URL with its scheme, like http://hub.lan:8000, not '$hub_url'"
+  die "--hub must be a URL with its scheme (or several, comma-separated), like http://hub.lan:8000, not '$hub_url'"
 fi
 for value in "$token" "$node_id" "$models"; do
   [[ "$value" != *[[:space:]\|\\]* ]] || die "a --token, --node-id or --models value holds a space, | or \\"
@@ -409,7 +411,9 @@ print_next_steps() {
     local env_text
     env_text="$(cat "$env_path" 2>/dev/null || true)"
     echo "    curl http://localhost:$check_port/healthz"
-    echo "    curl $(var_in "$env_text" SERVER_URL)/nodes"
+    local hubs
+    hubs="$(var_in "$env_text" SERVER_URL)"
+    for hub in ${hubs//,/ }; do echo "    curl $hub/nodes"; done
     echo
     if [ -n "$(var_in "$env_text" REQUIRED_MODELS)" ]; then
       say "models: the agent pulls $(var_in "$env_text" REQUIRED_MODELS) when its Ollama lacks them"

@@ -182,7 +182,7 @@ def test_defaults_match_the_seed():
         8000, 90, 180, 3, 120,
     )  # fmt: skip
     assert (node.server_url, node.port, node.ollama_url, node.heartbeat_interval) == (
-        "http://localhost:8000", 8001, "http://127.0.0.1:11434", 30,
+        ["http://localhost:8000"], 8001, "http://127.0.0.1:11434", 30,
     )  # fmt: skip
     assert node.required_models == [] and node.skip_model_pull is False  # nothing is pulled unless asked
 

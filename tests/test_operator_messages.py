@@ -56,10 +56,10 @@ def test_the_agents_check_proves_its_token_and_knows_an_ollama_from_a_hub(tmp_pa
         hub, _ = fleet.hub(CLUSTER_TOKEN=TOKEN)
         common = {"NODE_HOST": "127.0.0.1", "NODE_PORT": "0", "OLLAMA_BASE_URL": ollama, "NODE_ID": "checked"}
         wrong = run("ollama-noded", SERVER_URL=hub, CLUSTER_TOKEN="wrong-token-0123456789", **common)
-        assert wrong.returncode == 1 and "FAIL  the hub refused our CLUSTER_TOKEN" in wrong.stdout
+        assert wrong.returncode == 1 and f"FAIL  the hub at {hub} refused our CLUSTER_TOKEN" in wrong.stdout
         right = run("ollama-noded", SERVER_URL=hub, CLUSTER_TOKEN=TOKEN, **common)
         assert right.returncode == 0, right.stdout
-        assert "ok    the hub accepts this node's CLUSTER_TOKEN as node 'checked'" in right.stdout
+        assert f"ok    the hub at {hub} accepts this node's CLUSTER_TOKEN as node 'checked'" in right.stdout
         assert "checked" not in (tmp_path / "hub-registry").name and '"checked"' not in _get(hub + "/nodes")
         ollama_as_hub = run("ollama-noded", SERVER_URL=ollama, CLUSTER_TOKEN=TOKEN, **common)
         assert "is an Ollama server, not a hub" in ollama_as_hub.stdout
