@@ -133,6 +133,21 @@ async def test_a_dead_hub_shows_stale_data_then_recovers(fleet, http):
         assert not table.has_class("stale") and "connected" in str(app.query_one("#header", Static).content)
 
 
+async def test_with_two_hubs_it_follows_whichever_answers(fleet, http):
+    first, second = await fleet.hub(), await fleet.hub()
+    for hub in (first, second):
+        await beat(http, hub, "alpha")
+    app = OllamaTop(f"{first.url},{second.url}", interval=0.2)
+    async with app.run_test(size=(80, 24)):
+        table = app.query_one(NodeTable)
+        await wait_until(lambda: table.row_count == 1, what="the first row")
+        assert first.url in str(app.query_one("#header", Static).content)
+        await first.stop()  # the hub it watched goes: the next poll finds the other, with no stale screen
+        await wait_until(lambda: app.client.base_url == second.url, what="the other hub")
+        await wait_until(lambda: second.url in str(app.query_one("#header", Static).content), what="a redraw")
+        assert app.connected is True and not table.has_class("stale") and table.row_count == 1
+
+
 def test_config_precedence(tmp_path):
     from ollama_connector.tui.config import parser, resolve
 
@@ -145,6 +160,8 @@ def test_config_precedence(tmp_path):
     cli = resolve(parser().parse_args(["--hub", "hub.lan:9000", "--interval", "1"]), env, file)
     assert (cli.hub_url, cli.interval) == ("http://hub.lan:9000", 1.0)
     assert json.dumps(resolve(parser().parse_args([]), {}, tmp_path / "none.toml").__dict__)
+    two = resolve(parser().parse_args(["--hub", "hub1.lan:8000, https://hub2.lan:8000/"]), {}, file)
+    assert two.hub_url == "http://hub1.lan:8000,https://hub2.lan:8000"
 
 
 async def test_api_key_is_sent_to_the_hub(fleet, http):

@@ -139,7 +139,9 @@ class OllamaTop(App[None]):
     def render_header(self) -> None:
         table = self.query_one(NodeTable)
         self.query_one(FleetHeader).show(
-            header_text(self.hub_url, self.connected, self.snapshot, self.last_error, self.clock(), table)
+            header_text(
+                self.client.base_url, self.connected, self.snapshot, self.last_error, self.clock(), table
+            )
             + (f"\n[b red]{escape(self.problem)}[/]" if self.problem and self.connected is not None else "")
         )
 

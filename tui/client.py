@@ -51,8 +51,12 @@ class JobEvent:
 
 
 class HubClient:
+    """One hub, or several (comma-separated URLs, hubs of one fleet): each poll asks the hub that answered
+    last, then the others in order, and stays with the first that answers."""
+
     def __init__(self, base_url: str, api_key: str | None = None) -> None:
-        self.base_url = base_url
+        self.hubs = [url.strip() for url in base_url.split(",") if url.strip()] or [base_url]
+        self.base_url = self.hubs[0]  # the hub that answered last: every other call goes there
         self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._session: aiohttp.ClientSession | None = None
 
@@ -66,8 +70,8 @@ class HubClient:
         if self._session is not None:
             await self._session.close()
 
-    async def _get(self, path: str) -> Any:
-        async with self.session.get(self.base_url + path, timeout=POLL_TIMEOUT) as response:
+    async def _get(self, path: str, hub: str | None = None) -> Any:
+        async with self.session.get((hub or self.base_url) + path, timeout=POLL_TIMEOUT) as response:
             if response.status == 401:
                 raise HubUnreachable("the hub wants an API key: --api-key or OLLAMA_HUB_API_KEY")
             if response.status == 404:
@@ -88,11 +92,18 @@ class HubClient:
         return "this is not an ollama-connector hub (it has no /nodes)"
 
     async def fetch(self) -> FleetSnapshot:
-        try:
-            nodes, stats = await asyncio.gather(self._get("/nodes"), self._get("/stats"))
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            raise HubUnreachable(plainly(exc)) from exc
-        return FleetSnapshot({node["node_id"]: node for node in nodes}, stats)
+        failures: list[tuple[str, str]] = []
+        for hub in [self.base_url, *(h for h in self.hubs if h != self.base_url)]:
+            try:
+                nodes, stats = await asyncio.gather(self._get("/nodes", hub), self._get("/stats", hub))
+            except (aiohttp.ClientError, TimeoutError, ValueError, HubUnreachable) as exc:
+                failures.append((hub, str(exc) if isinstance(exc, HubUnreachable) else plainly(exc)))
+                continue
+            self.base_url = hub
+            return FleetSnapshot({node["node_id"]: node for node in nodes}, stats)
+        if len(failures) == 1:
+            raise HubUnreachable(failures[0][1])
+        raise HubUnreachable("no hub answers: " + "; ".join(f"{hub}: {why}" for hub, why in failures))
 
     async def recent_jobs(self, limit: int) -> dict[str, Any]:
         """GET /jobs: the newest jobs, and the journal's state."""

@@ -50,10 +50,9 @@ def resolve(
         (f"interval in {path or config_file()}", file.get("interval")),
     )
     api_key = args.api_key or environ.get("OLLAMA_HUB_API_KEY") or file.get("api_key") or None
-    if "://" not in hub:
-        hub = "http://" + hub
-
-    return TopConfig(hub_url=hub.rstrip("/"), interval=interval, api_key=api_key)
+    hubs = [part.strip() for part in hub.split(",") if part.strip()] or [DEFAULT_HUB]
+    hubs = [(url if "://" in url else "http://" + url).rstrip("/") for url in hubs]
+    return TopConfig(hub_url=",".join(hubs), interval=interval, api_key=api_key)
 
 
 def first_interval(*sources: tuple[str, object]) -> float:
@@ -75,7 +74,11 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="ollama-top", description="Watch an ollama-connector fleet from the terminal."
     )
-    p.add_argument("--hub", help=f"hub URL (env OLLAMA_HUB_URL, config file, default {DEFAULT_HUB})")
+    p.add_argument(
+        "--hub",
+        help=f"hub URL, or several comma-separated: it follows whichever answers (env OLLAMA_HUB_URL,"
+        f" config file, default {DEFAULT_HUB})",
+    )
     p.add_argument("--interval", help=f"seconds between polls, at least 0.2 (default {DEFAULT_INTERVAL:g})")
     p.add_argument("--api-key", help="bearer token for the hub (env OLLAMA_HUB_API_KEY)")
     p.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
