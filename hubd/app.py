@@ -92,6 +92,7 @@ def create_app(settings: HubSettings) -> web.Application:
         max_failures=settings.max_failures,
         probe_interval=settings.probe_interval,
     )
+    app[REGISTRY].expected_hubs = settings.expected_hubs
     app[COUNTERS] = JobCounters()
     app[PLACEMENT] = Placement(
         app[REGISTRY],

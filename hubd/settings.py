@@ -114,6 +114,9 @@ class HubSettings(EnvSettings):
     """Jobs that may wait at the hub for a free node (capacity policy); past it, 503 server busy."""
     queue_timeout: float = Field(60.0, alias="QUEUE_TIMEOUT_SECONDS", gt=0)
     """Seconds a job may wait at the hub for a free node before a 503 with Retry-After."""
+    expected_hubs: int | None = Field(None, alias="EXPECTED_HUBS", ge=1, le=8)
+    """How many hubs each node should report to (its SERVER_URL); a node whose last heartbeat says it reaches
+    fewer is flagged in /nodes, /stats and ollama-top. Unset: no check."""
     prefix_routing: bool = Field(True, alias="PREFIX_ROUTING")
     """Capacity policy: price the part of each prompt a node has not cached (each node's recent prompts,
     remembered as hashes of their blocks; see How it works). 0: every prompt is priced as new everywhere."""

@@ -80,6 +80,8 @@ def build_heartbeat(app: web.Application) -> Heartbeat:
         gpus=gpus,
         disk_free_bytes=disk_free(settings.models_dir),
         backend=settings.backend,
+        hubs=len(settings.server_url),
+        hubs_reached=sum(state.hubs_reached.values()) if state.hubs_reached else None,
     )
 
 
@@ -140,6 +142,7 @@ async def beat_one_hub(app: web.Application, hub: str, wake: asyncio.Event) -> N
             await send_heartbeat(app, hub)
         except (aiohttp.ClientError, TimeoutError, HubRefused) as exc:
             state.heartbeat_failures += 1
+            state.hubs_reached[hub] = False
             if outage_since is None:
                 outage_since = time.monotonic()
                 log.warning(
@@ -147,6 +150,7 @@ async def beat_one_hub(app: web.Application, hub: str, wake: asyncio.Event) -> N
                 )
             delay, retry = retry, min(retry * 2, settings.heartbeat_interval)
         else:
+            state.hubs_reached[hub] = True
             if outage_since is not None:
                 log.info("hub at %s reachable again after %.0f s", hub, time.monotonic() - outage_since)
                 outage_since = None

@@ -48,6 +48,7 @@ class AgentState:
     jobs: dict[str, int] = field(default_factory=dict)  # by route
     relay_errors: int = 0  # Ollama unreachable, or failing mid-answer
     heartbeat_failures: int = 0
+    hubs_reached: dict[str, bool] = field(default_factory=dict)  # by hub: whether it took the last heartbeat
     pulls: dict[str, int] = field(default_factory=dict)  # by outcome: success, failure
 
 

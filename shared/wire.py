@@ -171,6 +171,8 @@ class Heartbeat(BaseModel):
     gpus: list[Gpu] | None = Field(None, max_length=64)  # None: not reported; []: a CPU node
     disk_free_bytes: JsonInt | None = Field(None, ge=0)  # free space where Ollama keeps its models
     backend: Literal["ollama", "openai"] = "ollama"  # the engine behind the agent (BACKEND)
+    hubs: JsonInt = Field(1, ge=1, le=8)  # the hubs the agent reports to (its SERVER_URL)
+    hubs_reached: JsonInt | None = Field(None, ge=0, le=8)  # of those, the ones that took its last heartbeat
 
     @field_validator("metadata")
     @classmethod
@@ -209,3 +211,4 @@ class NodeView(TypedDict):
     speeds: dict[str, dict[str, Any]]  # learned per model: job_seconds, tokens_per_second, jobs
     load_seconds_per_gb: float | None
     backend: Literal["ollama", "openai"]  # the engine behind its agent
+    hubs: dict[str, Any]  # hubs it reports to, reached, and whether fewer than EXPECTED_HUBS

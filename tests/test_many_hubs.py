@@ -6,6 +6,10 @@ from __future__ import annotations
 import asyncio
 import time
 
+from textual.widgets import Static
+
+from ollama_connector.sim.processes import free_port
+from ollama_connector.tui.app import OllamaTop
 from tests.conftest import wait_until
 
 JOB = {"model": "llama3", "prompt": "x", "stream": False, "options": {"num_predict": 2}}
@@ -45,3 +49,23 @@ async def test_a_hung_hub_does_not_delay_the_others(fleet, http):
     finally:
         hung.close()
         await hung.wait_closed()
+
+
+async def test_a_node_reaching_fewer_hubs_than_expected_is_flagged(fleet, http):
+    hub = await fleet.hub(EXPECTED_HUBS="2")
+    nowhere = f"http://127.0.0.1:{free_port()}"  # a second hub that is down
+    await fleet.node(f"{hub.url},{nowhere}", await fleet.sim(), "n1", wait=False, HEARTBEAT_INTERVAL="0.3")
+
+    async def flagged() -> bool:
+        async with http.get(hub.url + "/nodes/n1") as r:
+            return r.status == 200 and (await r.json())["hubs"]["short"]
+
+    await wait_until(flagged, what="the node flagged as short of hubs")
+    async with http.get(hub.url + "/nodes/n1") as r:
+        assert (await r.json())["hubs"] == {"configured": 2, "reached": 1, "short": True}
+    async with http.get(hub.url + "/stats") as r:
+        assert (await r.json())["hubs"] == {"expected": 2, "by_node": {"n1": 1}, "short": ["n1"]}
+    app = OllamaTop(hub.url, interval=0.2)
+    async with app.run_test(size=(80, 24)):
+        header = app.query_one("#header", Static)
+        await wait_until(lambda: "1 node below 2 hubs" in str(header.content), what="the header's flag")

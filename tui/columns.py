@@ -103,7 +103,8 @@ def cells_of(node: dict[str, Any], now: float, models_room: int) -> dict[str, Pa
     failures = str(node["failure_count"])
     return {
         "node": [(node["node_id"], "")],
-        "status": [(node["status"], STATUS_STYLE.get(node["status"], ""))],
+        "status": [(node["status"], STATUS_STYLE.get(node["status"], ""))]
+        + ([("!", "b yellow")] if (node.get("hubs") or {}).get("short") else []),  # below EXPECTED_HUBS
         "address": [(address(node), "")],
         "models": models_parts(node, models_room),
         "cpu": bar(node["load"]["cpu"]),

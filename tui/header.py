@@ -60,5 +60,11 @@ def header_text(
                 if (waiting := snapshot.stats.get("queue", {}).get("waiting"))
                 else ""
             )
+            + (
+                f" · [b yellow]{count(len(short), 'node')} below {expected} hubs[/]"
+                if (short := (hubs := snapshot.stats.get("hubs") or {}).get("short"))
+                and (expected := hubs.get("expected"))
+                else ""
+            )
         )
     return "\n".join(lines)

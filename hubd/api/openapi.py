@@ -84,6 +84,7 @@ class Stats(TypedDict):
     jobs: JobCounts
     models: dict[str, ModelPlaces]
     queue: Queue
+    hubs: dict[str, Any]
     uptime_seconds: float
     version: str
 

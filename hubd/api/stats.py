@@ -12,6 +12,8 @@ from ollama_connector.hubd.fleet.keys import TRANSFERS
 from ollama_connector.hubd.jobs.keys import COUNTERS
 from ollama_connector.hubd.ops.keys import METRICS
 from ollama_connector.hubd.routing.keys import PLACEMENT, REGISTRY
+from ollama_connector.hubd.routing.node_view import hubs_of
+from ollama_connector.hubd.routing.registry import Registry
 from ollama_connector.shared.cli import package_version
 from ollama_connector.shared.modelnames import display
 
@@ -45,6 +47,7 @@ async def stats(request: web.Request) -> web.Response:
             },
             "models": {name: models[name] for name in sorted(models)},
             "queue": request.app[PLACEMENT].queue_view(now),
+            "hubs": hubs_view(registry),
             "transfers": request.app[TRANSFERS].view(),
             "fleet_models": desired.state if (desired := request.app.get(DESIRED)) else {},
             "uptime_seconds": round(now - counters.started_at, 1),
@@ -59,3 +62,13 @@ async def metrics(request: web.Request) -> web.Response:
     request.app[METRICS].forget_gone()
     body = generate_latest(request.app[METRICS].registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def hubs_view(registry: Registry) -> dict:
+    """The hubs each node reaches (its last heartbeat says), and the nodes below EXPECTED_HUBS."""
+    hubs = {record.node_id: hubs_of(registry, record) for record in registry.all()}
+    return {
+        "expected": registry.expected_hubs,
+        "by_node": {node: seen["reached"] for node, seen in hubs.items()},
+        "short": sorted(node for node, seen in hubs.items() if seen["short"]),
+    }

@@ -41,6 +41,7 @@ def node_view(registry: Registry, record: NodeRecord, now: float | None = None) 
         "speeds": {display(key): speed.view() for key, speed in sorted(record.speeds.items())},
         "load_seconds_per_gb": round(record.load_rate.value, 3) if record.load_rate.samples else None,
         "prompt_cache": record.prompts.view(),  # what the hub predicts it holds, and how that fared
+        "hubs": hubs_of(registry, record),
         "backend": beat.backend,
     }
 
@@ -62,3 +63,11 @@ def _loaded_view(record: NodeRecord) -> list[dict]:
             }
         )
     return entries
+
+
+def hubs_of(registry: Registry, record: NodeRecord) -> dict:
+    """The hubs the node reports to (its SERVER_URL), those that took its last heartbeat, and whether that is
+    fewer than EXPECTED_HUBS."""
+    beat, expected = record.beat, registry.expected_hubs
+    reached = beat.hubs_reached if beat.hubs_reached is not None else beat.hubs
+    return {"configured": beat.hubs, "reached": reached, "short": expected is not None and reached < expected}

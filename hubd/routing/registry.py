@@ -22,6 +22,7 @@ class Registry:
     (hubd.routing.model_index): what heartbeats, jobs, failures and probes change."""
 
     def __init__(self, ttl: float, remove_after: float, max_failures: int, probe_interval: float) -> None:
+        self.expected_hubs: int | None = None  # EXPECTED_HUBS: fewer is flagged (hubd.routing.node_view)
         self.ttl = ttl
         self.remove_after = remove_after
         self.max_failures = max_failures
