@@ -11,6 +11,7 @@ from textual.widgets import Static
 from ollama_connector.sim.processes import free_port
 from ollama_connector.tui.app import OllamaTop
 from tests.conftest import wait_until
+from tests.test_dashboard import CHROMIUM, page_after_its_refresh
 
 JOB = {"model": "llama3", "prompt": "x", "stream": False, "options": {"num_predict": 2}}
 
@@ -51,7 +52,7 @@ async def test_a_hung_hub_does_not_delay_the_others(fleet, http):
         await hung.wait_closed()
 
 
-async def test_a_node_reaching_fewer_hubs_than_expected_is_flagged(fleet, http):
+async def test_a_node_reaching_fewer_hubs_than_expected_is_flagged(fleet, http, tmp_path):
     hub = await fleet.hub(EXPECTED_HUBS="2")
     nowhere = f"http://127.0.0.1:{free_port()}"  # a second hub that is down
     await fleet.node(f"{hub.url},{nowhere}", await fleet.sim(), "n1", wait=False, HEARTBEAT_INTERVAL="0.3")
@@ -69,3 +70,7 @@ async def test_a_node_reaching_fewer_hubs_than_expected_is_flagged(fleet, http):
     async with app.run_test(size=(80, 24)):
         header = app.query_one("#header", Static)
         await wait_until(lambda: "1 node below 2 hubs" in str(header.content), what="the header's flag")
+    if CHROMIUM is not None:  # and on the dashboard
+        page = await page_after_its_refresh(hub.url + "/", tmp_path / "dom")
+        assert '<td class="status online" title="reaches 1 hub(s), fewer than expected">online!</td>' in page
+        assert "1 node below 2 hubs" in page
