@@ -94,10 +94,8 @@ async def _attempts(
         payload = with_num_ctx(body, num_ctx) if num_ctx else body
         with registry.job(node, job.model, num_ctx or job.num_ctx) as ticket:
             if job.prompt is not None and ticket.key is not None:  # in its cache from now on
-                ticket.prompt, (ticket.predicted, ticket.age) = (
-                    job.prompt,
-                    node.prompts.sent(ticket.key, job.prompt),
-                )
+                ticket.prompt = job.prompt
+                ticket.predicted, ticket.age = node.prompts.sent(ticket.key, job.prompt)
             try:
                 return await _run_on(app, node, job, ticket, payload, deliver)
             except NodeFailed as exc:

@@ -41,7 +41,6 @@ class ModelSpeed:
     tokens_per_second: Ewma = field(default_factory=Ewma)
     first_byte_seconds: Ewma = field(default_factory=Ewma)  # from sending the job to its first byte, no load
     prefill_rate: Ewma = field(default_factory=Ewma)  # prompt tokens a second, of prompts it had not cached
-    prefill_seconds: Ewma = field(default_factory=Ewma)  # a job's prompt_eval_duration: part of job_seconds
 
     def view(self) -> dict:
         return {

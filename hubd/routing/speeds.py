@@ -194,7 +194,6 @@ class FleetSpeeds:
         assert ticket.key is not None
         cached, seconds = timings.cached, timings.prompt_seconds
         if seconds is not None:
-            speed.prefill_seconds.add(seconds)
             self.prefill_seconds.setdefault(ticket.key, Ewma()).add(seconds)
             cold = not ticket.predicted and count >= BLOCK_TOKENS and seconds > 0
             if cold and (rate := count / seconds) <= MAX_PREFILL_TOKENS_PER_SECOND:
