@@ -16,7 +16,15 @@ from ollama_connector.noded.keys import SESSION, SETTINGS, STATE, TASKS, AgentSt
 from ollama_connector.noded.proxy import refusal
 from ollama_connector.noded.pulls import pull_ctx
 from ollama_connector.noded.settings import NodeSettings
-from ollama_connector.shared.agent_contract import CHALLENGE_HEADER, PROOF_HEADER, Reason, proof
+from ollama_connector.noded.slots import Slots
+from ollama_connector.shared.agent_contract import (
+    CHALLENGE_HEADER,
+    IN_FLIGHT_HEADER,
+    PROOF_HEADER,
+    Reason,
+    in_flight_header,
+    proof,
+)
 from ollama_connector.shared.auth import is_authorized
 from ollama_connector.shared.bodies import BadRequest
 from ollama_connector.shared.settings import warn_if_open
@@ -48,10 +56,12 @@ async def client_session_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def sign_answer(request: web.BaseRequest, response: web.StreamResponse) -> None:
     """Prove to the hub that its call reached this agent (shared.agent_contract): only to a caller that
-    presented our credential, so that nobody else can use us to sign."""
+    presented our credential, so that nobody else can use us to sign. With the proof, the jobs in flight
+    here per model, so that every hub's picture of the node stays current between heartbeats."""
     token = request.app[SETTINGS].hub_token
     if (challenge := request.headers.get(CHALLENGE_HEADER)) and is_authorized(request, token):
         response.headers[PROOF_HEADER] = proof(token.get_secret_value() if token else None, challenge)
+        response.headers[IN_FLIGHT_HEADER] = in_flight_header(request.app[STATE].slots.view())
 
 
 def create_app(settings: NodeSettings) -> web.Application:
@@ -65,7 +75,8 @@ def create_app(settings: NodeSettings) -> web.Application:
         )
     app = web.Application(middlewares=[error_bodies], client_max_size=64 * 1024 * 1024)
     app[SETTINGS] = settings
-    app[STATE] = AgentState(port=settings.port)
+    app[STATE] = state = AgentState(port=settings.port)
+    state.slots = Slots(settings.num_parallel, settings.max_loaded_models or 3, state.wake.set)
     app[TASKS] = {}
     app.on_response_prepare.append(sign_answer)
     app.cleanup_ctx.extend([client_session_ctx, heartbeat_ctx, pull_ctx])

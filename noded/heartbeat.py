@@ -82,12 +82,13 @@ def build_heartbeat(app: web.Application) -> Heartbeat:
         backend=settings.backend,
         hubs=len(settings.server_url),
         hubs_reached=sum(state.hubs_reached.values()) if state.hubs_reached else None,
+        in_flight=state.slots.view(),
     )
 
 
 async def send_heartbeat(app: web.Application, hub: str) -> None:
     settings = app[SETTINGS]
-    await refresh_ollama(app)
+    await refresh_ollama(app, reuse=True)
     beat = build_heartbeat(app)
     url = hub + "/nodes/heartbeat"
     async with app[SESSION].post(

@@ -9,6 +9,7 @@ from aiohttp import ClientSession, web
 
 from ollama_connector.noded.gpus import Nvml
 from ollama_connector.noded.settings import NodeSettings
+from ollama_connector.noded.slots import Slots
 from ollama_connector.shared.lifecycle import Supervised
 from ollama_connector.shared.wire import LoadedModel
 
@@ -37,10 +38,12 @@ class AgentState:
     listening: asyncio.Event = field(default_factory=asyncio.Event)
     wake: Wake = field(default_factory=lambda: Wake())  # set() sends a heartbeat to every hub now
     active_jobs: int = 0
+    slots: Slots = field(default_factory=lambda: Slots(1, 3, lambda: None))  # set up by the app factory
     draining: bool = False
     models: list[str] = field(default_factory=list)
     ollama_version: str | None = None
     ollama_up: bool | None = None  # None until the first check
+    refreshed_at: float = 0.0  # monotonic, when Ollama last answered the agent's look (noded.ollama)
     loaded: list[LoadedModel] = field(default_factory=list)  # from /api/ps at the last check
     sizes: dict[str, int] = field(default_factory=dict)  # from /api/tags: bytes per model
     nvml: Nvml = field(default_factory=Nvml)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import aiohttp
 from aiohttp import web
@@ -15,6 +16,7 @@ from ollama_connector.shared.wire import LoadedModel
 
 log = logging.getLogger(__name__)
 OLLAMA_TIMEOUT = aiohttp.ClientTimeout(total=5.0)
+FRESH_FOR = 1.0  # seconds a look at Ollama serves every heartbeat (each hub's, and those a freed slot sends)
 
 
 async def ollama_json(app: web.Application, path: str) -> dict:
@@ -38,10 +40,14 @@ def loaded_models(ps: object) -> list[LoadedModel]:
     return loaded[:64]
 
 
-async def refresh_ollama(app: web.Application) -> bool:
+async def refresh_ollama(app: web.Application, reuse: bool = False) -> bool:
     """Update the model list and version; with Ollama down the list is empty, so the hub sends nothing."""
     state, settings = app[STATE], app[SETTINGS]
     was_up = state.ollama_up
+    if (
+        reuse and was_up and time.monotonic() - state.refreshed_at < FRESH_FOR
+    ):  # beats to several hubs at once
+        return True
     try:
         if settings.backend == "openai":  # its /v1/models is all it says: no version or sizes
             listed = await ollama_json(app, "/v1/models")
@@ -72,7 +78,7 @@ async def refresh_ollama(app: web.Application) -> bool:
         m.get("model") or m.get("name") for m in tags.get("models") or [] if m.get("model") or m.get("name")
     ]
     state.ollama_version = None if version.get("version") is None else str(version["version"])
-    state.ollama_up = True
+    state.ollama_up, state.refreshed_at = True, time.monotonic()
     state.loaded = loaded_models(ps)
     state.sizes = {
         m["model"]: m["size"]

@@ -42,9 +42,13 @@ def error_format(path: str) -> error_formats.StreamFormat:
     return error_formats.stream_format(path)
 
 
-def refusal(path: str, status: int, reason: Reason, message: str) -> web.Response:
+def refusal(
+    path: str, status: int, reason: Reason, message: str, headers: dict[str, str] | None = None
+) -> web.Response:
     """An answer that is not Ollama's: the agent's own refusal, named for the hub."""
-    return error_formats.response(error_format(path), status, message, {REASON_HEADER: reason})
+    return error_formats.response(
+        error_format(path), status, message, {REASON_HEADER: reason, **(headers or {})}
+    )
 
 
 class OllamaUnreachable(Exception):

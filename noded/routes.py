@@ -12,7 +12,8 @@ from ollama_connector.noded import openai_backend
 from ollama_connector.noded.keys import SETTINGS, STATE, TASKS
 from ollama_connector.noded.ollama import ollama_json
 from ollama_connector.noded.proxy import forward, forward_for_hub, refusal
-from ollama_connector.shared.agent_contract import KEEPALIVE_HEADER, Reason
+from ollama_connector.noded.slots import model_of
+from ollama_connector.shared.agent_contract import KEEPALIVE_HEADER, MODEL_HEADER, Reason
 from ollama_connector.shared.auth import is_authorized
 from ollama_connector.shared.relay import describe
 
@@ -72,6 +73,16 @@ async def run_job(request: web.Request, ollama_path: str) -> web.StreamResponse:
         return await forward(request, ollama_path, body)
     if state.draining:
         return refusal(request.path, 503, Reason.DRAINING, "node is draining and takes no new jobs")
+    key = model_of(request.headers, body, MODEL_HEADER)
+    if (full := state.slots.why_full(key)) is not None:
+        state.slots.refuse()
+        return refusal(request.path, 503, Reason.NODE_FULL, full, {"Retry-After": "1"})
+    with state.slots.taken(key):
+        return await _relay_job(request, ollama_path, body)
+
+
+async def _relay_job(request: web.Request, ollama_path: str, body: bytes) -> web.StreamResponse:
+    state = request.app[STATE]
     state.active_jobs += 1
     state.jobs[ollama_path] = state.jobs.get(ollama_path, 0) + 1
     try:
@@ -138,7 +149,8 @@ async def manage_route(request: web.Request) -> web.StreamResponse:
     try:
         return await forward(request, request.path, await request.read(), method=request.method)
     finally:
-        state.wake.set()  # its models may have changed: a heartbeat now tells the hub
+        state.refreshed_at = 0.0  # its models may have changed: a heartbeat now, with a fresh look, tells
+        state.wake.set()  # every hub
 
 
 for path in JOB_ROUTES:

@@ -79,9 +79,11 @@ class NodeSettings(EnvSettings):
     hub_ca_file: OptionalStr = Field(None, alias="HUB_CA_FILE")
     """The CA that signed the hub's certificate, for an https:// SERVER_URL; unset: the system's CAs."""
     num_parallel: int = Field(1, alias="OLLAMA_NUM_PARALLEL", ge=1)
-    """The local Ollama's OLLAMA_NUM_PARALLEL (Ollama does not report it): requests a model serves at once."""
+    """The local Ollama's OLLAMA_NUM_PARALLEL (Ollama does not report it): requests a model serves at once.
+    The agent lets no more through at once, from all hubs together (the next gets 503 `node_full`)."""
     max_loaded_models: int = Field(0, alias="OLLAMA_MAX_LOADED_MODELS", ge=0)
-    """The local Ollama's OLLAMA_MAX_LOADED_MODELS; 0, Ollama's default, is 3 per GPU (3 on a CPU node)."""
+    """The local Ollama's OLLAMA_MAX_LOADED_MODELS; 0, Ollama's default, is 3 per GPU (3 on a CPU node). The
+    agent runs jobs of at most this many models at once (3 when 0)."""
     max_queue: int = Field(512, alias="OLLAMA_MAX_QUEUE", ge=1)
     """The local Ollama's OLLAMA_MAX_QUEUE."""
     vram_gb: float = Field(0.0, alias="NODE_VRAM_GB", ge=0)

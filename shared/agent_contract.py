@@ -37,6 +37,9 @@ REASON_HEADER = "X-Agent-Reason"
 KEEPALIVE_HEADER = "X-Connector-Keepalive"
 FRAMED_HEADER = "X-Connector-Framed"
 HOP_HEADER = "X-Connector-Hop"  # the hub's mark; agents pass it on to Ollama, so a loop comes back marked
+MODEL_HEADER = "X-Connector-Model"  # the hub's: the job's model, so the agent admits it without parsing
+IN_FLIGHT_HEADER = "X-Agent-In-Flight"  # the agent's, on every answer to a job: its jobs in flight per model
+MAX_IN_FLIGHT_MODELS = 64
 
 
 class Reason(StrEnum):
@@ -50,6 +53,9 @@ class Reason(StrEnum):
     ROUTE_MISSING = "route_missing"  # the engine does not serve the route (an older Ollama, another engine)
     OLLAMA_FAILED = "ollama_failed"  # Ollama answered 5xx, or its stream failed before its first token
     CALLER_ERROR = "caller_error"  # Ollama rejected the request itself (4xx): the caller's to fix
+    # Every slot of the model is taken (OLLAMA_NUM_PARALLEL), or OLLAMA_MAX_LOADED_MODELS other models are
+    # busy: jobs from another hub, as a rule. Not a failure: another node, or the hub's queue, takes the job.
+    NODE_FULL = "node_full"
     # Seen by the hub.
     UNREACHABLE = "unreachable"  # no connection, or no answer at all before the timeout
     DROPPED = "dropped"  # the connection closed before the answer was complete
@@ -74,6 +80,7 @@ POLICY: dict[Reason, Policy] = {
     Reason.ROUTE_MISSING: Policy(fails_over=True, counts_against_node=False),
     Reason.OLLAMA_FAILED: Policy(fails_over=True, counts_against_node=True),
     Reason.CALLER_ERROR: Policy(fails_over=False, counts_against_node=False),
+    Reason.NODE_FULL: Policy(fails_over=True, counts_against_node=False),
     Reason.UNREACHABLE: Policy(fails_over=True, counts_against_node=True),
     Reason.DROPPED: Policy(fails_over=True, counts_against_node=True),
     # The node may still be running it: running it again elsewhere would cost the GPU time twice.
@@ -82,6 +89,26 @@ POLICY: dict[Reason, Policy] = {
     # Nothing reached the caller, and the hub cancels the job there: another node may run it.
     Reason.STALLED: Policy(fails_over=True, counts_against_node=True),
 }
+
+
+def in_flight_header(counts: dict[str, int]) -> str:
+    """The agent's jobs in flight per model, as IN_FLIGHT_HEADER carries them."""
+    return json.dumps(counts, separators=(",", ":"))
+
+
+def parse_in_flight(value: str | None) -> dict[str, int] | None:
+    """IN_FLIGHT_HEADER as sent; None when absent or not one (an older agent, or something else)."""
+    if not value or len(value) > 32 * 1024:
+        return None
+    try:
+        counts = json.loads(value)
+    except ValueError:
+        return None
+    if not isinstance(counts, dict) or len(counts) > MAX_IN_FLIGHT_MODELS:
+        return None
+    if not all(isinstance(k, str) and type(n) is int and 0 <= n <= 100_000 for k, n in counts.items()):
+        return None
+    return counts
 
 
 def proof(credential: str | None, challenge: str) -> str:

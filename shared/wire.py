@@ -173,6 +173,10 @@ class Heartbeat(BaseModel):
     backend: Literal["ollama", "openai"] = "ollama"  # the engine behind the agent (BACKEND)
     hubs: JsonInt = Field(1, ge=1, le=8)  # the hubs the agent reports to (its SERVER_URL)
     hubs_reached: JsonInt | None = Field(None, ge=0, le=8)  # of those, the ones that took its last heartbeat
+    # Jobs the agent has sent its Ollama and not yet had answered, per model (from every hub); None: not said.
+    in_flight: dict[ModelName, Annotated[JsonInt, Field(ge=0, le=100_000)]] | None = Field(
+        None, max_length=64
+    )
 
     @field_validator("metadata")
     @classmethod
@@ -205,6 +209,7 @@ class NodeView(TypedDict):
     loaded: list[str]
     running: dict[str, int]
     slots: dict[str, int]  # used and total: NUM_PARALLEL for each loaded model
+    elsewhere: dict[str, int]  # jobs other hubs run there per model, as its agent said a moment ago
     restored: bool
     models_loaded: list[dict[str, Any]]  # name, context_length, size_vram, expires_at, loading, running
     gpus: list[dict[str, Any]] | None  # from NVML; [] on a CPU node, None when the agent did not say

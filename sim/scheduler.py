@@ -68,6 +68,9 @@ class SchedulerStats:
     unloads: int = 0
     evictions_with_waiting: int = 0  # a model unloaded while requests for it were in the pending queue
     busy: int = 0  # 503s: the pending queue was full
+    held: int = 0  # requests inside Ollama now: running, or queued for a load or a slot
+    most_held: int = 0  # the most it ever held at once (above its slots: a queue out of its callers' sight)
+    most_running: int = 0  # the most it ever ran at once
 
 
 class Scheduler:
@@ -77,6 +80,7 @@ class Scheduler:
         self.loading: set[str] = set()
         self.pending: deque[Pending] = deque()
         self.stats = SchedulerStats()
+        self._running = 0
         self._worker: asyncio.Task[None] | None = None
 
     @property
@@ -88,16 +92,24 @@ class Scheduler:
         self, model: SimModel, num_ctx: int | None = None, keep_alive: float | None = None
     ) -> AsyncIterator[int]:
         """Hold one of the model's slots for a request; yields the nanoseconds spent waiting and loading."""
-        started = time.perf_counter_ns()
-        runner = await self._runner_for(model, num_ctx or DEFAULT_CTX, keep_alive)
+        started, stats = time.perf_counter_ns(), self.stats
+        stats.held += 1
+        stats.most_held = max(stats.most_held, stats.held)
         try:
-            await runner.slots.acquire()
+            runner = await self._runner_for(model, num_ctx or DEFAULT_CTX, keep_alive)
             try:
-                yield time.perf_counter_ns() - started
+                await runner.slots.acquire()
+                self._running += 1
+                stats.most_running = max(stats.most_running, self._running)
+                try:
+                    yield time.perf_counter_ns() - started
+                finally:
+                    self._running -= 1
+                    runner.slots.release()
             finally:
-                runner.slots.release()
+                self._release(runner)
         finally:
-            self._release(runner)
+            stats.held -= 1
 
     async def load_only(self, model: SimModel, num_ctx: int | None, keep_alive: float | None) -> int:
         """Ollama's load shortcut (an empty prompt): load with the request's options, keep for keep_alive."""

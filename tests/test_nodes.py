@@ -42,7 +42,16 @@ async def test_nodes_in_the_seeds_shape(fleet, http):
         "slots",
         "models_loaded",
     }
-    beside |= {"gpus", "speeds", "load_seconds_per_gb", "backend", "restored", "prompt_cache", "hubs"}
+    beside |= {
+        "gpus",
+        "speeds",
+        "load_seconds_per_gb",
+        "backend",
+        "restored",
+        "prompt_cache",
+        "hubs",
+        "elsewhere",
+    }
     assert set(listed) - SEED_FIELDS == beside  # beside the seed's fields
     assert listed["capacity"] == {
         "num_parallel": 1,

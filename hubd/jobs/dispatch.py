@@ -19,6 +19,7 @@ from ollama_connector.hubd.errors import AllNodesFailed, CallerError, NodeTimedO
 from ollama_connector.hubd.guard.auth import who
 from ollama_connector.hubd.jobs.answers import NodeFailed, broken, classify, error_message
 from ollama_connector.hubd.jobs.blame import Blame
+from ollama_connector.hubd.jobs.full_nodes import ROOM_AWAITED, FullNodes
 from ollama_connector.hubd.jobs.job import Job
 from ollama_connector.hubd.jobs.keys import LEDGER
 from ollama_connector.hubd.jobs.stalls import first_byte_within, token_gap_within
@@ -29,9 +30,11 @@ from ollama_connector.hubd.routing.node_client import Unproven
 from ollama_connector.hubd.routing.speeds import timings_of
 from ollama_connector.shared import error_formats
 from ollama_connector.shared.agent_contract import (
+    IN_FLIGHT_HEADER,
     POLICY,
     Head,
     Reason,
+    parse_in_flight,
 )
 from ollama_connector.shared.bodies import with_num_ctx
 from ollama_connector.shared.modelnames import canonical
@@ -71,6 +74,17 @@ async def dispatch_to(app: web.Application, job: Job, deliver: Deliver) -> web.S
 async def _attempts(
     app: web.Application, job: Job, deliver: Deliver, tried: set[str], blame: Blame
 ) -> web.StreamResponse | None:
+    full = FullNodes(app[REGISTRY], app[PLACEMENT], job.job_id)
+    while True:
+        answer = await _attempts_once(app, job, deliver, tried, blame, full)
+        if answer is not ROOM_AWAITED:
+            return answer  # type: ignore[return-value]
+        await full.wait_for_room(tried)
+
+
+async def _attempts_once(
+    app: web.Application, job: Job, deliver: Deliver, tried: set[str], blame: Blame, full: FullNodes
+) -> web.StreamResponse | object | None:
     registry, placement, ledger, record = app[REGISTRY], app[PLACEMENT], app[LEDGER], job.record
     # Each choice is made when it is needed, so a node that degraded while others were tried is skipped.
     while (
@@ -100,6 +114,11 @@ async def _attempts(
                 return await _run_on(app, node, job, ticket, payload, deliver)
             except NodeFailed as exc:
                 record.node = None  # it did not run there
+                if exc.reason is Reason.NODE_FULL:  # another hub's jobs fill it: never a failure
+                    record.nodes.pop()
+                    full.refused(node, tried)
+                    ledger.failed_over(str(exc.reason))
+                    continue
                 policy = POLICY[exc.reason]
                 job.errors.append(
                     {
@@ -132,6 +151,8 @@ async def _attempts(
                     exc.reason,
                     exc.message,
                 )
+    if full.nodes:
+        return ROOM_AWAITED  # the only nodes left were full: the job waits for a slot, then tries them again
     if not job.errors:
         raise NoHealthyNodes(job.job_id, job.model, known=bool(registry.holders(job.model)))
     if all(e["reason"] is Reason.MODEL_MISSING for e in job.errors):
@@ -147,7 +168,9 @@ async def _run_on(
     opening = asyncio.timeout_at(deadline)
     try:
         async with opening:
-            upstream = await app[NODES].open_job(node, job.node_path, payload, job.job_id, job.content_type)
+            upstream = await app[NODES].open_job(
+                node, job.node_path, payload, job.job_id, job.content_type, job.model
+            )
     except Unproven as exc:
         raise NodeFailed(Reason.UNPROVEN, str(exc), 502) from exc
     except (aiohttp.ClientError, TimeoutError) as exc:
@@ -161,6 +184,9 @@ async def _run_on(
         reader.deadline = deadline  # from when the job was sent, keep-alives or not
         try:
             head = await classify(upstream, reader)
+            if (in_flight := parse_in_flight(upstream.headers.get(IN_FLIGHT_HEADER))) is not None:
+                full = ticket.key if head.reason is Reason.NODE_FULL else None
+                app[REGISTRY].heard_in_flight(node, in_flight, full)
             if head.reason is not None:
                 raise NodeFailed(head.reason, await error_message(reader, head.status), head.status)
             answer_headers = {"Content-Type": head.content_type or "application/json", **ours}

@@ -15,6 +15,9 @@ from ollama_connector.shared.modelnames import canonical, display
 from ollama_connector.shared.wire import MAX_MODELS, Capacity, Heartbeat
 
 DEFAULT_CAPACITY = Capacity()
+# How long what a node's agent said of other hubs' jobs there holds: the hub hears of their end only with the
+# node's next answer or heartbeat, so it assumes them gone after this (a wrong guess costs one node_full).
+ELSEWHERE_FOR = 2.0
 ALPHA = 0.2  # weight of the newest sample in a learned figure
 
 
@@ -97,6 +100,11 @@ class NodeRecord:
     speeds: dict[str, ModelSpeed] = field(default_factory=dict)  # learned from its jobs (hubd.routing.speeds)
     load_rate: Ewma = field(default_factory=Ewma)  # seconds per GB its loads took
     prompts: NodePrompts = field(default_factory=NodePrompts)  # what its prompt caches hold (predicted)
+    # Jobs other hubs run there, per model (its agent's count less the hub's own), until `elsewhere_until`;
+    # and the models it refused (node_full), until when.
+    elsewhere: dict[str, int] = field(default_factory=dict)
+    elsewhere_until: float = 0.0
+    full_until: dict[str, float] = field(default_factory=dict)
     announced_offline: bool = field(default=False)
     source: str = ""  # the address its heartbeats come from: the id is bound to it until the node is pruned
     credential: str | None = None  # its own token's name; "": the shared CLUSTER_TOKEN; None: an open hub
@@ -136,6 +144,42 @@ class NodeRecord:
     def slots(self) -> int:
         """Jobs the node can run at once without a load: NUM_PARALLEL for each loaded model."""
         return self.capacity.num_parallel * max(1, len(self.loaded))
+
+    def busy(self, key: str) -> int:
+        """Jobs of the model running there: the hub's own, and (while its agent's word holds) other hubs'."""
+        own = self.running.get(key, 0)
+        if not self.elsewhere and not self.full_until:
+            return own
+        now = time.monotonic()
+        if self.full_until.get(key, 0.0) > now:
+            return max(own, self.capacity.num_parallel)
+        return own + self.elsewhere.get(key, 0) if now < self.elsewhere_until else own
+
+    def busy_total(self) -> int:
+        return sum(self.busy(key) for key in self.running.keys() | self.elsewhere.keys())
+
+    def refused(self, key: str) -> bool:
+        """Whether the node said, a moment ago, that it has no room for the model (node_full)."""
+        return bool(self.full_until) and self.full_until.get(key, 0.0) > time.monotonic()
+
+    def heard_in_flight(self, reported: dict[str, int], full: str | None = None) -> bool:
+        """What its agent says it has in flight per model (every hub's jobs), and the model it just refused,
+        if any; whether the picture has more room than before."""
+        now = time.monotonic()
+        before = sum(self.elsewhere.values()) if now < self.elsewhere_until else 0
+        counts: dict[str, int] = {}
+        for name, n in reported.items():
+            counts[canonical(name)] = counts.get(canonical(name), 0) + n
+        self.elsewhere = {
+            k: n - self.running.get(k, 0) for k, n in counts.items() if n > self.running.get(k, 0)
+        }
+        self.elsewhere_until = now + ELSEWHERE_FOR
+        for key in self.elsewhere.keys() & self.model_keys:
+            self.loaded.setdefault(key, None)  # loaded there, whatever its last heartbeat said
+        self.full_until = {k: until for k, until in self.full_until.items() if until > now}
+        if full is not None:
+            self.full_until[full] = now + ELSEWHERE_FOR
+        return full is None and sum(self.elsewhere.values()) < before
 
     def learn_loaded(self) -> None:
         """What a heartbeat's /api/ps said, plus what the hub has sent since (a model being served is
@@ -190,7 +234,7 @@ class NodeRecord:
         others = [k for k in self.loaded if k != key]
         evicted: list[str] = []
         while not self.fits(key, others):
-            idle = sorted(k for k in others if not self.running.get(k))
+            idle = sorted(k for k in others if not self.busy(k))
             if not idle:
                 return evicted, False  # Ollama waits for a busy model to finish
             others.remove(idle[0])

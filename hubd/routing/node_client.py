@@ -22,6 +22,7 @@ from ollama_connector.shared.agent_contract import (
     CHALLENGE_HEADER,
     HOP_HEADER,
     KEEPALIVE_HEADER,
+    MODEL_HEADER,
     PROOF_HEADER,
     proves,
 )
@@ -92,7 +93,7 @@ class NodeClient:
         raise unproven
 
     async def open_job(
-        self, node: NodeRecord, path: str, payload: bytes, job_id: str, content_type: str
+        self, node: NodeRecord, path: str, payload: bytes, job_id: str, content_type: str, model: str
     ) -> aiohttp.ClientResponse:
         """Send a job; the caller reads (and closes) the answer. REQUEST_TIMEOUT bounds a silence, never a
         long answer: the agent sends keep-alives four times per timeout while its Ollama works."""
@@ -103,7 +104,11 @@ class NodeClient:
             node,
             job_id,
             content_type,
-            **{"X-Job-Id": job_id, KEEPALIVE_HEADER: f"{max(0.05, self.request_timeout / 4):g}"},
+            **{
+                "X-Job-Id": job_id,
+                KEEPALIVE_HEADER: f"{max(0.05, self.request_timeout / 4):g}",
+                MODEL_HEADER: model,
+            },
         )
         response = await self.session.post(
             node.base_url + path, data=payload, headers=headers, timeout=timeout

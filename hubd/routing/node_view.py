@@ -35,7 +35,8 @@ def node_view(registry: Registry, record: NodeRecord, now: float | None = None) 
         "capacity": record.capacity.model_dump(),
         "loaded": sorted(display(key) for key in record.loaded),
         "running": {display(key): count for key, count in record.running.items()},
-        "slots": {"used": sum(record.running.values()), "total": record.slots()},
+        "slots": {"used": record.busy_total(), "total": record.slots()},
+        "elsewhere": _elsewhere(record),
         "models_loaded": _loaded_view(record),
         "gpus": [gpu.model_dump() for gpu in beat.gpus] if beat.gpus is not None else None,
         "speeds": {display(key): speed.view() for key, speed in sorted(record.speeds.items())},
@@ -44,6 +45,12 @@ def node_view(registry: Registry, record: NodeRecord, now: float | None = None) 
         "hubs": hubs_of(registry, record),
         "backend": beat.backend,
     }
+
+
+def _elsewhere(record: NodeRecord) -> dict[str, int]:
+    """Jobs other hubs run there per model, as its agent said a moment ago (several hubs, one fleet)."""
+    counts = {display(key): record.busy(key) - record.running.get(key, 0) for key in record.elsewhere}
+    return {name: n for name, n in counts.items() if n > 0}
 
 
 def _loaded_view(record: NodeRecord) -> list[dict]:

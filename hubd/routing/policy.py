@@ -134,7 +134,7 @@ class CapacityPolicy:
         (less its mean prefill, when there is a prompt to price), as much slower as the streams it would
         share the node's compute with are more than those its jobs shared it with so far, plus the prefill
         of what the node has not cached."""
-        shared = SHARED_COMPUTE(sum(node.running.values())) / SHARED_COMPUTE(self.speeds.sharing(ask.key))
+        shared = SHARED_COMPUTE(node.busy_total()) / SHARED_COMPUTE(self.speeds.sharing(ask.key))
         if ask.prompt is None:
             return seconds * shared, 0
         rate, share = self.speeds.prefill(node, ask.key)
@@ -195,7 +195,7 @@ class CapacityPolicy:
             capacity = node.capacity
             seconds = self.job_seconds(node, ask.key)
             if node.compatible(ask.key, ask.num_ctx, ask.larger_ok):
-                if node.running.get(ask.key, 0) < capacity.num_parallel:
+                if node.busy(ask.key) < capacity.num_parallel:
                     cost, matched = self.ready_seconds(node, ask, seconds)
                     if ask.key in node.loading:  # a copy still loading there: its slots come after the load
                         cost += self.load_seconds(node, ask.key)
@@ -209,8 +209,8 @@ class CapacityPolicy:
                     else:
                         soonest_load = 0.0
                 continue
-            if ask.key in node.loaded and node.running.get(ask.key):
-                continue  # loaded with another context and busy: a reload would wait for those jobs
+            if (ask.key in node.loaded and node.busy(ask.key)) or node.refused(ask.key):
+                continue  # loaded with another context and busy (a reload would wait for those jobs), or full
             evicted, fits = node.evictions(ask.key)
             if not fits:
                 continue

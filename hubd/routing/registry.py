@@ -14,7 +14,6 @@ from ollama_connector.shared.modelnames import canonical
 from ollama_connector.shared.wire import Heartbeat, NodeStatus
 
 log = logging.getLogger(__name__)
-MAX_PROBE_BACKOFF = 300.0
 
 
 class Registry:
@@ -23,9 +22,7 @@ class Registry:
 
     def __init__(self, ttl: float, remove_after: float, max_failures: int, probe_interval: float) -> None:
         self.expected_hubs: int | None = None  # EXPECTED_HUBS: fewer is flagged (hubd.routing.node_view)
-        self.ttl = ttl
-        self.remove_after = remove_after
-        self.max_failures = max_failures
+        self.ttl, self.remove_after, self.max_failures = ttl, remove_after, max_failures
         self.probe_interval = probe_interval
         self._nodes: dict[str, NodeRecord] = {}
         self._index = ModelIndex()
@@ -86,6 +83,8 @@ class Registry:
             record.last_seen, record.last_seen_wall, record.announced_offline = now, wall, False
         record.learn_loaded()
         self._index.add(record)
+        if beat.in_flight is not None and record.heard_in_flight(beat.in_flight):
+            self._slot_freed()
         for listener in self.heard:
             listener()
         return record
@@ -157,8 +156,16 @@ class Registry:
                     del record.running[key]
                 record.loading.discard(key)
             self._rerank(record)
-            for listener in self.job_ended:
-                listener()
+            self._slot_freed()
+
+    def heard_in_flight(self, record: NodeRecord, counts: dict[str, int], full: str | None = None) -> None:
+        """What a node's agent says it has in flight (an answer's header, a heartbeat)."""
+        if record.heard_in_flight(counts, full):  # more room than the hub thought: waiting jobs look again
+            self._slot_freed()
+
+    def _slot_freed(self) -> None:
+        for listener in self.job_ended:
+            listener()
 
     def record_success(self, record: NodeRecord) -> None:
         record.consecutive_failures = record.consecutive_stalls = 0
@@ -184,26 +191,6 @@ class Registry:
                 reason,
                 record.probe_backoff,
             )
-
-    def due_probes(self) -> list[NodeRecord]:
-        now = time.monotonic()
-        return [
-            r
-            for r in self._nodes.values()
-            if r.degraded and r.next_probe <= now and self.status(r, now) != "offline"
-        ]
-
-    def probe_result(self, record: NodeRecord, healthy: bool, detail: str) -> None:
-        if healthy:
-            record.degraded = False
-            record.consecutive_failures = 0
-            log.info("node %s passed its health probe and is back in rotation", record.node_id)
-            return
-        record.probe_backoff = min(record.probe_backoff * 2, MAX_PROBE_BACKOFF)
-        record.next_probe = time.monotonic() + record.probe_backoff
-        log.debug(
-            "node %s still unhealthy (%s); next probe in %.0f s", record.node_id, detail, record.probe_backoff
-        )
 
     def sweep(self) -> None:
         """Announce nodes that went offline, and remove those silent for longer than `remove_after`."""

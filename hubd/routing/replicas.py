@@ -68,7 +68,7 @@ class Replicas:
             ok = await self.load(node, key, num_ctx)
         finally:
             node.loading.discard(key)
-            if not ok and key in node.loaded and not node.running.get(key):
+            if not ok and key in node.loaded and not node.busy(key):
                 del node.loaded[key]  # the next heartbeat says what is there
         if ok:
             self.loaded += 1
