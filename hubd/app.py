@@ -43,6 +43,7 @@ from ollama_connector.hubd.jobs.journal import Journal
 from ollama_connector.hubd.jobs.keys import COUNTERS, JOURNAL, LEDGER, RUNS
 from ollama_connector.hubd.jobs.ledger import Ledger
 from ollama_connector.hubd.jobs.runs import Runs
+from ollama_connector.hubd.jobs.takeover import leases_ctx
 from ollama_connector.hubd.keys import HOP_ID, SETTINGS
 from ollama_connector.hubd.ops.keys import METRICS
 from ollama_connector.hubd.ops.metrics import HubMetrics
@@ -101,7 +102,8 @@ def create_app(settings: HubSettings) -> web.Application:
         settings.queue_timeout,
         settings.sticky_sessions,
     )
-    app[JOURNAL] = Journal(journal_path(settings), settings.journal_max_days, settings.journal_max_jobs)
+    url = settings.journal_url.get_secret_value() if settings.journal_url else None
+    app[JOURNAL] = Journal(journal_path(settings), settings.journal_max_days, settings.journal_max_jobs, url)
     app[LEDGER] = Ledger(
         settings.max_concurrent_jobs,
         app[COUNTERS],
@@ -128,6 +130,7 @@ def create_app(settings: HubSettings) -> web.Application:
             client_session_ctx,
             persistence_ctx,
             journal_ctx,
+            leases_ctx,
             transfers_ctx,
             desired_ctx,
             upkeep_ctx,

@@ -7,9 +7,12 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
+
 from ollama_connector.hubd.app import create_app, runner_options
 from ollama_connector.hubd.guard import keys_cli, nodes_cli
 from ollama_connector.hubd.guard.keyring import KeyFile
+from ollama_connector.hubd.jobs.journal_db import redacted
 from ollama_connector.hubd.settings import HubSettings, has_node_tokens, keys_path, nodes_path
 from ollama_connector.shared.cli import can_listen, start_daemon
 from ollama_connector.shared.daemon import run, serve_until_signalled
@@ -35,6 +38,21 @@ def checks(settings: HubSettings) -> Iterator[tuple[bool, str]]:
         yield True, "CLUSTER_TOKEN is not set: any machine that reaches the hub can register as a node"
     why = open_api(settings)
     yield why is None, why or "callers need a key, or the hub listens on loopback only"
+    if settings.journal_url is not None:
+        yield journal_reachable(settings.journal_url.get_secret_value())
+
+
+def journal_reachable(url: str) -> tuple[bool, str]:
+    """JOURNAL_URL answers, with the credentials it holds (the password never shown)."""
+    try:
+        with psycopg.connect(url, connect_timeout=5) as db:
+            db.execute("SELECT 1")
+    except psycopg.Error as exc:
+        return False, f"JOURNAL_URL {redacted(url)} does not answer: {str(exc).strip()}"
+    return (
+        True,
+        f"JOURNAL_URL {redacted(url)} answers (PostgreSQL: a journal shared by the hubs that name it)",
+    )
 
 
 def open_api(settings: HubSettings) -> str | None:

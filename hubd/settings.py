@@ -18,6 +18,7 @@ from ollama_connector.shared.settings import (
     LogLevel,
     NetworkList,
     OptionalStr,
+    OptionalToken,
     SecretList,
     StrongToken,
     open_to_the_network,
@@ -137,6 +138,12 @@ class HubSettings(EnvSettings):
     journal_path: OptionalStr = Field(None, alias="JOURNAL_PATH")
     """The job journal's SQLite file; unset: `journal.sqlite3` in the state directory (systemd's
     StateDirectory, else the user's, from platformdirs); `off`: no journal (and no async jobs)."""
+    journal_url: OptionalToken = Field(None, alias="JOURNAL_URL")
+    """`postgresql://user:password@host:5432/database`: jobs and the journal in PostgreSQL, shared by every
+    hub that names it (two hubs, no single point of failure); JOURNAL_PATH is then unused. Unset: SQLite."""
+    job_lease: float = Field(10.0, alias="JOB_LEASE_SECONDS", ge=1, le=300)
+    """With JOURNAL_URL: how long a hub holds an async job it runs without renewing its lease (renewed every
+    third of it); past it, another hub takes the job over and runs it again from the start."""
     journal_max_days: float = Field(30.0, alias="JOURNAL_MAX_DAYS", gt=0)
     """Days a finished job stays in the journal."""
     journal_max_jobs: int = Field(100_000, alias="JOURNAL_MAX_JOBS", ge=1)
@@ -166,6 +173,10 @@ class HubSettings(EnvSettings):
         if not has_node_tokens(self):  # each node has its own credential: no shared token needed
             open_to_the_network(self.hosts, self.cluster_token, self.allow_open_cluster, "HUB_HOST")
         parse_fleet_models(self.fleet_models)  # a bad entry stops the hub at start, named
+        if self.journal_url is not None:
+            scheme = self.journal_url.get_secret_value().split("://", 1)[0]
+            if scheme not in ("postgresql", "postgres") or "://" not in self.journal_url.get_secret_value():
+                raise ValueError("JOURNAL_URL must be a PostgreSQL URL: postgresql://user:password@host/db")
         if self.cluster_token is not None:
             token = self.cluster_token.get_secret_value()
             if any(key.get_secret_value() == token for key in [*self.api_keys, *self.admin_keys]):

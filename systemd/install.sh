@@ -18,6 +18,8 @@ usage: install.sh hub|node [options]
   --token TOKEN      node: its own token (`ollama-hubd nodes add NAME` on the hub: NODE_TOKEN), or the
                      hub's shared CLUSTER_TOKEN (printed by `install.sh hub`)
   --node-id ID       node: NODE_ID (default: the host name)
+  --journal-url URL  hub: JOURNAL_URL, a PostgreSQL database the hubs share (postgresql://user:pw@db:5432/name):
+                     give two hubs the same one, and the same CLUSTER_TOKEN (docs/deploy.md, Running two hubs)
   --models LIST      node: REQUIRED_MODELS, the models to pull when Ollama lacks them (default: none)
   --port PORT        the port to listen on (hub 8000, node 8001)
   --prefix DIR       where the virtualenv goes (default /opt/ollama-connector)
@@ -40,7 +42,7 @@ EOF
 die() { echo "install.sh: $*" >&2; exit 2; }
 say() { echo "==> $*"; }
 
-role="" hub_url="" token="" node_id="" models="" port="" prefix="/opt/ollama-connector" root="/"
+role="" hub_url="" token="" node_id="" models="" port="" journal_url="" prefix="/opt/ollama-connector" root="/"
 source_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)" python="python3"
 install_ollama=0 start=1 dry_run=0 uninstall=0 purge=0
 cert_name="" cert_dir="" cert_ips=() cert_dns=()
@@ -55,6 +57,7 @@ while [ $# -gt 0 ]; do
     --hub) hub_url="${2:?--hub needs a URL}"; shift ;;
     --token) token="${2:?--token needs a value}"; shift ;;
     --node-id) node_id="${2:?--node-id needs a value}"; shift ;;
+    --journal-url) journal_url="${2:?--journal-url needs a postgresql:// URL}"; shift ;;
     --models) models="${2:?--models needs a comma-separated list}"; shift ;;
     --port) port="${2:?--port needs a number}"; shift ;;
     --prefix) prefix="${2:?--prefix needs a directory}"; shift ;;
@@ -118,6 +121,12 @@ if [ "$uninstall" = 0 ] && ! "$python" -c 'import sys; sys.exit(sys.version_info
   die "ollama-connector needs Python 3.11 or newer; $python is $("$python" -V 2>&1 || echo missing): install python3.11 and pass --python python3.11"
 fi
 [ "$role" = node ] || [ -z "$hub_url$token$node_id$models" ] || die "--hub, --token, --node-id and --models are for a node"
+[ "$role" = hub ] || [ -z "$journal_url" ] || die "--journal-url is for a hub"
+case "$journal_url" in
+  ''|postgresql://?*|postgres://?*) ;;
+  *) die "--journal-url must be a PostgreSQL URL (postgresql://user:password@host:5432/database)" ;;
+esac
+[[ "$journal_url" != *[[:space:]\|\\]* ]] || die "a --journal-url holds a space, | or \\"
 env_path_early="${root%/}/etc/ollama-connector/$role.env"
 if [ "$role" = node ] && [ "$uninstall" = 0 ] && [ ! -f "$env_path_early" ]; then
   [ -n "$hub_url" ] || die "a node needs --hub URL (the hub's address, e.g. http://hub.lan:8000)"
@@ -166,7 +175,7 @@ put() {
   if [ "$dry_run" = 1 ]; then
     echo "would: write $path (mode $mode):"
     # Secrets stay out of the terminal: a dry run shows where they go, not what they are.
-    printf '%s\n' "$content" | sed -E 's/^((CLUSTER_TOKEN|NODE_TOKEN|API_KEYS|ADMIN_KEYS|BACKEND_API_KEY)=).+/\1<secret>/; s/^/    /'
+    printf '%s\n' "$content" | sed -E 's/^((CLUSTER_TOKEN|NODE_TOKEN|API_KEYS|ADMIN_KEYS|BACKEND_API_KEY|JOURNAL_URL)=).+/\1<secret>/; s/^/    /'
     return
   fi
   mkdir -p "$(dirname "$path")"
@@ -272,6 +281,7 @@ write_env() {
   if [ "$role" = hub ]; then
     [ "$fresh" = 0 ] || wanted+=("CLUSTER_TOKEN=$(new_token)" "ADMIN_KEYS=$(new_token)")
     [ "$fresh" = 0 ] && [ -z "$port_given" ] || wanted+=("HUB_PORT=$port")
+    [ -z "$journal_url" ] || wanted+=("JOURNAL_URL=$journal_url")
   else
     [ -z "$hub_url" ] || wanted+=("SERVER_URL=$hub_url")
     # A node's own token (ocnn_...) is NODE_TOKEN; anything else is the shared CLUSTER_TOKEN.
@@ -293,7 +303,7 @@ write_env() {
     old="$(var_in "$content" "$var")"
     if [ "$fresh" = 0 ] && [ "$old" != "$value" ]; then
       case "$var" in
-        CLUSTER_TOKEN|NODE_TOKEN|ADMIN_KEYS) echo "changing $var in $env_path" ;;
+        CLUSTER_TOKEN|NODE_TOKEN|ADMIN_KEYS|JOURNAL_URL) echo "changing $var in $env_path" ;;
         *) echo "changing $var in $env_path: '$old' -> '$value'" ;;
       esac
     fi

@@ -6,7 +6,7 @@ import asyncio
 import inspect
 import socket
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +29,7 @@ from ollama_connector.shared.wire import Load
 from ollama_connector.sim.app import create_app as create_sim
 from ollama_connector.sim.behaviour import Behaviour
 from ollama_connector.sim.keys import ENGINE
+from ollama_connector.sim.postgres import Postgres, bin_dir
 from ollama_connector.sim.processes import BIN, ProcessFleet, agent_env, free_port
 
 __all__ = ["BIN", "free_port"]
@@ -165,6 +166,7 @@ class Fleet:
     def __init__(self, state: Path) -> None:
         self.running: list[Running] = []
         self.state = state  # where hubs keep their job journals
+        self.journal_url: str | None = None  # set: every hub's journal is this PostgreSQL database
 
     async def _start(
         self, cls, app: web.Application, host: str, port: int = 0, node_id: str = "", **options
@@ -183,6 +185,8 @@ class Fleet:
 
     async def hub(self, host: str = "127.0.0.1", **env: str) -> Hub:
         env.setdefault("JOURNAL_PATH", str(self.state / f"journal-{len(self.running)}.sqlite3"))
+        if self.journal_url is not None:
+            env.setdefault("JOURNAL_URL", self.journal_url)
         env.setdefault("KEYS_FILE", str(self.state / f"keys-{len(self.running)}.toml"))  # never the user's
         settings = HubSettings.from_env({"HUB_HOST": host, "HUB_PORT": "0", **env})
         return await self._start(Hub, create_hub(settings), host, settings.port, **runner_options(settings))
@@ -218,6 +222,32 @@ async def fleet(tmp_path: Path) -> AsyncIterator[Fleet]:
         yield fleet
     finally:
         await fleet.stop_all()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """One throwaway PostgreSQL for the session (sim.postgres); each test takes a database of its own."""
+    if bin_dir() is None:
+        pytest.skip("needs PostgreSQL (make test installs Debian's postgresql)")
+    server = Postgres().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def pg_url(postgres: Postgres) -> str:
+    """A fresh, empty PostgreSQL database for one test: its URL."""
+    return postgres.database()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def both_journals(request, fleet: Fleet) -> str:
+    """Run the test twice: with each hub's own SQLite journal, then with one PostgreSQL journal for all."""
+    if request.param == "postgres":
+        fleet.journal_url = request.getfixturevalue("pg_url")
+    return request.param
 
 
 @pytest.fixture

@@ -49,7 +49,7 @@ async def read_stream(http: aiohttp.ClientSession, hub: str, job_id: str, start:
         return [json.loads(line) async for line in r.content if line.strip()]
 
 
-async def test_an_async_job_runs_with_no_one_connected_and_keeps_its_answer(fleet):
+async def test_an_async_job_runs_with_no_one_connected_and_keeps_its_answer(fleet, both_journals):
     sim = await fleet.sim(tokens_per_second=200)
     hub = await fleet.hub()
     await fleet.node(hub, sim, "n1")
@@ -66,7 +66,7 @@ async def test_an_async_job_runs_with_no_one_connected_and_keeps_its_answer(flee
     assert answer["response"] == "".join(line["response"] for line in lines)
 
 
-async def test_readers_attached_mid_stream_get_every_line_once_in_order(fleet, http):
+async def test_readers_attached_mid_stream_get_every_line_once_in_order(fleet, both_journals, http):
     sim = await fleet.sim(tokens_per_second=40)
     hub = await fleet.hub()
     await fleet.node(hub, sim, "n1")
@@ -91,7 +91,7 @@ async def test_readers_attached_mid_stream_get_every_line_once_in_order(fleet, h
     assert again == first and later == first[3:]
 
 
-async def test_delete_cancels_an_async_job_on_its_node(fleet, http):
+async def test_delete_cancels_an_async_job_on_its_node(fleet, both_journals, http):
     sim = await fleet.sim(tokens_per_second=20)
     hub = await fleet.hub()
     await fleet.node(hub, sim, "n1")
@@ -111,7 +111,7 @@ async def test_delete_cancels_an_async_job_on_its_node(fleet, http):
         assert r.status == 409 and "already ended (cancelled)" in (await r.json())["detail"]
 
 
-async def test_limits_on_async_jobs(fleet, http):
+async def test_limits_on_async_jobs(fleet, both_journals, http):
     sim = await fleet.sim(tokens_per_second=50)
     hub = await fleet.hub(MAX_ASYNC_JOBS="1", MAX_ANSWER_BYTES="2048")
     await fleet.node(hub, sim, "n1")
@@ -128,7 +128,7 @@ async def test_limits_on_async_jobs(fleet, http):
         assert r.status == 400 and "from must be a line number" in (await r.json())["detail"]
 
 
-async def test_another_users_async_job_is_as_if_it_did_not_exist(fleet, http):
+async def test_another_users_async_job_is_as_if_it_did_not_exist(fleet, both_journals, http):
     sim = await fleet.sim()
     hub = await fleet.hub(
         API_KEYS="alice-key-0123456789,bob-key-0123456789", ADMIN_KEYS="root-key-0123456789"
@@ -212,14 +212,14 @@ def _committed_lines(journal, job_id: str) -> int:
         return db.execute("SELECT count(*) FROM chunks WHERE job_id = ?", (job_id,)).fetchone()[0]
 
 
-async def test_an_async_job_for_a_model_no_node_has_is_refused_at_once(fleet, http):
+async def test_an_async_job_for_a_model_no_node_has_is_refused_at_once(fleet, both_journals, http):
     hub = await fleet.hub()
     await fleet.node(hub, await fleet.sim(), "n1")
     async with http.post(hub.url + "/jobs", json={**PROMPT, "model": "absent"}) as r:
         assert r.status == 404 and (await r.json())["detail"] == "Model 'absent' is not available on any node"
 
 
-async def test_async_jobs_do_not_use_up_the_callers_limit(fleet, http):
+async def test_async_jobs_do_not_use_up_the_callers_limit(fleet, both_journals, http):
     one, other = await fleet.sim(tokens_per_second=20), await fleet.sim(tokens_per_second=20)
     hub = await fleet.hub(MAX_CONCURRENT_JOBS="1")
     await fleet.node(hub, one, "one")

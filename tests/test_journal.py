@@ -6,7 +6,7 @@ import logging
 import sqlite3
 import time
 
-from ollama_connector.hubd.jobs.journal_tables import SCHEMA
+from ollama_connector.hubd.jobs.journal_schema import SCHEMA_V1 as SCHEMA
 from ollama_connector.shared.wire import short_job_id
 from tests.conftest import wait_until
 
@@ -17,7 +17,7 @@ async def jobs(http, hub, **query) -> list[dict]:
         return (await r.json())["jobs"]
 
 
-async def test_every_job_is_recorded_and_listed(fleet, http):
+async def test_every_job_is_recorded_and_listed(fleet, both_journals, http):
     sim = await fleet.sim()
     hub = await fleet.hub()
     await fleet.node(hub, sim, "n1")
@@ -66,7 +66,7 @@ async def test_every_job_is_recorded_and_listed(fleet, http):
         assert r.status == 409 and "was not async" in (await r.json())["detail"]
 
 
-async def test_jobs_in_progress_are_listed_as_running(fleet, http):
+async def test_jobs_in_progress_are_listed_as_running(fleet, both_journals, http):
     sim = await fleet.sim(tokens_per_second=20)
     hub = await fleet.hub()
     await fleet.node(hub, sim, "n1")
@@ -165,7 +165,7 @@ async def test_the_journal_holds_a_key_id_never_the_key(fleet, http, tmp_path):
     assert job["job_id"].encode() in stored and b"sekrit-key-0123456789" not in stored
 
 
-async def test_a_job_is_found_by_the_part_of_its_id_that_lists_show(fleet, http):
+async def test_a_job_is_found_by_the_part_of_its_id_that_lists_show(fleet, both_journals, http):
     hub = await fleet.hub()
     await fleet.node(hub, await fleet.sim(), "n1")
     ids = []

@@ -23,7 +23,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, 
 
 from ollama_connector.hubd.errors import HubError
 from ollama_connector.hubd.guard.auth import caller_of, sees_job_of, who
-from ollama_connector.hubd.jobs import durable
+from ollama_connector.hubd.jobs import durable, takeover
 from ollama_connector.hubd.jobs.dispatch import dispatch
 from ollama_connector.hubd.jobs.job import new_job
 from ollama_connector.hubd.jobs.journal import JournalUnavailable
@@ -195,6 +195,9 @@ async def stream_job(request: web.Request) -> web.StreamResponse:
     if (run := request.app[RUNS].unfinished.get(record.job_id)) is not None:
         async for batch in run.follow(int(start)):
             await response.write(b"".join(batch))  # a small batch; write waits while the reader is slow
+    elif not record.finished and request.app[JOURNAL].shared:  # running on another hub: from the journal
+        async for page in takeover.follow(request.app, record, int(start)):
+            await response.write(b"".join(page))
     else:  # ended: every line of it is in the journal, read after the writes queued before, a page at a time
         at = int(start)
         while page := await request.app[JOURNAL].read(lines_from, record.job_id, at, PAGE_LINES):
@@ -209,6 +212,9 @@ async def cancel_job(request: web.Request) -> web.Response:
     record, _ = await _find(request)
     _own(request, record, "cancelling")
     run = request.app[RUNS].unfinished.get(record.job_id)
+    if run is None and not record.finished and request.app[JOURNAL].shared:  # another hub runs it
+        record = await takeover.cancel(request.app, record)
+        return web.json_response(record.view(), status=200 if record.finished else 202)
     if run is None:
         raise HubError(f"job {record.job_id} has already ended ({record.status})", status=409)
     await durable.cancel(request.app[JOURNAL], run)

@@ -30,6 +30,7 @@ from ollama_connector.hubd.jobs.job import Job, new_job
 from ollama_connector.hubd.jobs.journal import Journal, JournalUnavailable
 from ollama_connector.hubd.jobs.journal_tables import request_of, tokens_by_key, unfinished
 from ollama_connector.hubd.jobs.keys import JOURNAL, LEDGER, RUNS
+from ollama_connector.hubd.jobs.leases import lease_sql
 from ollama_connector.hubd.jobs.record import JobRecord, new_job_id
 from ollama_connector.hubd.jobs.runs import AnswerTooLarge, DurableRun, assemble
 from ollama_connector.hubd.keys import SETTINGS
@@ -67,6 +68,8 @@ async def submit(request: web.Request, body: dict[str, Any], model: str) -> web.
     app[LEDGER].admit(
         job.record, request=payload, concurrency=who(request).concurrency, share=who(request).share
     )  # on disk with its request before any of its lines
+    if journal.shared:  # and its lease, renewed while it runs here (hubd.jobs.takeover)
+        journal.write(lease_sql(journal), (app[SETTINGS].job_lease, job.job_id))
     try:
         await journal.flush()  # 202 promises the job is on disk: only once it is
     except JournalUnavailable as exc:
@@ -97,10 +100,10 @@ def links(job_id: str) -> dict[str, str]:
     return {"job_id": job_id, "status_url": f"/jobs/{job_id}", "stream_url": f"/jobs/{job_id}/stream"}
 
 
-def start(app: web.Application, job: Job, after_restart: bool = False) -> None:
-    """Run an admitted async job in the background."""
-    runs = app[RUNS]
-    run = runs.unfinished[job.job_id] = DurableRun(job.record, app[SETTINGS].max_answer_bytes)
+def start(app: web.Application, job: Job, after_restart: bool = False, run: DurableRun | None = None) -> None:
+    """Run an admitted async job in the background (`run`: one taken over, with its earlier lines)."""
+    run = run or DurableRun(job.record, app[SETTINGS].max_answer_bytes)
+    app[RUNS].unfinished[job.job_id] = run
     run.task = asyncio.create_task(_run(app, job, run, after_restart), name=f"async job {job.job_id}")
     run.task.add_done_callback(said_if_crashed)
 
@@ -116,7 +119,7 @@ async def _run(app: web.Application, job: Job, run: DurableRun, after_restart: b
     except asyncio.CancelledError:
         pass  # DELETE, or the hub stopping: the record says which
     finally:
-        if run.lines and (answer := assemble(run.lines)) is not None:
+        if run.lines and (answer := assemble(run.lines[run.answer_from :])) is not None:
             journal.answer(job.job_id, json.dumps(answer).encode())
         ledger.end(job.record)  # when it was cancelled before it could run, too
         app[RUNS].unfinished.pop(job.job_id, None)
@@ -193,13 +196,13 @@ async def _recover(app: web.Application) -> None:
     journal = app[JOURNAL]
     again = 0
     for record, request, lines in await journal.read(unfinished):
-        body = _body(request) if record.durable and not lines else None
+        body = body_of(request) if record.durable and not lines else None
         if body is None:
             record.finish("interrupted", "the hub stopped while the job ran; what it produced is kept")
             app[LEDGER].settle(record)
             continue
         num_ctx = num_ctx_of(body)
-        fresh = _queued_again(record)
+        fresh = queued_again(record)
         job = Job(
             record.job_id,
             record.model,
@@ -218,7 +221,7 @@ async def _recover(app: web.Application) -> None:
         log.info("running again %d async job(s) the hub had not started before it stopped", again)
 
 
-def _body(request: bytes | None) -> dict[str, Any] | None:
+def body_of(request: bytes | None) -> dict[str, Any] | None:
     try:
         body = json.loads(request or b"")
     except ValueError:
@@ -227,10 +230,10 @@ def _body(request: bytes | None) -> dict[str, Any] | None:
 
 
 async def _stop(app: web.Application) -> None:
-    ledger, runs = app[LEDGER], app[RUNS]
+    ledger, runs, journal = app[LEDGER], app[RUNS], app[JOURNAL]
     waiting = []
     for run in list(runs.unfinished.values()):
-        if run.lines:
+        if run.lines and not journal.shared:
             run.record.finish("interrupted", "the hub stopped while the job ran; what it produced is kept")
         else:
             run.record.finish("cancelled", "the hub stopped before the job ran; it runs at the next start")
@@ -239,10 +242,14 @@ async def _stop(app: web.Application) -> None:
             run.task.cancel()
     await asyncio.gather(*(r.task for r in runs.unfinished.values() if r.task), return_exceptions=True)
     for record in waiting:  # queued again, for the next start of the hub (written after its cancellation)
-        ledger.settle(_queued_again(record))
+        ledger.settle(queued_again(record))
+    if journal.shared and waiting:  # handed over at once: another hub takes them, with no lease to wait out
+        handed = "UPDATE jobs SET lease_until = 0 WHERE owner = ? AND status = 'queued'"
+        journal.write(handed, (journal.hub_id,))
+        log.info("handed %d async job(s) over to the other hubs", len(waiting))
 
 
-def _queued_again(record: JobRecord) -> JobRecord:
+def queued_again(record: JobRecord) -> JobRecord:
     return dataclasses.replace(
         record, status="queued", started=None, first_token=None, ended=None, error=None, nodes=[], node=None
     )
@@ -254,12 +261,16 @@ async def journal_ctx(app: web.Application) -> AsyncIterator[None]:
     async with supervised("the journal's writer", journal.flusher):
         if journal.unavailable is None:
             try:
-                await _recover(app)
+                if not journal.shared:  # shared: jobs whose lease lapsed are taken (hubd.jobs.takeover)
+                    await _recover(app)
                 for key, ended, tokens in await journal.read(tokens_by_key, time.time() - DAY):
                     app[QUOTAS].spent(
                         key, ended, tokens
                     )  # the keys' tokens a day count from before a restart
-            except sqlite3.DatabaseError as exc:  # a damaged page past the check at open: start, and say so
+            except (
+                sqlite3.DatabaseError,
+                JournalUnavailable,
+            ) as exc:  # a damaged page past the check at open
                 log.error("could not read back the job journal (%s); what it held is not run again", exc)
         try:
             yield

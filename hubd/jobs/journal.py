@@ -1,9 +1,11 @@
-"""The job journal: every job the hub runs, in an embedded SQLite database in the hub's state directory.
+"""The job journal: every job the hub runs, in an embedded SQLite database in the hub's state directory, or
+in PostgreSQL (JOURNAL_URL), shared by every hub of a cluster (hubd.jobs.journal_db).
 
 A job never waits on the disk: writes are queued and committed in batches (every FLUSH_SECONDS, or at
 BATCH_ROWS) on one thread of the journal's own, one batch at a time. Reads run on that same thread after the
 writes queued before them, so a reader sees every job that ended before it asked. A database that cannot be
-opened (corrupt, unwritable) is logged once, and the hub goes on routing without it.
+opened (corrupt, unwritable) is logged once, and the hub goes on routing without it; a PostgreSQL server that
+does not answer at start is tried again, with backoff, until it does.
 
 A batch that fails is not lost: on a passing fault (a full disk, a locked or failing file) it goes back to
 the front of the queue, in order, and is tried again; a row the database will never take is found by
@@ -17,22 +19,16 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
-import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ollama_connector.hubd.jobs.journal_tables import (
-    JOB_ROWS,
-    SCHEMA,
-    Rows,
-    add_new_columns,
-    row_of,
-)
+from ollama_connector.hubd.jobs.journal_db import DB_ERRORS, Postgres, redacted
+from ollama_connector.hubd.jobs.journal_open import open_postgres, open_sqlite
+from ollama_connector.hubd.jobs.journal_tables import CHUNK_ROWS, JOB_ROWS, Rows, row_of
 from ollama_connector.hubd.jobs.journal_writer import JournalWriter, is_full
 from ollama_connector.hubd.jobs.record import JobRecord
-from ollama_connector.shared.modelnames import canonical
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -53,11 +49,17 @@ class JournalUnavailable(Exception):
 
 
 class Journal:
-    def __init__(self, path: Path | None, max_days: float, max_jobs: int) -> None:
-        self.path = path
-        self.unavailable: str | None = "JOURNAL_PATH=off" if path is None else None
-        self.writer = JournalWriter(path, max_days, max_jobs)  # on the journal's thread
-        self._db: sqlite3.Connection | None = None
+    def __init__(self, path: Path | None, max_days: float, max_jobs: int, url: str | None = None) -> None:
+        self.path = path if url is None else None
+        self.url = url
+        self.where = redacted(url) if url else str(path)  # as logs and pages may say it: no password
+        self.shared = url is not None  # one journal for several hubs (leases: hubd.jobs.leases)
+        self.dialect = "postgres" if self.shared else "sqlite"
+        self.unavailable: str | None = "JOURNAL_PATH=off" if path is None and url is None else None
+        self.writer = JournalWriter(self.where, max_days, max_jobs)  # on the journal's thread
+        self._db: sqlite3.Connection | Postgres | None = None
+        self._retry = 1.0  # seconds before PostgreSQL is tried again, while it cannot be reached
+        self.hub_id: str | None = None  # with a shared journal, this hub as the owner of its async jobs
         self._pending: list[tuple[str | Rows, tuple[Any, ...]]] = []
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
         self._last_write: asyncio.Future[tuple[int, list]] | None = None
@@ -83,21 +85,21 @@ class Journal:
     async def open(self) -> None:
         if self.path is not None:
             await self._run(self._open)
+        elif self.url is not None:
+            await self._run(self._open_postgres)
 
     def record(self, record: JobRecord, request: bytes | None = None) -> None:
         """Queue the record (insert or update); `request` once, for an async job."""
         if self._db is None:
             return
-        self._queue(JOB_ROWS, row_of(record))
+        self._queue(JOB_ROWS, row_of(record, self.hub_id))
         if request is not None:
             self._queue("UPDATE jobs SET request = ? WHERE id = ?", (request, record.job_id))
 
     def chunks(self, job_id: str, first_seq: int, lines: list[bytes]) -> None:
         if self._db is not None:
             for seq, line in enumerate(lines, first_seq):
-                self._queue(
-                    "INSERT OR REPLACE INTO chunks (job_id, seq, data) VALUES (?, ?, ?)", (job_id, seq, line)
-                )
+                self._queue(CHUNK_ROWS, (job_id, seq, line))
 
     def audit(self, entry: Mapping[str, Any]) -> None:
         """An entry of the audit trail (hubd.guard.audit), kept as long as jobs are."""
@@ -126,12 +128,21 @@ class Journal:
             f"could not write the job journal: {self.writer.failure}", full=is_full(self.writer.failure)
         )
 
+    def write(self, sql: str, params: tuple[Any, ...]) -> None:
+        """Queue a statement, in order with the records (a lease, a cancellation asked of another hub)."""
+        if self._db is not None:
+            self._queue(sql, params)
+
     async def read(self, query: Callable[..., T], *args: Any) -> T:
-        """Run `query(db, *args)` after every write queued so far."""
+        """Run `query(db, *args)` after every write queued so far; JournalUnavailable when the database
+        fails it (a PostgreSQL server away, a damaged SQLite page)."""
         if self._db is None:
             raise JournalUnavailable(self.unavailable or "closed")
         await self._settle()
-        return await self._run(query, self._db, *args)
+        try:
+            return await self._run(query, self._db, *args)
+        except DB_ERRORS as exc:
+            raise JournalUnavailable(f"the job journal {self.where} failed a read: {exc}") from exc
 
     async def _settle(self) -> None:
         """Let the batch under way end (a failed one goes back in the queue), then send what is queued."""
@@ -141,8 +152,13 @@ class Journal:
         self._kick()
 
     async def flusher(self) -> None:
+        waited = 0.0
         while True:
             await asyncio.sleep(FLUSH_SECONDS)
+            waited += FLUSH_SECONDS
+            if self._db is None and self.url is not None and waited >= self._retry:
+                waited, self._retry = 0.0, min(self._retry * 2, 30.0)
+                await self._run(self._open_postgres)  # away at start: tried again, with backoff
             self._kick()
 
     async def close(self) -> None:
@@ -196,52 +212,30 @@ class Journal:
     def _open(self) -> None:
         assert self.path is not None
         try:
-            self._connect()
-        except sqlite3.DatabaseError as exc:  # damaged, or not a database: kept aside, and a fresh one made
-            if not isinstance(exc, sqlite3.OperationalError) and self.path.exists():
-                aside = self.path.with_name(f"{self.path.name}.damaged-{time.strftime('%Y%m%dT%H%M%S')}")
-                for suffix in ("", "-wal", "-shm"):
-                    if (part := Path(f"{self.path}{suffix}")).exists():
-                        part.rename(f"{aside}{suffix}")
-                log.error(
-                    "the job journal %s is damaged (%s): kept as %s, and a new one started",
-                    self.path,
-                    exc,
-                    aside,
-                )
-                with contextlib.suppress(OSError, sqlite3.Error):
-                    self._connect()
-                    return
+            self._db = open_sqlite(self.path)
+        except (OSError, sqlite3.Error) as exc:
             self._unavailable(exc)
-        except OSError as exc:
-            self._unavailable(exc)
+            return
+        self.writer.max_params = self._db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+
+    def _open_postgres(self) -> None:
+        assert self.url is not None
+        try:
+            self._db = open_postgres(self.url)
+        except DB_ERRORS as exc:
+            self._unavailable(exc if str(exc) else TimeoutError("no answer"))
+            return
+        self.writer.max_params = 30_000  # PostgreSQL takes 65,535 a statement
+        if self.unavailable is not None:
+            log.info("the job journal %s is reachable again", self.where)
+        self.unavailable, self._retry = None, 1.0
+        log.info("job journal: %s (PostgreSQL, shared by every hub that names it)", self.where)
 
     def _unavailable(self, exc: Exception) -> None:
-        self.unavailable = f"{self.path}: {exc}"
-        log.error(
-            "the job journal is unavailable (%s); jobs run unrecorded, and async jobs are refused",
-            self.unavailable,
-        )
-
-    def _connect(self) -> None:
-        assert self.path is not None
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # Prompts and answers of async jobs are in it: only the hub's user may read it (and its -wal, -shm).
-        self.path.touch(mode=0o600, exist_ok=True)
-        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        try:
-            db.row_factory = sqlite3.Row
-            db.create_function("canonical", 1, canonical, deterministic=True)
-            db.execute("PRAGMA journal_mode = WAL")
-            db.execute("PRAGMA synchronous = NORMAL")
-            db.execute("PRAGMA foreign_keys = ON")
-            db.executescript(SCHEMA)
-            add_new_columns(db)
-            self.writer.max_params = db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
-            if (said := db.execute("PRAGMA quick_check").fetchone()[0]) != "ok":
-                raise sqlite3.DatabaseError(f"quick_check: {said}")
-        except BaseException:
-            db.close()
-            raise
-        self._db = db
-        log.info("job journal: %s", self.path)
+        said = self.unavailable is not None
+        self.unavailable = f"{self.where}: {exc}"
+        if not said:  # PostgreSQL still away: said once
+            log.error(
+                "the job journal is unavailable (%s); jobs run unrecorded, and async jobs are refused",
+                self.unavailable,
+            )

@@ -11,21 +11,15 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
-import sqlite3
 import time
-from pathlib import Path
 from typing import Any
 
-from ollama_connector.hubd.jobs.journal_tables import JOB_ROWS, Rows
+from ollama_connector.hubd.jobs.journal_db import DB_ERRORS, passing
+from ollama_connector.hubd.jobs.journal_tables import JOB_ROWS, Db, Rows
 
 log = logging.getLogger("ollama_connector.hubd.jobs.journal")
 PRUNE_EVERY = 60.0  # seconds between two passes of retention
 Batch = list[tuple[str | Rows, tuple[Any, ...]]]
-
-
-def passing(exc: BaseException) -> bool:
-    """A fault of the disk or the file, not of the rows: worth trying the same rows again."""
-    return isinstance(exc, sqlite3.OperationalError) and not isinstance(exc, sqlite3.IntegrityError)
 
 
 def is_full(text: str | None) -> bool:
@@ -33,7 +27,7 @@ def is_full(text: str | None) -> bool:
 
 
 class JournalWriter:
-    def __init__(self, path: Path | None, max_days: float, max_jobs: int) -> None:
+    def __init__(self, path: str, max_days: float, max_jobs: int) -> None:
         self.path, self.max_days, self.max_jobs = path, max_days, max_jobs
         self.failing = False  # the last write failed (logged once until one succeeds)
         self.failure: str | None = None  # what the last failed write said
@@ -44,7 +38,7 @@ class JournalWriter:
         self._pruned_at = 0.0
         self._since_prune = 0  # jobs written since the last pass of retention
 
-    def commit(self, db: sqlite3.Connection | None, batch: Batch) -> tuple[int, Batch]:
+    def commit(self, db: Db | None, batch: Batch) -> tuple[int, Batch]:
         """(rows landed or dropped for good, rows to try again)."""
         if db is None:
             return len(batch), []
@@ -54,7 +48,7 @@ class JournalWriter:
         finally:
             self.cpu_seconds += time.thread_time() - started
 
-    def _execute(self, db: sqlite3.Connection, batch: list[tuple[str | Rows, tuple[Any, ...]]]) -> None:
+    def _execute(self, db: Db, batch: list[tuple[str | Rows, tuple[Any, ...]]]) -> None:
         db.execute("BEGIN")
         try:
             for sql, group in itertools.groupby(batch, key=lambda op: op[0]):
@@ -67,13 +61,11 @@ class JournalWriter:
                         db.execute(sql, params)
             db.execute("COMMIT")
         except BaseException:
-            with contextlib.suppress(sqlite3.Error):
+            with contextlib.suppress(*DB_ERRORS):
                 db.execute("ROLLBACK")  # never a transaction left open for the next batch
             raise
 
-    def _write(
-        self, db: sqlite3.Connection, batch: list[tuple[str | Rows, tuple[Any, ...]]]
-    ) -> tuple[int, list]:
+    def _write(self, db: Db, batch: list[tuple[str | Rows, tuple[Any, ...]]]) -> tuple[int, list]:
         try:
             self._execute(db, batch)
         except Exception as exc:
@@ -81,11 +73,11 @@ class JournalWriter:
                 return self._refused(exc, batch)
             return self._row_by_row(db, batch)
         self._landed_ok(batch)
-        with contextlib.suppress(sqlite3.Error):
+        with contextlib.suppress(*DB_ERRORS):
             self._prune(db)
         return len(batch), []
 
-    def _row_by_row(self, db: sqlite3.Connection, batch: list) -> tuple[int, list]:
+    def _row_by_row(self, db: Db, batch: list) -> tuple[int, list]:
         """A batch with a row the database will never take: each row alone, the bad ones dropped."""
         for n, op in enumerate(batch):
             try:
@@ -116,7 +108,7 @@ class JournalWriter:
         self.written += jobs
         self._since_prune += jobs
 
-    def _prune(self, db: sqlite3.Connection) -> None:
+    def _prune(self, db: Db) -> None:
         """Retention: finished jobs older than JOURNAL_MAX_DAYS, and past the newest JOURNAL_MAX_JOBS."""
         now = time.time()
         if now - self._pruned_at < PRUNE_EVERY and self._since_prune < max(1, self.max_jobs // 10):
@@ -125,8 +117,9 @@ class JournalWriter:
         cutoff = now - self.max_days * 86400  # by arrival, which is indexed (a job ends after it arrives)
         db.execute("DELETE FROM jobs WHERE arrived < ? AND ended IS NOT NULL AND ended < ?", (cutoff, cutoff))
         db.execute("DELETE FROM audit WHERE at < ?", (cutoff,))
-        db.execute(
-            "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE ended IS NOT NULL"
-            " ORDER BY arrived DESC LIMIT -1 OFFSET ?)",
-            (self.max_jobs,),
-        )
+        oldest_kept = db.execute(
+            "SELECT arrived FROM jobs WHERE ended IS NOT NULL ORDER BY arrived DESC LIMIT 1 OFFSET ?",
+            (self.max_jobs - 1,),
+        ).fetchone()
+        if oldest_kept is not None:
+            db.execute("DELETE FROM jobs WHERE ended IS NOT NULL AND arrived < ?", (oldest_kept[0],))

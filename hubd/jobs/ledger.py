@@ -155,6 +155,9 @@ class Ledger:
             record.started = time.time()
             for watcher in self.watchers:
                 watcher.queued(record)
+            if record.durable and self.journal.shared:  # the other hubs read it from the journal
+                record.status = "running"
+                self.journal.record(record)
         record.status = "running"
 
     def failed_over(self, reason: str) -> None:

@@ -24,6 +24,7 @@ class DurableRun:
     def __init__(self, record: JobRecord, max_bytes: int) -> None:
         self.record = record
         self.lines: list[bytes] = []
+        self.answer_from = 0  # a run taken over from another hub: its answer is the lines after the restart
         self.size = 0
         self.max_bytes = max_bytes
         self.task: asyncio.Task[Any] | None = None
