@@ -57,8 +57,9 @@ $(VENV)/.installed-real: | $(VENV)/.installed-test
 test-real: $(VENV)/.installed-test $(VENV)/.installed-real
 	$(BIN)/python -m pytest tests/real --real -q
 
-# The benchmarks (see Performance in the README). nginx is the reference for a single native hop.
-bench: $(VENV)/.installed-test
+# The benchmarks (see Performance in the README). nginx is the reference for a single native hop; the hubs
+# scenario runs the shipped HAProxy front and a throwaway PostgreSQL (system-deps installs both).
+bench: $(VENV)/.installed-test system-deps
 	@command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { \
 		echo "installing Debian's nginx-light (the reference proxy)"; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nginx-light; }

@@ -14,6 +14,7 @@ import psutil
 from bench.dialects import dialects
 from bench.footprint import footprint
 from bench.hostile import hostile
+from bench.hubs import hubs
 from bench.prefix import POLICIES as PREFIX_POLICIES
 from bench.prefix import prefix
 from bench.real_model import real_model
@@ -53,6 +54,7 @@ def run(size: Size, only: set[str] | None = None) -> dict:
         "hostile": hostile,
         "scheduling": scheduling,
         "prefix": prefix,
+        "hubs": hubs,
         "real_model": real_model,
     }
     results: dict = {"machine": machine(), "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
@@ -154,6 +156,8 @@ def print_report(results: dict) -> None:
                 )
     if "prefix" in results:
         print_prefix(results["prefix"])
+    if "hubs" in results:
+        print_hubs(results["hubs"])
     if "real_model" in results:
         r = results["real_model"]
         if "skipped" in r:
@@ -169,6 +173,31 @@ def print_report(results: dict) -> None:
     for target in results["targets"]:
         mark = "met   " if target["met"] else "MISSED"
         print(f"  {mark} {target['name']}: {target['measured']} (target {target['target']})")
+
+
+def print_hubs(r: dict) -> None:
+    if "skipped" in r:
+        print(f"\ntwo hubs: skipped ({r['skipped']})")
+        return
+    print(
+        f"\ntwo hubs behind haproxy, 3 nodes of {r['slots_per_node']} slots, {r['seconds']} s;"
+        f" one hub killed at {r['hub_killed_at_s']} s and started again"
+    )
+    print(
+        f"  streamed jobs: {r['streams_served']} served whole, {r['streams_cut']} cut mid-answer by the death"
+        f" ({'; '.join(r['stream_cut_errors']) or '-'}), {r['streams_refused']} refused before a byte"
+        f" ({'; '.join(r['refused_errors']) or '-'}); begun while a hub was down: "
+        f"{r['streams_begun_while_a_hub_was_down']}, {r['of_those_served']} served"
+    )
+    print(
+        f"  async jobs: {r['async_accepted']} accepted, {r['async_done']} done, {r['async_restarted']} done"
+        f" after a takeover, {r['async_lost']} lost"
+    )
+    print(
+        f"  most requests Ollama held at once, per node: {r['most_held_per_node']}"
+        f" (slots {r['slots_per_node']}); node_full refusals per node: {r['node_full_refusals']}"
+        f" ({r['node_full_refusals_per_job']} a job)"
+    )
 
 
 def print_prefix(results: dict) -> None:
@@ -204,7 +233,8 @@ def main() -> None:
     parser.add_argument(
         "--only",
         nargs="*",
-        help="overhead, journal, streaming, registry, footprint, hostile, scheduling, prefix, real_model",
+        help="overhead, journal, streaming, registry, footprint, hostile, scheduling, prefix, hubs,"
+        " real_model",
     )
     parser.add_argument("--json", type=Path, help="also write the results to this file")
     args = parser.parse_args()

@@ -37,6 +37,7 @@ class Size:
     scheduling_loads: tuple[float, ...] = (0.7, 1.5)  # shares of the fleet's capacity
     hostile_scale: float = 1.0  # of the hostile scenario's bodies, answers and job counts
     prefix_seconds: float = 40.0  # of each workload, for each policy
+    hubs_seconds: float = 30.0  # of steady load through two hubs, one of them killed and started again
     prefix_policies: tuple[str, ...] = (
         "capacity",
         "capacity-no-prefix",
@@ -60,6 +61,7 @@ SMOKE = Size(
     hostile_scale=0.02,
     prefix_seconds=2.0,
     prefix_policies=("capacity",),
+    hubs_seconds=6.0,
 )
 
 

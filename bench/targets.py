@@ -84,6 +84,18 @@ def check_targets(results: dict) -> list[dict]:
             )
     for workload, runs in (results.get("prefix") or {}).items():
         _prefix_targets(add, workload, runs)
+    if (hubs := results.get("hubs")) and "skipped" not in hubs:
+        lost = hubs["async_lost"]
+        add("async jobs lost when a hub is killed", "0", str(lost), lost == 0)
+        most = max(hubs["most_held_per_node"])
+        add(
+            "most requests inside one Ollama, two hubs",
+            f"<= {hubs['slots_per_node']} (its slots)",
+            str(most),
+            most <= hubs["slots_per_node"],
+        )
+        begun, served = hubs["streams_begun_while_a_hub_was_down"], hubs["of_those_served"]
+        add("streams begun while a hub was down, served", "all", f"{served} of {begun}", served == begun)
     return targets
 
 

@@ -76,7 +76,8 @@ def create_app(settings: NodeSettings) -> web.Application:
     app = web.Application(middlewares=[error_bodies], client_max_size=64 * 1024 * 1024)
     app[SETTINGS] = settings
     app[STATE] = state = AgentState(port=settings.port)
-    state.slots = Slots(settings.num_parallel, settings.max_loaded_models or 3, state.wake.set)
+    several = len(settings.server_url) > 1
+    state.slots = Slots(settings.num_parallel, settings.max_loaded_models or 3, state.wake.set, several)
     app[TASKS] = {}
     app.on_response_prepare.append(sign_answer)
     app.cleanup_ctx.extend([client_session_ctx, heartbeat_ctx, pull_ctx])

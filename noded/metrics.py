@@ -61,6 +61,13 @@ class AgentCollector(Collector):
         )
         beats.add_metric(node, state.heartbeat_failures)
         yield beats
+        full = CounterMetricFamily(
+            "ollama_node_jobs_refused_full",
+            "Jobs refused as node_full: every slot of the model busy, or too many models busy",
+            labels=["node"],
+        )
+        full.add_metric(node, state.slots.refused)
+        yield full
 
 
 def metrics_registry(state: AgentState, node_id: str) -> CollectorRegistry:

@@ -5,8 +5,8 @@ With several hubs routing to one node, no hub sees the jobs the others send; onl
 bound Ollama would queue the job out of sight (or unload a busy model's neighbour), so the agent refuses it at
 once with the named reason `node_full` (shared.agent_contract): a hub takes that as "another node, or wait in
 my queue", never as a failure. Every answer carries the jobs in flight per model (IN_FLIGHT_HEADER), and when
-a slot frees after a refusal, a heartbeat goes to every hub at once, so a hub holding a job for this node
-hears of the free slot without polling.
+a slot frees after a refusal (or, with several hubs, after the node was full), a heartbeat goes to every hub
+at once, so a hub holding a job for this node hears of the free slot without polling.
 """
 
 from __future__ import annotations
@@ -19,10 +19,15 @@ from ollama_connector.shared.modelnames import canonical, display
 
 
 class Slots:
-    def __init__(self, per_model: int, max_models: int, freed: Callable[[], None]) -> None:
+    def __init__(
+        self, per_model: int, max_models: int, freed: Callable[[], None], several_hubs: bool = False
+    ) -> None:
         self.per_model = per_model
         self.max_models = max_models
         self.freed = freed  # called when a slot frees after a refusal: a heartbeat to every hub
+        # With several hubs, each may believe the node full from what it was last told: once it was full,
+        # the next slot to free is announced too.
+        self.several_hubs = several_hubs
         self.in_flight: dict[str, int] = {}  # canonical model name: jobs sent to Ollama and not yet answered
         self.refused = 0  # jobs refused since the start (for /metrics)
         self._someone_waits = False
@@ -49,6 +54,10 @@ class Slots:
     def taken(self, key: str) -> Iterator[None]:
         """One slot of the model for the length of the block (the caller checked `why_full` first)."""
         self.in_flight[key] = self.in_flight.get(key, 0) + 1
+        if self.several_hubs and (
+            self.in_flight[key] >= self.per_model or len(self.in_flight) >= self.max_models
+        ):
+            self._someone_waits = True
         try:
             yield
         finally:

@@ -15,9 +15,10 @@ from ollama_connector.shared.modelnames import canonical, display
 from ollama_connector.shared.wire import MAX_MODELS, Capacity, Heartbeat
 
 DEFAULT_CAPACITY = Capacity()
-# How long what a node's agent said of other hubs' jobs there holds: the hub hears of their end only with the
-# node's next answer or heartbeat, so it assumes them gone after this (a wrong guess costs one node_full).
-ELSEWHERE_FOR = 2.0
+# How long what a node's agent said of other hubs' jobs there holds. Its next word replaces it: an answer, or
+# a heartbeat, which the agent sends as soon as a slot frees after the node was full; past this, the hub
+# assumes them gone (a wrong guess costs one node_full).
+ELSEWHERE_FOR = 10.0
 ALPHA = 0.2  # weight of the newest sample in a learned figure
 
 
@@ -176,9 +177,8 @@ class NodeRecord:
         self.elsewhere_until = now + ELSEWHERE_FOR
         for key in self.elsewhere.keys() & self.model_keys:
             self.loaded.setdefault(key, None)  # loaded there, whatever its last heartbeat said
-        self.full_until = {k: until for k, until in self.full_until.items() if until > now}
-        if full is not None:
-            self.full_until[full] = now + ELSEWHERE_FOR
+        # A refusal holds the model full until the agent's next word (its counts say then).
+        self.full_until = {full: now + ELSEWHERE_FOR} if full is not None else {}
         return full is None and sum(self.elsewhere.values()) < before
 
     def learn_loaded(self) -> None:
