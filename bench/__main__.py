@@ -93,6 +93,12 @@ def print_report(results: dict) -> None:
             f" {j['control_throughput_ratio']:.3f}x; the journal's thread:"
             f" {j['journal_thread_cpu_us_per_job']:.1f} µs of CPU per job"
         )
+        if (pg := j.get("postgres")) is not None:
+            print(
+                f"  in PostgreSQL (JOURNAL_URL): {pg['throughput_ratio']:.3f}x the jobs/s, hub CPU per job"
+                f" {pg['hub_cpu_ratio']:.3f}x, the journal's thread"
+                f" {pg['journal_thread_cpu_us_per_job']:.1f} µs of CPU per job ({pg['journal']})"
+            )
     if "streaming" in results:
         print("\nstreaming relay (concurrent streams)")
         print(

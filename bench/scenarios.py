@@ -17,6 +17,7 @@ from bench.fleet import Fleet
 from bench.load import closed_loop, concurrent_streams
 from ollama_connector.hubd.routing.registry import Registry
 from ollama_connector.shared.wire import Heartbeat, Load
+from ollama_connector.sim.postgres import Postgres, bin_dir
 
 TINY = {"model": "llama3", "prompt": "hi", "stream": False, "options": {"num_predict": 1}}
 
@@ -209,7 +210,16 @@ def journal_cost(size: Size) -> dict:
     procedure with the journal off in both ("control") gives the noise floor to read the ratio against."""
     measured = _in_turns({"off": {"JOURNAL_PATH": "off"}, "on": {}}, size)
     control = _in_turns({"off": {"JOURNAL_PATH": "off"}, "on": {"JOURNAL_PATH": "off"}}, size)
-    return {**measured, "control_throughput_ratio": control["throughput_ratio"]}
+    result = {**measured, "control_throughput_ratio": control["throughput_ratio"]}
+    if bin_dir() is not None:  # the same with the journal in PostgreSQL (JOURNAL_URL), on the same two cores
+        server = Postgres().start()
+        try:
+            result["postgres"] = _in_turns(
+                {"off": {"JOURNAL_PATH": "off"}, "on": {"JOURNAL_URL": server.database()}}, size
+            )
+        finally:
+            server.stop()
+    return result
 
 
 def _in_turns(variants: dict[str, dict[str, str]], size: Size) -> dict:

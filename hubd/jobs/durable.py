@@ -201,24 +201,40 @@ async def _recover(app: web.Application) -> None:
             record.finish("interrupted", "the hub stopped while the job ran; what it produced is kept")
             app[LEDGER].settle(record)
             continue
-        num_ctx = num_ctx_of(body)
-        fresh = queued_again(record)
-        job = Job(
-            record.job_id,
-            record.model,
-            "/execute",
-            request or b"",
-            True,
-            fresh,
-            num_ctx=num_ctx,
-            larger_context_ok=num_ctx is None,
-        )
-        app[LEDGER].admit(fresh)
-        on_disk(journal, job)
-        start(app, job, after_restart=True)
+        run_again(app, record, request, body)
         again += 1
     if again:
         log.info("running again %d async job(s) the hub had not started before it stopped", again)
+
+
+def run_again(
+    app: web.Application,
+    record: JobRecord,
+    request: bytes | None,
+    body: dict,
+    earlier: list[bytes] | None = None,
+) -> None:
+    """Admit an unfinished async job again and run it from the start (`earlier`: the lines its readers have
+    seen, kept ahead of the new run's; its answer is the new run's alone)."""
+    num_ctx = num_ctx_of(body)
+    fresh = queued_again(record)
+    job = Job(
+        record.job_id,
+        record.model,
+        "/execute",
+        request or b"",
+        True,
+        fresh,
+        num_ctx=num_ctx,
+        larger_context_ok=num_ctx is None,
+    )
+    run = None
+    if earlier is not None:
+        run = DurableRun(fresh, app[SETTINGS].max_answer_bytes)
+        run.lines, run.answer_from = earlier, len(earlier)
+    app[LEDGER].admit(fresh)
+    on_disk(app[JOURNAL], job)
+    start(app, job, after_restart=True, run=run)
 
 
 def body_of(request: bytes | None) -> dict[str, Any] | None:

@@ -20,15 +20,12 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from ollama_connector.hubd.jobs import durable
-from ollama_connector.hubd.jobs.job import Job
 from ollama_connector.hubd.jobs.journal import JournalUnavailable
 from ollama_connector.hubd.jobs.journal_tables import lines_from, one
 from ollama_connector.hubd.jobs.keys import JOURNAL, LEDGER, RUNS
 from ollama_connector.hubd.jobs.leases import ask_cancel, lease_sql, new_hub_id, renew, take_lapsed
 from ollama_connector.hubd.jobs.record import JobRecord, iso
-from ollama_connector.hubd.jobs.runs import DurableRun
 from ollama_connector.hubd.keys import SETTINGS
-from ollama_connector.shared.bodies import num_ctx_of
 from ollama_connector.shared.lifecycle import supervised
 
 log = logging.getLogger(__name__)
@@ -88,27 +85,11 @@ async def _adopt(
         ledger.settle(record)
         return
     log.info("async job %s: its hub stopped; taken over, and run again from the start", record.job_id)
-    fresh = durable.queued_again(record)
-    num_ctx = num_ctx_of(body)
-    job = Job(
-        record.job_id,
-        record.model,
-        "/execute",
-        request or b"",
-        True,
-        fresh,
-        num_ctx=num_ctx,
-        larger_context_ok=num_ctx is None,
-    )
-    run = DurableRun(fresh, app[SETTINGS].max_answer_bytes)
-    run.lines = await journal.read(lines_from, record.job_id, 0)  # what its readers saw (within the cap)
-    run.lines.append(restarted_line(record.model, journal.hub_id or ""))
-    journal.chunks(record.job_id, len(run.lines) - 1, run.lines[-1:])
-    run.answer_from = len(run.lines)
-    ledger.admit(fresh)
+    earlier = await journal.read(lines_from, record.job_id, 0)  # what its readers saw (within the cap)
+    earlier.append(restarted_line(record.model, journal.hub_id or ""))
+    journal.chunks(record.job_id, len(earlier) - 1, earlier[-1:])
     journal.write(lease_sql(journal), (app[SETTINGS].job_lease, record.job_id))
-    durable.on_disk(journal, job)
-    durable.start(app, job, after_restart=True, run=run)
+    durable.run_again(app, record, request, body, earlier)
 
 
 async def follow(app: web.Application, record: JobRecord, start: int) -> AsyncIterator[list[bytes]]:
