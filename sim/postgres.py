@@ -17,6 +17,7 @@ import tempfile
 import threading
 from pathlib import Path
 
+import psutil
 import psycopg
 
 from ollama_connector.sim.processes import free_port
@@ -62,12 +63,39 @@ class Postgres:
         initdb = [str(self.bin / "initdb"), "-D", str(data), "-U", "postgres", "--pwfile", str(password_file)]
         initdb += ["--auth-host=scram-sha-256", "--auth-local=peer", "-E", "UTF8", "--locale=C"]
         subprocess.run(self._as_owner(initdb), check=True, capture_output=True, text=True)
-        server = [str(self.bin / "postgres"), "-D", str(data), "-p", str(self.port), "-k", str(self.root)]
-        server += ["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off"]
-        server += ["-c", "full_page_writes=off", "-c", "max_connections=200"]
-        self.process = subprocess.Popen(self._as_owner(server), stderr=subprocess.PIPE, text=True)
-        self._wait_ready()
+        self._serve()
         return self
+
+    def _serve(self) -> None:
+        server = [str(self.bin / "postgres"), "-D", str(self.root / "data"), "-p", str(self.port)]
+        server += ["-k", str(self.root), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"]
+        server += ["-c", "full_page_writes=off", "-c", "max_connections=200"]  # commits stay synchronous
+        self.process = subprocess.Popen(
+            self._as_owner(server),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self._wait_ready()
+
+    def crash(self) -> None:
+        """The server killed at once (SIGKILL to its postmaster: every connection drops); its data stays."""
+        assert self.process is not None
+        started = psutil.Process(self.process.pid)  # runuser, when run as root: the postmaster is below it
+        everyone = [started, *started.children(recursive=True)]
+        for process in everyone:
+            with contextlib.suppress(psutil.Error):
+                if process.name() == "postgres" and process.ppid() in (started.pid, started.ppid()):
+                    process.kill()
+        psutil.wait_procs(everyone, timeout=15)  # its backends notice and leave; runuser with them
+        self.process.wait(5)
+        self._close_log()
+
+    def restart(self) -> None:
+        """Serve the same data again, on the same port, after `crash`."""
+        (self.root / "data" / "postmaster.pid").unlink(missing_ok=True)
+        self._serve()
 
     def _wait_ready(self) -> None:
         """Until the server says it accepts connections (its own log line), then its log is drained."""
@@ -106,12 +134,15 @@ class Postgres:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(5)
+        self._close_log()
+        with contextlib.suppress(OSError):
+            shutil.rmtree(self.root)
+
+    def _close_log(self) -> None:
         if self.process is not None and self.process.stderr is not None:
             if self._reader is not None:
                 self._reader.join(5)  # its log read to the end
             self.process.stderr.close()
-        with contextlib.suppress(OSError):
-            shutil.rmtree(self.root)
 
 
 def _owner() -> str:

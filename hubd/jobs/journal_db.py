@@ -4,13 +4,14 @@ hub of a cluster shares.
 The journal's code speaks to both through the surface sqlite3 gives: `db.execute(sql, params)`, rows read by
 index or by name. Its SQL is written once, in what both dialects accept, with `?` placeholders (turned into
 psycopg's here); the few things that differ (column types, the clock) are said here and in
-hubd.jobs.journal_schema. PostgreSQL is reached with psycopg 3 through its connection pool, on the journal's
-own thread as SQLite is, so the event loop never waits on the database; a connection that breaks goes back to
-the pool, which opens a fresh one for the next batch (the failed batch waits and is tried again).
+hubd.jobs.journal_schema. PostgreSQL is reached with psycopg 3, on the journal's own thread as SQLite is, so
+the event loop never waits on the database; a connection that breaks is opened again for the next batch (the
+failed batch waits and is tried again).
 """
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Iterator, Sequence
 from functools import lru_cache
@@ -18,11 +19,10 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
-from psycopg_pool import ConnectionPool, PoolTimeout
 
 CONNECT_SECONDS = 5.0
 # What a failed read or write of either database raises: said as the journal being unavailable.
-DB_ERRORS: tuple[type[BaseException], ...] = (sqlite3.Error, psycopg.Error, PoolTimeout)
+DB_ERRORS: tuple[type[BaseException], ...] = (sqlite3.Error, psycopg.Error)
 
 
 def redacted(url: str) -> str:
@@ -44,8 +44,7 @@ def passing(exc: BaseException) -> bool:
         psycopg.OperationalError
         | psycopg.InterfaceError
         | psycopg.errors.InsufficientResources
-        | psycopg.errors.AdminShutdown
-        | PoolTimeout,
+        | psycopg.errors.AdminShutdown,
     )
 
 
@@ -81,44 +80,41 @@ def _dialect(sql: str) -> str:
 
 
 class Postgres:
-    """A PostgreSQL database with sqlite3's surface, for the journal's thread (one statement at a time)."""
+    """A PostgreSQL database with sqlite3's surface, for the journal's thread: one connection, the only one
+    the hub needs (every read and write of the journal runs on that thread, one at a time), opened again at
+    the next statement after it breaks. So a server that is away fails each statement at once (refused), and
+    the first batch after its return lands; a pool's reconnection would back off, and each call wait out its
+    timeout, for as long."""
 
     dialect = "postgres"
 
     def __init__(self, url: str) -> None:
-        self.pool = ConnectionPool(
-            url,
-            min_size=1,
-            max_size=2,
-            open=False,
-            timeout=CONNECT_SECONDS,
-            kwargs={"autocommit": True, "row_factory": _rows, "connect_timeout": int(CONNECT_SECONDS)},
-            name="journal",
-        )
+        self.url = url
         self._conn: psycopg.Connection | None = None
 
     def open(self) -> None:
-        # One connection first, for what the server says when it refuses (the pool would only time out).
-        with psycopg.connect(self.pool.conninfo, connect_timeout=int(CONNECT_SECONDS)):
-            pass
-        self.pool.open(wait=True, timeout=CONNECT_SECONDS)
+        self._connection()
+
+    def _connection(self) -> psycopg.Connection:
+        if self._conn is None or self._conn.closed:
+            self._conn = psycopg.connect(
+                self.url, autocommit=True, row_factory=_rows, connect_timeout=int(CONNECT_SECONDS)
+            )
+        return self._conn
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> psycopg.Cursor:
-        conn = self._conn
-        if conn is None:
-            conn = self._conn = self.pool.getconn()
+        conn = self._connection()
         try:
             return conn.execute(_dialect(sql), params)  # type: ignore[arg-type]
         except (psycopg.OperationalError, psycopg.InterfaceError):
-            self._conn = None
-            self.pool.putconn(conn)  # broken: the pool drops it and opens another
+            self.close()  # broken: the next statement opens another
             raise
 
     def close(self) -> None:
         if self._conn is not None:
-            self.pool.putconn(self._conn)
+            with contextlib.suppress(psycopg.Error):
+                self._conn.close()
             self._conn = None
-        self.pool.close()
 
 
 def dialect(db: object) -> str:
