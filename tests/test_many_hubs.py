@@ -66,6 +66,9 @@ async def test_a_node_reaching_fewer_hubs_than_expected_is_flagged(fleet, http, 
         assert (await r.json())["hubs"] == {"configured": 2, "reached": 1, "short": True}
     async with http.get(hub.url + "/stats") as r:
         assert (await r.json())["hubs"] == {"expected": 2, "by_node": {"n1": 1}, "short": ["n1"]}
+    async with http.get(hub.url + "/healthz") as r:  # open to probes: counts, and no node's name
+        hubs = {"expected": 2, "nodes_by_hubs_reached": {"1": 1}, "nodes_short": 1}
+        assert await r.json() == {"status": "ok", "hubs": hubs}
     app = OllamaTop(hub.url, interval=0.2)
     async with app.run_test(size=(80, 24)):
         header = app.query_one("#header", Static)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 
 from aiohttp import web
 
+from ollama_connector.hubd.api.stats import hubs_view
 from ollama_connector.hubd.errors import Forbidden, HubError, Unauthorized
 from ollama_connector.hubd.guard.auth import may_be_node, node_credential
 from ollama_connector.hubd.guard.keys import WRONG_KEYS
@@ -25,7 +27,15 @@ HEARTBEAT_MAX_BYTES = 256 * 1024  # a thousand long model names and full metadat
 
 @routes.get("/healthz")
 async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
+    """The seed's `{"status": "ok"}`; with EXPECTED_HUBS set, how many nodes reach how many hubs beside it
+    (counts only: this route is open to probes, so it names no node)."""
+    registry = request.app[REGISTRY]
+    if registry.expected_hubs is None:
+        return web.json_response({"status": "ok"})
+    view = hubs_view(registry)
+    reached = Counter(str(n) for n in view["by_node"].values())
+    hubs = {"expected": view["expected"], "nodes_by_hubs_reached": dict(sorted(reached.items()))}
+    return web.json_response({"status": "ok", "hubs": {**hubs, "nodes_short": len(view["short"])}})
 
 
 @routes.post("/nodes/heartbeat")

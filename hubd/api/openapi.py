@@ -7,7 +7,7 @@ a client (and the schemathesis run in the suite) can rely on the list.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, NotRequired
 
 from aiohttp import web
 from pydantic import BaseModel, TypeAdapter
@@ -30,6 +30,7 @@ class Detail(TypedDict):
 
 class Health(TypedDict):
     status: Literal["ok"]
+    hubs: NotRequired[dict[str, Any]]  # with EXPECTED_HUBS: nodes by the hubs they reach, and those short
 
 
 class HeartbeatAnswer(TypedDict):
