@@ -44,9 +44,7 @@ async def refresh_ollama(app: web.Application, reuse: bool = False) -> bool:
     """Update the model list and version; with Ollama down the list is empty, so the hub sends nothing."""
     state, settings = app[STATE], app[SETTINGS]
     was_up = state.ollama_up
-    if (
-        reuse and was_up and time.monotonic() - state.refreshed_at < FRESH_FOR
-    ):  # beats to several hubs at once
+    if reuse and was_up and time.monotonic() - state.refreshed_at < FRESH_FOR:  # one look, every hub's beat
         return True
     try:
         if settings.backend == "openai":  # its /v1/models is all it says: no version or sizes
