@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 import shutil
 import signal
+import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from ollama_connector.sim.processes import ProcessFleet, free_port, wait_http
+from ollama_connector.sim.processes import ProcessFleet, answers, free_port, wait_http
 
 HAPROXY = shutil.which("haproxy") or ("/usr/sbin/haproxy" if Path("/usr/sbin/haproxy").exists() else None)
 CONFIG = Path(__file__).resolve().parent.parent / "systemd" / "haproxy-hubs.cfg"
@@ -30,7 +31,7 @@ def test_the_front_keeps_serving_when_a_hub_dies(tmp_path):
     try:
         ollama, _ = fleet.sim()
         (hub1, first), (hub2, _) = fleet.hub(), fleet.hub()
-        fleet.node(f"{hub1},{hub2}", ollama, "n1", wait=False, HEARTBEAT_INTERVAL="0.5")
+        _, agent = fleet.node(f"{hub1},{hub2}", ollama, "n1", wait=False, HEARTBEAT_INTERVAL="0.5")
         port = free_port()
         config = CONFIG.read_text()
         config = config.replace("bind :8080", f"bind 127.0.0.1:{port}")
@@ -48,5 +49,16 @@ def test_the_front_keeps_serving_when_a_hub_dies(tmp_path):
         # Each request gets a refused connection on hub1 first (until the health check marks it down), and
         # is sent on to hub2: no caller sees the death.
         assert [generate(front) for _ in range(10)] == [(200, "n1")] * 10
+        # Started again, a hub knows no node until their next heartbeats. Here none comes (n1 is gone too;
+        # n2 reports to hub2 alone): it answers /healthz, but not /readyz, so the front keeps it out and no
+        # caller is told 404 for the model by a hub that simply has not heard from its nodes yet.
+        fleet.node(hub2, ollama, "n2", HEARTBEAT_INTERVAL="0.5")
+        agent.kill()
+        agent.wait(10)
+        fleet.hub(int(hub1.rsplit(":", 1)[1]))
+        served, until = [], time.monotonic() + 4  # the health check would have taken it back in 2 s
+        while time.monotonic() < until:
+            served.append(generate(front))
+        assert set(served) == {(200, "n2")} and answers(hub1 + "/healthz") and not answers(hub1 + "/readyz")
     finally:
         fleet.stop()

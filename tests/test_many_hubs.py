@@ -77,3 +77,17 @@ async def test_a_node_reaching_fewer_hubs_than_expected_is_flagged(fleet, http, 
         page = await page_after_its_refresh(hub.url + "/", tmp_path / "dom")
         assert '<td class="status online" title="reaches 1 hub(s), fewer than expected">online!</td>' in page
         assert "1 node below 2 hubs" in page
+
+
+async def test_a_hub_is_ready_for_callers_once_a_node_has_beaten_since_it_started(fleet, http):
+    hub = await fleet.hub()
+    async with http.get(hub.url + "/readyz") as r:  # alive, but it knows no node yet
+        assert r.status == 503 and r.headers["Retry-After"] == "1"
+        assert (await r.json())["detail"].startswith(
+            "starting: no node has sent a heartbeat since the hub started"
+        )
+    async with http.get(hub.url + "/healthz") as r:
+        assert r.status == 200
+    await fleet.node(hub, await fleet.sim(), "n1")
+    async with http.get(hub.url + "/readyz") as r:
+        assert r.status == 200 and await r.json() == {"status": "ready"}

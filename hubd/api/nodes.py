@@ -38,6 +38,23 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok", "hubs": {**hubs, "nodes_short": len(view["short"])}})
 
 
+@routes.get("/readyz")
+async def readyz(request: web.Request) -> web.Response:
+    """Ready for callers once a node has sent a heartbeat since the hub started (or HEARTBEAT_TTL_SECONDS
+    have passed without one: a hub with no fleet says so itself). A front sends callers only to a ready hub,
+    so a hub started again after a crash, which knows no node yet, does not answer 404 for every model."""
+    registry, ttl = request.app[REGISTRY], request.app[SETTINGS].heartbeat_ttl
+    waited = time.monotonic() - registry.started
+    if registry.heard_since_start or waited >= ttl:
+        return web.json_response({"status": "ready"})
+    raise HubError(
+        f"starting: no node has sent a heartbeat since the hub started {waited:.0f} s ago (ready at the"
+        f" first, or after HEARTBEAT_TTL_SECONDS={ttl:g})",
+        status=503,
+        headers={"Retry-After": "1"},
+    )
+
+
 @routes.post("/nodes/heartbeat")
 async def heartbeat(request: web.Request) -> web.Response:
     address, wrong = request.remote or "?", request.app[WRONG_KEYS]

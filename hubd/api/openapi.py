@@ -33,6 +33,10 @@ class Health(TypedDict):
     hubs: NotRequired[dict[str, Any]]  # with EXPECTED_HUBS: nodes by the hubs they reach, and those short
 
 
+class Ready(TypedDict):
+    status: Literal["ready"]
+
+
 class HeartbeatAnswer(TypedDict):
     status: Literal["online", "offline", "degraded", "draining"]
     node_id: str
@@ -126,6 +130,12 @@ def build() -> dict[str, Any]:
     ]
     paths = {
         "/healthz": {"get": {"summary": "The hub answers", "responses": answers(json_answer(Health, "ok"))}},
+        "/readyz": {
+            "get": {
+                "summary": "The hub has heard from a node since it started: a front may send it callers",
+                "responses": answers(json_answer(Ready, "ready"), 503),
+            }
+        },
         "/nodes": {
             "get": {
                 "summary": "Every registered node",

@@ -18,7 +18,7 @@ from ollama_connector.shared.auth import bearer_of, is_one_of
 # What stays open with keys in force: the agents' heartbeats (they carry CLUSTER_TOKEN), the health check,
 # the plain `Ollama is running` / dashboard page (which holds no data; its script sends the key), and the
 # API's description; and /metrics with METRICS_PUBLIC=1.
-OPEN_PATHS = {"/healthz", "/nodes/heartbeat", "/", "/openapi.json"}
+OPEN_PATHS = {"/healthz", "/readyz", "/nodes/heartbeat", "/", "/openapi.json"}
 X_API_KEY_PATHS = {"/v1/messages"}
 MODEL_MANAGEMENT = ("/api/pull", "/api/push", "/api/create", "/api/copy", "/api/delete")
 # What needs an admin key, and why, in the words a refused user reads.

@@ -30,6 +30,7 @@ class Registry:
         self.full_announced = False  # MAX_NODES reached, and said so in the log
         self.job_ended: list = []  # callbacks: a slot may have freed (hubd.routing.placement waits on them)
         self.heard: list = []  # callbacks: a heartbeat came (jobs run again after a restart wait on them)
+        self.started, self.heard_since_start = time.monotonic(), False  # for GET /readyz
 
     def __len__(self) -> int:
         return len(self._nodes)
@@ -38,6 +39,7 @@ class Registry:
         """Register or refresh a node; the hub will dial `beat.address`, or else the heartbeat's source."""
         record = self._upsert(beat, node_url(beat.address or peer, beat.port, beat.tls), time.time())
         record.source, record.credential, record.restored = peer, credential, False
+        self.heard_since_start = True
         return record
 
     def claimed_elsewhere(self, node_id: str, peer: str, credential: str | None) -> NodeRecord | None:
