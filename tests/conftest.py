@@ -224,9 +224,8 @@ async def fleet(tmp_path: Path) -> AsyncIterator[Fleet]:
         await fleet.stop_all()
 
 
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[Postgres]:
-    """One throwaway PostgreSQL for the session (sim.postgres); each test takes a database of its own."""
+def throwaway_postgres() -> Iterator[Postgres]:
+    """A PostgreSQL of its own (sim.postgres), removed afterwards; skipped where none is installed."""
     if bin_dir() is None:
         pytest.skip("needs PostgreSQL (make test installs Debian's postgresql)")
     server = Postgres().start()
@@ -234,6 +233,12 @@ def postgres() -> Iterator[Postgres]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """One throwaway PostgreSQL for the session; each test takes a database of its own."""
+    yield from throwaway_postgres()
 
 
 @pytest.fixture

@@ -8,21 +8,15 @@ import asyncio
 
 import pytest
 
-from ollama_connector.sim.postgres import Postgres, bin_dir
-from tests.conftest import wait_until
+from tests.conftest import throwaway_postgres, wait_until
 
 JOB = {"model": "llama3", "prompt": "x", "stream": False}
 
 
 @pytest.fixture
 def own_postgres():
-    if bin_dir() is None:
-        pytest.skip("needs PostgreSQL (make test installs Debian's postgresql)")
-    server = Postgres().start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    """This test kills its server: not the session's."""
+    yield from throwaway_postgres()
 
 
 async def test_a_database_outage_loses_no_record_and_accepts_no_async_job_it_cannot_keep(

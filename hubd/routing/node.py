@@ -170,7 +170,8 @@ class NodeRecord:
         before = sum(self.elsewhere.values()) if now < self.elsewhere_until else 0
         counts: dict[str, int] = {}
         for name, n in reported.items():
-            counts[canonical(name)] = counts.get(canonical(name), 0) + n
+            key = canonical(name)
+            counts[key] = counts.get(key, 0) + n
         self.elsewhere = {
             k: n - self.running.get(k, 0) for k, n in counts.items() if n > self.running.get(k, 0)
         }
